@@ -1,0 +1,71 @@
+"""bulk-update: apply a spreadsheet of candidate changes to the Comeet recruiting API.
+
+The library is the product; the command line is a thin layer over it::
+
+    import bulk_update as bu
+
+    settings = bu.load_config(None)                  # ./bulk_update.toml or defaults
+    sheet = bu.load("candidates.xlsx", settings)     # read + match columns (InputError)
+    plan = bu.plan(sheet, settings)                  # validate + minimal patches
+    summary = bu.run(plan, settings, bu.Credentials.from_env())
+    print(summary.counts, summary.exit_code)
+"""
+
+__version__ = "0.1.0"
+
+from .auth import Credentials
+from .config import Settings, load_config
+from .errors import (
+    AbortedError,
+    AuthenticationError,
+    BulkUpdateError,
+    CannotStartError,
+    ConfigError,
+    CredentialsError,
+    InputError,
+    LockError,
+    RunInterrupted,
+    UnknownColumnError,
+)
+from .models import (
+    Outcome,
+    Patch,
+    PlannedRow,
+    Problem,
+    Rate,
+    RowResult,
+    RunSummary,
+    SheetRow,
+)
+from .pipeline import Plan, Sheet, load, plan, run, run_async
+
+__all__ = [
+    "AbortedError",
+    "AuthenticationError",
+    "BulkUpdateError",
+    "CannotStartError",
+    "ConfigError",
+    "Credentials",
+    "CredentialsError",
+    "InputError",
+    "LockError",
+    "Outcome",
+    "Patch",
+    "Plan",
+    "PlannedRow",
+    "Problem",
+    "Rate",
+    "RowResult",
+    "RunInterrupted",
+    "RunSummary",
+    "Settings",
+    "Sheet",
+    "SheetRow",
+    "UnknownColumnError",
+    "__version__",
+    "load",
+    "load_config",
+    "plan",
+    "run",
+    "run_async",
+]

@@ -1,0 +1,459 @@
+"""The command line: arguments -> library call -> exit status. Printing only, no logic."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from . import __version__
+from .auth import Credentials
+from .config import Settings, load_config
+from .errors import BulkUpdateError
+from .models import Outcome, Rate, RowResult, RunSummary
+from .pipeline import Plan, load, plan, run_async
+
+log = logging.getLogger("bulk_update")
+
+EPILOG = """\
+exit status:
+  0  every row updated, unchanged, skipped or would_update
+  1  the run finished but some row is invalid, not_found, rejected or failed
+  2  the run could not start (usage, configuration, credentials, input, lock); nothing sent
+  3  the run was aborted part way (authentication refused, interrupted)
+
+credentials come from the environment: COMEET_API_KEY and COMEET_SECRET.
+"""
+
+SHOWN_PATCHES = 5
+SHOWN_PROBLEMS = 20
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the tests that check every option has help)."""
+    parser = argparse.ArgumentParser(
+        prog="bulk-update",
+        description="Apply a spreadsheet of candidate changes to the Comeet API.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"bulk-update {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="send a sheet's changes to Comeet (or preview them with --dry-run)",
+        description="Read INPUT (CSV or XLSX, one row per candidate keyed by uid), build the "
+        "smallest PATCH for every row, send them at the API's rate limit and write a results "
+        "sheet with the outcome of every row.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("input", metavar="INPUT", type=Path, help="the sheet: .csv or .xlsx")
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings (default: ./bulk_update.toml if present)",
+    )
+    run.add_argument("--sheet", metavar="NAME", help="worksheet of an XLSX (default: the first)")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and preview: send nothing, need no credentials",
+    )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="results sheet, .xlsx or .csv (default: <input stem>.results.xlsx beside the input)",
+    )
+    run.add_argument(
+        "--base-url", metavar="URL", help="API base URL (default: https://api.comeet.co)"
+    )
+    run.add_argument(
+        "--rate",
+        metavar="N/SECONDS",
+        help="at most N requests in any SECONDS window, retries included (default: 100/60)",
+    )
+    run.add_argument(
+        "--concurrency", type=int, metavar="N", help="requests in flight at most (default: 4)"
+    )
+    run.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the journal lives (default: $XDG_STATE_HOME/bulk-update)",
+    )
+    run.add_argument("--full", action="store_true", help="ignore the journal; send every valid row")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against a local stand-in for the Comeet API (no credentials needed)",
+    )
+    run.add_argument("--quiet", action="store_true", help="print only problems and the summary")
+    run.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines as plain text or JSON lines (default: text)",
+    )
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve the local stand-in for the Comeet API on 127.0.0.1",
+        description="Serve the sandbox API on 127.0.0.1 and print its base URL and demo "
+        "credentials, for trying the tool by hand.",
+    )
+    sandbox.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    sandbox.add_argument(
+        "--seed-from",
+        type=Path,
+        metavar="FILE",
+        help="candidates JSON (default: sample_data/sandbox_candidates.json)",
+    )
+    sandbox.add_argument(
+        "--rate",
+        metavar="N/SECONDS",
+        default="100/60",
+        help="the sandbox's own limit (default: 100/60)",
+    )
+    return parser
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        event: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+        }
+        event.update(getattr(record, "fields", {}))
+        return json.dumps(event, ensure_ascii=False)
+
+
+def _setup_logging(fmt: str, quiet: bool, stream: TextIO) -> None:
+    handler = logging.StreamHandler(stream)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+
+
+def summary_line(summary: RunSummary) -> str:
+    """The one line printed last: every outcome's count, the time taken, the report."""
+    counts = ", ".join(f"{summary.counts.get(o, 0)} {o.value}" for o in Outcome)
+    where = f"; report: {summary.report_path}" if summary.report_path else ""
+    what = "Dry run" if summary.dry_run else ("Stopped" if summary.aborted else "Done")
+    return f"{what} in {summary.duration_s:.1f}s: {counts}{where}"
+
+
+def _summary_json(summary: RunSummary) -> str:
+    return json.dumps(
+        {
+            "event": "summary",
+            "dry_run": summary.dry_run,
+            "aborted": summary.aborted,
+            "abort_reason": summary.abort_reason,
+            "counts": {o.value: summary.counts.get(o, 0) for o in Outcome},
+            "duration_s": round(summary.duration_s, 3),
+            "estimate_s": summary.estimate_s,
+            "report": str(summary.report_path) if summary.report_path else None,
+            "exit_code": summary.exit_code,
+        }
+    )
+
+
+def _format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _print_problems(summary: RunSummary, out: TextIO) -> None:
+    bad = [r for r in summary.results if r.outcome.is_problem]
+    for result in bad[:SHOWN_PROBLEMS]:
+        uid = f" (uid {result.uid})" if result.uid else ""
+        detail = (
+            result.message
+            or result.error
+            or (f"HTTP {result.http_status}" if result.http_status else "")
+        )
+        print(f"row {result.row}{uid}: {result.outcome.value}: {detail}", file=out)
+    if len(bad) > SHOWN_PROBLEMS:
+        print(f"... and {len(bad) - SHOWN_PROBLEMS} more: see the report", file=out)
+
+
+def _print_dry_run(the_plan: Plan, summary: RunSummary, settings: Settings) -> None:
+    counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
+    sends = len(the_plan.patches)
+    print(f"Would send {sends} request(s): {counts}.")
+    estimate = summary.estimate_s or 0.0
+    print(
+        f"At {settings.rate} requests per second-window the run would take about "
+        f"{_format_duration(estimate)}."
+    )
+    for patch in the_plan.patches[:SHOWN_PATCHES]:
+        body = json.dumps(patch.body, ensure_ascii=False, default=str)
+        if len(body) > 400:
+            body = body[:400] + "..."
+        print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")
+    if sends > SHOWN_PATCHES:
+        print(f"... and {sends - SHOWN_PATCHES} more")
+
+
+class _Progress:
+    """A rich progress bar on a terminal, else a log line per 10% or per minute."""
+
+    def __init__(self, total: int, *, bar: bool, clock: Any = time.monotonic) -> None:
+        self.total = total
+        self.done = 0
+        self.clock = clock
+        self.started = clock()
+        self.last_log = self.started
+        self.next_decile = 1
+        self.bar: Progress | None = None
+        if bar and total:
+            self.bar = Progress(
+                TextColumn("[bold]sending"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.task = self.bar.add_task("rows", total=total, rate="")
+
+    def __enter__(self) -> _Progress:
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar:
+            self.bar.stop()
+
+    def update(self, result: RowResult) -> None:
+        self.done += 1
+        now = self.clock()
+        elapsed = max(now - self.started, 1e-9)
+        rate = self.done / elapsed
+        if self.bar:
+            self.bar.update(self.task, completed=self.done, rate=f"{rate * 60:.0f} rows/min")
+            return
+        if self.total == 0:
+            return
+        decile_hit = self.done * 10 >= self.next_decile * self.total
+        if decile_hit or now - self.last_log >= 60:
+            while self.done * 10 >= self.next_decile * self.total:
+                self.next_decile += 1
+            self.last_log = now
+            left = (self.total - self.done) / rate if rate else 0.0
+            log.info(
+                "%d/%d rows done (%d%%), %.0f rows/min, about %s left",
+                self.done,
+                self.total,
+                100 * self.done // self.total,
+                rate * 60,
+                _format_duration(left),
+                extra={
+                    "event": "progress",
+                    "fields": {"done": self.done, "total": self.total},
+                },
+            )
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def _run_command(args: argparse.Namespace) -> int:
+    settings = load_config(args.config)
+    settings = settings.with_overrides(
+        base_url=args.base_url,
+        rate=args.rate,
+        concurrency=args.concurrency,
+        state_dir=args.state_dir,
+        sheet=args.sheet,
+    )
+    credentials: Credentials | None = None
+    if args.sandbox:
+        from .sandbox import DEMO_API_KEY, DEMO_SECRET
+
+        credentials = Credentials(DEMO_API_KEY, DEMO_SECRET)
+    elif not args.dry_run:
+        credentials = Credentials.from_env()  # before reading the input further
+
+    sheet = load(args.input, settings)
+    the_plan = plan(sheet, settings)
+    log.info(
+        "read %s: %d rows, %d to send",
+        args.input.name,
+        len(sheet.rows),
+        len(the_plan.patches),
+        extra={"event": "planned"},
+    )
+    report_path: Path | bool = args.report if args.report else True
+
+    if args.dry_run:
+        summary = await run_async(the_plan, settings, dry_run=True, report_path=report_path)
+        if not args.quiet and args.log_format == "text":
+            _print_dry_run(the_plan, summary, settings)
+        return _finish(summary, args)
+
+    stop = asyncio.Event()
+    main_task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signame: str) -> None:
+        if not stop.is_set():
+            log.warning(
+                "%s: finishing the requests in flight, then stopping (again to stop at once)",
+                signame,
+                extra={"event": "stopping"},
+            )
+            stop.set()
+        elif main_task:
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+
+    bar = sys.stderr.isatty() and not args.quiet and args.log_format == "text"
+    with _Progress(len(sheet.rows), bar=bar) as progress:
+        if args.sandbox:
+            from .sandbox import SandboxServer, load_seed
+
+            async with SandboxServer(load_seed(), rate=settings.rate) as server:
+                log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
+                settings = settings.with_overrides(base_url=server.base_url)
+                summary = await run_async(
+                    the_plan,
+                    settings,
+                    credentials,
+                    report_path=report_path,
+                    on_result=progress.update,
+                    stop=stop,
+                )
+        else:
+            summary = await run_async(
+                the_plan,
+                settings,
+                credentials,
+                report_path=report_path,
+                on_result=progress.update,
+                stop=stop,
+            )
+    return _finish(summary, args)
+
+
+def _finish(summary: RunSummary, args: argparse.Namespace) -> int:
+    if args.log_format == "json":
+        for result in summary.results:
+            if result.outcome.is_problem:
+                log.warning(
+                    "row %d: %s",
+                    result.row,
+                    result.outcome.value,
+                    extra={
+                        "event": "row_problem",
+                        "fields": {
+                            "row": result.row,
+                            "uid": result.uid,
+                            "outcome": result.outcome.value,
+                            "http_status": result.http_status,
+                            "error": result.error,
+                            "message": result.message,
+                        },
+                    },
+                )
+        print(_summary_json(summary), flush=True)
+        return summary.exit_code
+    _print_problems(summary, sys.stderr)
+    if summary.aborted:
+        print(f"Run aborted: {summary.abort_reason}", file=sys.stderr)
+    print(summary_line(summary), flush=True)
+    return summary.exit_code
+
+
+def _sandbox_command(args: argparse.Namespace) -> int:
+    from .sandbox import serve
+
+    serve(port=args.port, seed=args.seed_from, rate=Rate.parse(args.rate))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `bulk-update` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    quiet = getattr(args, "quiet", False)
+    _setup_logging(getattr(args, "log_format", "text"), quiet, sys.stderr)
+    try:
+        if args.command == "sandbox":
+            return _sandbox_command(args)
+        return asyncio.run(_run_command(args))
+    except BulkUpdateError as exc:
+        if getattr(args, "log_format", "text") == "json":
+            print(
+                json.dumps(
+                    {
+                        "event": "error",
+                        "message": exc.message,
+                        "fix": exc.fix,
+                        "exit_code": exc.exit_code,
+                    }
+                ),
+                flush=True,
+            )
+        else:
+            print(f"bulk-update: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bulk-update: interrupted", file=sys.stderr)
+        return 3
+    except Exception as exc:  # a bug: say so plainly; the traceback only on request
+        if os.environ.get("BULK_UPDATE_DEBUG"):
+            raise
+        print(
+            f"bulk-update: unexpected error ({type(exc).__name__}). This is a bug in "
+            "bulk-update; run again with BULK_UPDATE_DEBUG=1 to see the traceback.",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,217 @@
+"""One `PATCH /candidates/{uid}` on an injected aiohttp session, and what its answer means.
+
+`classify` is pure (status, headers, body -> `Response`) so the status table of contract
+section 7 is tested without HTTP. `ComeetClient.patch` never raises for network trouble: a
+timeout or a dropped connection is a `Response` of kind RETRY like a 503, and the pool
+decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import http
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import yarl
+
+from .auth import TokenMinter
+
+__all__ = ["MESSAGE_LIMIT", "ComeetClient", "Kind", "Response", "classify"]
+
+#: Raw bodies (anything but the API's JSON error shape) are cut to this many characters.
+MESSAGE_LIMIT = 500
+
+
+class Kind(Enum):
+    """What the pool should do with an answer."""
+
+    OK = "ok"  # 2xx: the row is updated
+    NOT_FOUND = "not_found"  # 404: no such candidate
+    REJECTED = "rejected"  # the API refused this row; sending again would not help
+    AUTH = "auth"  # 401 other than duplicate_candidate: mint a new token, retry once
+    RATE_LIMITED = "rate_limited"  # 429: pause every worker, then retry
+    RETRY = "retry"  # 5xx, 3xx, 408, timeouts, connection errors: back off and retry
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """The classified answer to one attempt.
+
+    `status` is None when no HTTP answer came back (timeout, connection error). `error`
+    and `message` come from the API's JSON error body, or `message` holds the raw body.
+    """
+
+    kind: Kind
+    status: int | None
+    error: str = ""
+    message: str = ""
+    retry_after: float | None = None
+
+
+def classify(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+) -> Response:
+    """Map an HTTP answer to a `Response` (contract section 7). Pure: no I/O.
+
+    `now` (Unix seconds, default the current time) turns an HTTP-date `Retry-After` into
+    seconds from now.
+    """
+    if 200 <= status < 300:
+        return Response(Kind.OK, status)
+    error, message = _parse_body(body)
+    if not error and not message:
+        message = _describe_empty(status, headers)
+    if status == 404:
+        kind = Kind.NOT_FOUND
+    elif status == 401:
+        # A duplicate_candidate 401 is about the record (merged away), not the token.
+        kind = Kind.REJECTED if error == "duplicate_candidate" else Kind.AUTH
+    elif status == 429:
+        retry_after = _parse_retry_after(_header(headers, "Retry-After"), now)
+        return Response(Kind.RATE_LIMITED, status, error, message, retry_after)
+    elif status == 408 or not 400 <= status < 500:
+        # 408, 5xx, a 3xx gateway bounce and anything unexpected may clear on a retry.
+        kind = Kind.RETRY
+    else:
+        kind = Kind.REJECTED
+    return Response(kind, status, error, message)
+
+
+def _parse_body(body: bytes) -> tuple[str, str]:
+    """(error, message) from the API's `{"status", "error", "message"}`, else ("", raw)."""
+    try:
+        data = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8 at all
+        data = None
+    if isinstance(data, dict) and "error" in data and "message" in data:
+        return _text(data["error"]), _cut(_text(data["message"]))
+    return "", _cut(body.decode("utf-8", errors="replace").strip())
+
+
+def _text(value: object) -> str:
+    return "" if value is None else value if isinstance(value, str) else json.dumps(value)
+
+
+def _cut(text: str) -> str:
+    return text[:MESSAGE_LIMIT]
+
+
+def _describe_empty(status: int, headers: Mapping[str, str]) -> str:
+    """A message for an answer without a body, so the report is never blank."""
+    try:
+        text = f"HTTP {status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        text = f"HTTP {status}"
+    if 300 <= status < 400:
+        location = _header(headers, "Location")
+        text += f", redirect to {location} not followed" if location else ", not followed"
+    return _cut(text)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup: aiohttp's headers are, a plain dict in a test is not."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
+def _parse_retry_after(value: str | None, now: float | None) -> float | None:
+    """Seconds to wait from `Retry-After`: delta seconds or an HTTP date; None if invalid."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses zone-less; HTTP dates are GMT anyway
+        when = when.replace(tzinfo=datetime.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class ComeetClient:
+    """Send one candidate update at a time over an injected `aiohttp.ClientSession`."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        tokens: TokenMinter,
+        *,
+        timeout_s: float = 30,
+        user_agent: str,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._tokens = tokens
+        self._timeout_s = timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._user_agent = user_agent
+
+    def url_for(self, uid: str) -> yarl.URL:
+        """The candidate's URL, the uid percent-encoded as one path segment."""
+        # encoded=True: without it yarl would decode %2F back into a path separator.
+        return yarl.URL(f"{self._base_url}/candidates/{quote(uid, safe='')}", encoded=True)
+
+    async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
+        """PATCH the candidate `uid` with `body`; network failures come back as RETRY."""
+        url = self.url_for(uid)
+        # Fetched right before sending so a long wait in the limiter cannot stale it.
+        token = self._tokens.token()
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": self._user_agent,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        try:
+            async with self._session.patch(
+                url,
+                json=dict(body),
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as answer:
+                raw = await answer.read()
+                return classify(answer.status, answer.headers, raw)
+        except TimeoutError:  # asyncio.TimeoutError is this builtin since 3.11
+            return Response(
+                Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            return Response(Kind.RETRY, None, "connection_error", _scrub(exc, token))
+
+    def refresh_token(self) -> None:
+        """Mint a new token for the next request (after a 401)."""
+        self._tokens.refresh()
+
+
+def _scrub(exc: BaseException, token: str) -> str:
+    """A short description of a network error that cannot carry the token."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    # aiohttp's messages name the host, not headers; this is belt and braces.
+    text = text.replace(token, "<token>")
+    if "Bearer" in text or "Authorization" in text:
+        text = type(exc).__name__
+    return _cut(text)

@@ -1,0 +1,210 @@
+"""TOML configuration -> one frozen, validated `Settings`; every problem reported at once.
+
+Precedence: built-in defaults < the TOML file (`--config FILE`, else `./bulk_update.toml`
+when present) < command-line flags. Unknown keys and wrong types are errors naming the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .models import Rate
+
+DEFAULT_BASE_URL = "https://api.comeet.co"
+DEFAULT_CONFIG_NAME = "bulk_update.toml"
+DEFAULT_RATE = Rate(100, 60.0)  # Comeet's documented limit
+
+
+def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """`$XDG_STATE_HOME/bulk-update`, else `~/.local/state/bulk-update`."""
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "bulk-update"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs to know besides the sheet and the credentials."""
+
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = 30.0
+    token_ttl_s: float = 600.0
+    rate: Rate = DEFAULT_RATE
+    concurrency: int = 4
+    max_attempts: int = 6
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+    updated_by: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str] = field(default_factory=dict)
+    sheet: str | None = None
+    ignore_columns: tuple[str, ...] = ()
+    state_dir: Path = field(default_factory=default_state_dir)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given (non-None) values replaced and checked again."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if isinstance(changes.get("rate"), str):
+            changes["rate"] = Rate.parse(changes["rate"])
+        updated = replace(self, **changes)
+        _check(updated)
+        return updated
+
+
+# --- the file's schema --------------------------------------------------------------------
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Api(_Section):
+    base_url: str = DEFAULT_BASE_URL
+    timeout_s: float = Field(default=30.0, gt=0)
+    token_ttl_s: float = Field(default=600.0, ge=2)
+
+
+class _Limits(_Section):
+    rate: str = "100/60"
+    concurrency: int = Field(default=4, ge=1, le=256)
+    max_attempts: int = Field(default=6, ge=1, le=100)
+    retry_base_s: float = Field(default=0.5, ge=0)
+    retry_max_s: float = Field(default=30.0, ge=0)
+
+
+class _UpdatedBy(_Section):
+    type: Literal["user", "source_contact", "other", "app"] | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class _Defaults(_Section):
+    updated_by: _UpdatedBy = _UpdatedBy()
+
+
+class _Input(_Section):
+    sheet: str | None = None
+    ignore_columns: list[str] = []
+
+
+class _File(_Section):
+    api: _Api = _Api()
+    limits: _Limits = _Limits()
+    defaults: _Defaults = _Defaults()
+    columns: dict[str, str] = {}
+    input: _Input = _Input()
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not str(p).startswith(("literal[", "function-"))]
+    head = ".".join(parts[:-1])
+    last = parts[-1] if parts else ""
+    if "." in last or " " in last:  # a [columns] header: quote it as TOML would
+        last = f'"{last}"'
+    return f"{head}.{last}" if head else last
+
+
+def _check(settings: Settings) -> None:
+    problems = _base_url_problems(settings.base_url)
+    if settings.concurrency < 1:
+        problems.append("concurrency must be at least 1")
+    if settings.max_attempts < 1:
+        problems.append("max_attempts must be at least 1")
+    if problems:
+        raise ConfigError("; ".join(problems), fix="correct the value and run again")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _base_url_problems(url: str) -> list[str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"api.base_url '{url}' is not an http(s) URL"]
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return [f"api.base_url '{url}' must use https (plain http only for 127.0.0.1/localhost)"]
+    return []
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings:
+    """Validate a parsed TOML document into Settings, reporting every problem at once."""
+    try:
+        parsed = _File.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = _key(err["loc"])
+            if err["type"] == "extra_forbidden":
+                lines.append(f"{key}: unknown key")
+            else:
+                lines.append(f"{key}: {err['msg']}")
+        raise ConfigError(
+            f"{source} has problems:\n  " + "\n  ".join(dict.fromkeys(lines)),
+            fix="see config.example.toml for every key and its type",
+        ) from None
+    problems = _base_url_problems(parsed.api.base_url)
+    try:
+        rate = Rate.parse(parsed.limits.rate)
+    except ConfigError:
+        problems.append(f"limits.rate '{parsed.limits.rate}' is not of the form N/SECONDS")
+        rate = Rate(100, 60.0)
+    updated_by = {k: v for k, v in parsed.defaults.updated_by.model_dump().items() if v}
+    if problems:
+        raise ConfigError(
+            f"{source} has problems:\n  " + "\n  ".join(problems),
+            fix="see config.example.toml for every key and its type",
+        )
+    return Settings(
+        base_url=parsed.api.base_url,
+        timeout_s=parsed.api.timeout_s,
+        token_ttl_s=parsed.api.token_ttl_s,
+        rate=rate,
+        concurrency=parsed.limits.concurrency,
+        max_attempts=parsed.limits.max_attempts,
+        retry_base_s=parsed.limits.retry_base_s,
+        retry_max_s=parsed.limits.retry_max_s,
+        updated_by=updated_by,
+        columns=dict(parsed.columns),
+        sheet=parsed.input.sheet,
+        ignore_columns=tuple(parsed.input.ignore_columns),
+    )
+
+
+def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Settings:
+    """Read `path`, else `./bulk_update.toml` if present, else return the defaults."""
+    if path is None:
+        candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+        if not candidate.is_file():
+            return Settings()
+        path = candidate
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file '{path}' does not exist", fix="check the --config path"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"config file '{path}' cannot be read: {exc.strerror}", fix="check its permissions"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}' is not valid TOML: {exc}",
+            fix="compare it with config.example.toml",
+        ) from None
+    return parse_config(data, source=f"config file '{path.name}'")

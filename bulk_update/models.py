@@ -1,0 +1,199 @@
+"""Plain typed records that pass between the pipeline's stages.
+
+Every stage takes and returns these (never loose dicts, never exceptions for row-level
+problems). They are frozen: a stage makes new records rather than changing old ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+class Outcome(StrEnum):
+    """What happened to one row; the `outcome` column of the results sheet."""
+
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+    WOULD_UPDATE = "would_update"
+    INVALID = "invalid"
+    NOT_FOUND = "not_found"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    NOT_SENT = "not_sent"
+
+    @property
+    def is_problem(self) -> bool:
+        """True for outcomes that make a finished run exit with status 1."""
+        return self in _PROBLEMS
+
+
+#: The results sheet's own columns, in order; followed by every input column. On input, a
+#: sheet whose first headers are exactly these is a re-uploaded report and they are ignored.
+REPORT_COLUMNS: tuple[str, ...] = (
+    "row",
+    "uid",
+    "outcome",
+    "http_status",
+    "error",
+    "message",
+    "attempts",
+    "fields",
+)
+
+_PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` requests in any sliding window of `period` seconds."""
+
+    limit: int
+    period: float
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """Parse `N/SECONDS`, e.g. `100/60` or `20/1`."""
+        match = _RATE.match(text)
+        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise ConfigError(
+                f"rate '{text}' is not of the form N/SECONDS",
+                fix="write it like 100/60 (100 requests per 60 seconds)",
+            )
+        return cls(int(match.group(1)), float(match.group(2)))
+
+    def __str__(self) -> str:
+        period = int(self.period) if self.period == int(self.period) else self.period
+        return f"{self.limit}/{period}"
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    """One data row of the input, as text, numbered as a spreadsheet program shows it.
+
+    `values` is aligned with `Sheet.headers`: stripped text, "" for an empty cell.
+    `numeric` holds the indexes of cells an XLSX file stored as numbers (not text).
+    """
+
+    number: int
+    values: tuple[str, ...]
+    numeric: frozenset[int] = frozenset()
+
+    @property
+    def is_blank(self) -> bool:
+        return not any(self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class RawSheet:
+    """What the reader gives: the header row and the data rows below it, all as text."""
+
+    path: Path
+    headers: tuple[str, ...]
+    header_row: int
+    rows: tuple[SheetRow, ...]
+    sheet_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One input column and the API field it feeds.
+
+    `field` is a dotted API path (`email`, `address.country`, `custom_fields.Team`), or
+    None when the column is ignored (listed in `[input] ignore_columns`, or one of the
+    results sheet's own columns on a re-uploaded report).
+    """
+
+    index: int
+    header: str
+    field: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a row, naming the column as the sheet spells it."""
+
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.column}: {self.message}" if self.column else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class Patch:
+    """The smallest PATCH body for one row.
+
+    `fields` lists the dotted leaf paths of the data sent (without `updated_by.*`), in
+    column order: the `fields` column of the results sheet.
+    """
+
+    row: int
+    uid: str
+    body: Mapping[str, Any]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedRow:
+    """A row after validation and patch building.
+
+    Either `patch` is set (the row is to be sent) and `outcome` is None, or `outcome` says
+    why nothing will be sent (INVALID with `problems`, SKIPPED, UNCHANGED).
+    """
+
+    row: SheetRow
+    uid: str
+    patch: Patch | None
+    outcome: Outcome | None = None
+    problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RowResult:
+    """The final word on one row: a line of the results sheet."""
+
+    row: int
+    uid: str
+    outcome: Outcome
+    http_status: int | None = None
+    error: str = ""
+    message: str = ""
+    attempts: int = 0
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """Counts and facts of a whole run."""
+
+    counts: Mapping[Outcome, int]
+    duration_s: float
+    report_path: Path | None
+    dry_run: bool = False
+    aborted: bool = False
+    abort_reason: str = ""
+    estimate_s: float | None = None
+    results: tuple[RowResult, ...] = field(default=(), repr=False)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all fine, 1 some row has a problem, 3 aborted part way (contract section 9)."""
+        if self.aborted:
+            return 3
+        if any(self.counts.get(o, 0) for o in _PROBLEMS):
+            return 1
+        return 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())

@@ -1,0 +1,124 @@
+"""Pure: a valid row (and the journal's last-applied values) -> the smallest PATCH body.
+
+Nothing here reads files, the clock or the network: `schema.validate_row` has already
+turned the cells into API values, and the journal hands in fingerprints, never values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from .models import Outcome, Patch
+from .schema import OBJECT_FIELDS
+
+__all__ = ["body_fields", "build_patch", "fingerprint"]
+
+_UPDATED_BY = "updated_by"
+_UPDATED_BY_ORDER = ("type", "name", "email")
+#: Objects the API accepts only with these leaves present.
+_REQUIRED_TOGETHER = {"source_contact": ("full_name", "email")}
+
+
+def fingerprint(value: Any) -> str:
+    """A stable hash of one field's value: sha256 hex of its canonical JSON.
+
+    The journal stores these instead of values, so candidates' data never lands on disk.
+    """
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, Mapping | list | tuple):
+        return not value
+    return False
+
+
+def build_patch(
+    row_number: int,
+    uid: str,
+    values: Mapping[str, Any],
+    *,
+    default_updated_by: Mapping[str, str] = MappingProxyType({}),
+    last_applied: Mapping[str, str] | None = None,
+) -> Patch | Outcome:
+    """The PATCH body for one row, or why nothing is to be sent.
+
+    `values` maps dotted paths to API values in column order (a `uid` key is ignored: the
+    uid goes in the URL). Dotted paths nest on their first dot (`custom_fields.Team Size`
+    -> `{"custom_fields": {"Team Size": ...}}`); empty values are never sent. `updated_by`
+    is `default_updated_by` overridden key by key by the row's `updated_by.*` values, and
+    comes last in the body. A data field whose fingerprint equals `last_applied[path]` was
+    already applied and is left out (so the same `note` is never added twice), except the
+    parts of `source_contact` the API requires whenever any of it is sent.
+
+    Returns SKIPPED when the row carries no data field (only updated_by), UNCHANGED when
+    every data field was left out as already applied, else the Patch.
+    """
+    data: dict[str, Any] = {}
+    row_updated_by: dict[str, Any] = {}
+    for path, value in values.items():
+        if path == "uid" or _is_empty(value):
+            continue
+        head, dot, leaf = path.partition(".")
+        if head == _UPDATED_BY and dot:
+            row_updated_by[leaf] = value
+        else:
+            data[path] = value
+    if not data:
+        return Outcome.SKIPPED
+    send = {
+        path
+        for path, value in data.items()
+        if last_applied is None or last_applied.get(path) != fingerprint(value)
+    }
+    if not send:
+        return Outcome.UNCHANGED
+    # The API refuses a source_contact without full_name and email, so when any part of it
+    # changed, its required parts go along even though they were applied before.
+    for head, required in _REQUIRED_TOGETHER.items():
+        if any(p.partition(".")[0] == head for p in send):
+            send.update(p for p in (f"{head}.{leaf}" for leaf in required) if p in data)
+    body: dict[str, Any] = {}
+    for path, value in data.items():  # column order
+        if path not in send:
+            continue
+        head, dot, leaf = path.partition(".")
+        if dot:
+            body.setdefault(head, {})[leaf] = value
+        else:
+            body[path] = value
+    merged = {k: v for k, v in default_updated_by.items() if not _is_empty(v)}
+    merged.update(row_updated_by)
+    if merged:
+        # type, name, email first: the order the API documents, easier to read in a dry run.
+        known = [k for k in _UPDATED_BY_ORDER if k in merged]
+        order = known + [k for k in merged if k not in known]
+        body[_UPDATED_BY] = {k: merged[k] for k in order}
+    # body order: column order, an object's leaves kept together where its first column is.
+    return Patch(row=row_number, uid=uid, body=body, fields=body_fields(body))
+
+
+def body_fields(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """The dotted leaf paths of a body's data (no `updated_by.*`), in body order.
+
+    Objects of fields (`address`, `source_contact`, `custom_fields`) give one path per
+    leaf; file and link objects (`resume`, `files`, ...) count as their top-level name.
+    """
+    paths: list[str] = []
+    for key, value in body.items():
+        if key == _UPDATED_BY:
+            continue
+        if key in OBJECT_FIELDS and isinstance(value, Mapping):
+            paths.extend(f"{key}.{leaf}" for leaf in value)
+        else:
+            paths.append(key)
+    return tuple(paths)

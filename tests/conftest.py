@@ -1,0 +1,53 @@
+"""Shared helpers: drive the command line in a subprocess, as a user or cron would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+# Shared 2-core machines run slow at times: time limits on data generation would make the
+# property tests flaky without making them any stricter.
+settings.register_profile(
+    "bulk-update", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("bulk-update")
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(
+    *args: str | Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> CliResult:
+    """Run `python -m bulk_update ARGS` with a clean environment plus `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+    base["PYTHONPATH"] = str(ROOT)
+    base.setdefault("XDG_STATE_HOME", str(cwd or ROOT))
+    if env:
+        base.update(env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bulk_update", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)

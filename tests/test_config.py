@@ -1,0 +1,132 @@
+"""config.py: TOML -> Settings, every problem named by its key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bulk_update.config import Settings, default_state_dir, load_config, parse_config
+from bulk_update.errors import ConfigError
+from bulk_update.models import Rate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_config(None, cwd=tmp_path)
+    assert settings.base_url == "https://api.comeet.co"
+    assert settings.rate == Rate(100, 60.0)
+    assert settings.concurrency == 4
+    assert settings.max_attempts == 6
+    assert settings.token_ttl_s == 600
+    assert settings.updated_by == {}
+
+
+def test_reads_bulk_update_toml_from_the_working_folder(tmp_path: Path) -> None:
+    (tmp_path / "bulk_update.toml").write_text('[limits]\nrate = "20/1"\n')
+    assert load_config(None, cwd=tmp_path).rate == Rate(20, 1.0)
+
+
+def test_example_config_is_complete_and_valid() -> None:
+    data = tomllib.loads((ROOT / "config.example.toml").read_text())
+    settings = parse_config(data)
+    assert settings.updated_by == {
+        "type": "app",
+        "name": "Spreadsheet sync",
+        "email": "ops@example.com",
+    }
+    assert settings.columns["Candidate UID"] == "uid"
+    assert settings.sheet == "Candidates"
+    assert settings.ignore_columns == ("Internal notes",)
+    # every key the schema knows appears in the example
+    for section, keys in {
+        "api": {"base_url", "timeout_s", "token_ttl_s"},
+        "limits": {"rate", "concurrency", "max_attempts", "retry_base_s", "retry_max_s"},
+        "input": {"sheet", "ignore_columns"},
+    }.items():
+        assert set(data[section]) == keys, section
+    assert set(data["defaults"]["updated_by"]) == {"type", "name", "email"}
+
+
+def test_every_problem_is_reported_at_once_naming_the_key() -> None:
+    data = {
+        "api": {"base_url": "https://api.comeet.co", "timeout": 5},
+        "limits": {"concurrency": "four", "max_attempts": 0},
+        "defaults": {"updated_by": {"type": "robot"}},
+        "colums": {},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    text = str(info.value)
+    assert "api.timeout: unknown key" in text
+    assert "limits.concurrency" in text
+    assert "limits.max_attempts" in text
+    assert "defaults.updated_by.type" in text
+    assert "colums: unknown key" in text
+    assert "Fix:" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://api.comeet.co", True),
+        ("http://127.0.0.1:8765", True),
+        ("http://localhost:1", True),
+        ("http://[::1]:8080", True),
+        ("http://api.comeet.co", False),
+        ("ftp://api.comeet.co", False),
+        ("api.comeet.co", False),
+    ],
+)
+def test_base_url_https_only_except_loopback(url: str, ok: bool) -> None:
+    if ok:
+        assert parse_config({"api": {"base_url": url}}).base_url == url
+    else:
+        with pytest.raises(ConfigError, match=r"api\.base_url"):
+            parse_config({"api": {"base_url": url}})
+
+
+def test_bad_rate_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"limits\.rate '100 per minute'"):
+        parse_config({"limits": {"rate": "100 per minute"}})
+
+
+def test_overrides_win_and_are_checked() -> None:
+    settings = Settings().with_overrides(rate="5/2", concurrency=8, base_url=None)
+    assert settings.rate == Rate(5, 2.0)
+    assert settings.concurrency == 8
+    assert settings.base_url == "https://api.comeet.co"
+    with pytest.raises(ConfigError):
+        Settings().with_overrides(base_url="http://example.com")
+    with pytest.raises(ConfigError):
+        Settings().with_overrides(concurrency=0)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[api\nbase_url = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_state_dir_follows_xdg(tmp_path: Path) -> None:
+    assert default_state_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "bulk-update"
+    assert default_state_dir({}).parts[-3:] == (".local", "state", "bulk-update")
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [("100/60", Rate(100, 60.0)), ("20/1", Rate(20, 1.0)), (" 5 / 0.5 ", Rate(5, 0.5))],
+)
+def test_rate_parse(text: str, rate: Rate) -> None:
+    assert Rate.parse(text) == rate
+
+
+@pytest.mark.parametrize("text", ["0/60", "100/0", "100", "a/b", "-1/5", "100/60/2"])
+def test_rate_parse_refuses(text: str) -> None:
+    with pytest.raises(ConfigError):
+        Rate.parse(text)
