@@ -17,7 +17,6 @@ from .auth import Credentials
 from .config import Settings, load_config
 from .errors import (
     AbortedError,
-    AuthenticationError,
     BulkUpdateError,
     CannotStartError,
     ConfigError,
@@ -41,7 +40,6 @@ from .pipeline import Plan, Sheet, load, plan, run, run_async
 
 __all__ = [
     "AbortedError",
-    "AuthenticationError",
     "BulkUpdateError",
     "CannotStartError",
     "ConfigError",

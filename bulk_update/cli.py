@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from rich.progress import (
 from . import __version__
 from .auth import Credentials
 from .config import Settings, load_config
-from .errors import BulkUpdateError
+from .errors import BulkUpdateError, RunInterrupted
 from .models import Outcome, Rate, RowResult, RunSummary
 from .pipeline import Plan, load, plan, run_async
 
@@ -219,16 +220,32 @@ def _print_dry_run(the_plan: Plan, summary: RunSummary, settings: Settings) -> N
     print(f"Would send {sends} request(s): {counts}.")
     estimate = summary.estimate_s or 0.0
     print(
-        f"At {settings.rate} requests per second-window the run would take about "
-        f"{_format_duration(estimate)}."
+        f"At the rate limit of {settings.rate.limit} requests per {settings.rate.period:g} s "
+        f"the real run would take about {_format_duration(estimate)}."
     )
     for patch in the_plan.patches[:SHOWN_PATCHES]:
-        body = json.dumps(patch.body, ensure_ascii=False, default=str)
-        if len(body) > 400:
-            body = body[:400] + "..."
+        body = json.dumps(_preview(patch.body), ensure_ascii=False)
+        if len(body) > 600:
+            body = body[:600] + "..."
         print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")
     if sends > SHOWN_PATCHES:
         print(f"... and {sends - SHOWN_PATCHES} more")
+
+
+def _preview(value: Any) -> Any:
+    """The body as the dry run shows it: file contents summed up, not dumped as base64."""
+    if isinstance(value, dict):
+        return {
+            k: (
+                f"<{len(v) * 3 // 4 - v.count('='):,} bytes, base64>"
+                if k == "file" and isinstance(v, str)
+                else _preview(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_preview(v) for v in value]
+    return value
 
 
 class _Progress:
@@ -349,30 +366,22 @@ async def _run_command(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
     bar = sys.stderr.isatty() and not args.quiet and args.log_format == "text"
-    with _Progress(len(sheet.rows), bar=bar) as progress:
+    async with contextlib.AsyncExitStack() as stack:
         if args.sandbox:
             from .sandbox import SandboxServer, load_seed
 
-            async with SandboxServer(load_seed(), rate=settings.rate) as server:
-                log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
-                settings = settings.with_overrides(base_url=server.base_url)
-                summary = await run_async(
-                    the_plan,
-                    settings,
-                    credentials,
-                    report_path=report_path,
-                    on_result=progress.update,
-                    stop=stop,
-                )
-        else:
-            summary = await run_async(
-                the_plan,
-                settings,
-                credentials,
-                report_path=report_path,
-                on_result=progress.update,
-                stop=stop,
-            )
+            server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
+            log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
+            settings = settings.with_overrides(base_url=server.base_url)
+        progress = stack.enter_context(_Progress(len(sheet.rows), bar=bar))
+        summary = await run_async(
+            the_plan,
+            settings,
+            credentials,
+            report_path=report_path,
+            on_result=progress.update,
+            stop=stop,
+        )
     return _finish(summary, args)
 
 
@@ -425,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sandbox":
             return _sandbox_command(args)
         return asyncio.run(_run_command(args))
+    except RunInterrupted as exc:
+        if isinstance(exc.summary, RunSummary):
+            return _finish(exc.summary, args)
+        print(f"bulk-update: {exc}", file=sys.stderr)
+        return exc.exit_code
     except BulkUpdateError as exc:
         if getattr(args, "log_format", "text") == "json":
             print(

@@ -10,8 +10,10 @@
     │   │   └── UnknownColumnError  a header is neither a field, nor mapped, nor ignored
     │   └── LockError               another run holds the state dir's lock
     └── AbortedError                exit 3: stopped part way; the report says what was not sent
-        ├── AuthenticationError     the API refused the token twice in a row
-        └── RunInterrupted          Ctrl-C / SIGTERM
+        └── RunInterrupted          stopped at once (a second Ctrl-C): in-flight requests cut
+
+A run that stops gracefully (the first Ctrl-C or SIGTERM, or credentials refused twice)
+raises nothing: its RunSummary says `aborted`, with the reason, and its exit code is 3.
 
 Row-level problems (an invalid cell, a 404, a 5xx that never cleared) are not exceptions:
 they are outcomes in the results sheet. Every message says how to fix the problem and never
@@ -19,6 +21,8 @@ carries a secret or a token.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class BulkUpdateError(Exception):
@@ -76,9 +80,7 @@ class AbortedError(BulkUpdateError):
     exit_code = 3
 
 
-class AuthenticationError(AbortedError):
-    """The API refused a freshly minted token: the key or secret is wrong or revoked."""
-
-
 class RunInterrupted(AbortedError):
-    """The run was interrupted (Ctrl-C or SIGTERM)."""
+    """The run was stopped at once; `summary` (a RunSummary) is what the report holds."""
+
+    summary: Any = None

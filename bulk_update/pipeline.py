@@ -284,7 +284,9 @@ async def run_async(
             abort_reason="interrupted",
         )
         _write(the_plan, summary, path)
-        raise RunInterrupted("the run was stopped at once; rows not sent are 'not_sent'") from None
+        stopped = RunInterrupted("the run was stopped at once; rows not sent are 'not_sent'")
+        stopped.summary = summary
+        raise stopped from None
     finally:
         if own_session:
             await http.close()
@@ -306,7 +308,19 @@ def run(
     the_plan: Plan,
     settings: Settings | None = None,
     credentials: Credentials | None = None,
-    **kwargs: object,
+    *,
+    dry_run: bool = False,
+    report_path: Path | bool = True,
+    on_result: Callable[[RowResult], None] | None = None,
 ) -> RunSummary:
-    """Synchronous wrapper of `run_async` for scripts."""
-    return asyncio.run(run_async(the_plan, settings, credentials, **kwargs))  # type: ignore[arg-type]
+    """Synchronous `run_async` for scripts (starts and closes its own event loop)."""
+    return asyncio.run(
+        run_async(
+            the_plan,
+            settings,
+            credentials,
+            dry_run=dry_run,
+            report_path=report_path,
+            on_result=on_result,
+        )
+    )

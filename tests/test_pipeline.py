@@ -1,0 +1,186 @@
+"""The Python API: load, plan and run, each usable alone, with typed results."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import inspect
+from pathlib import Path
+
+import pytest
+
+import bulk_update as bu
+from bulk_update import errors
+from bulk_update.models import Outcome, PlannedRow, RowResult
+from bulk_update.sandbox import DEMO_API_KEY, DEMO_SECRET, SandboxServer, SandboxState
+
+CREDS = bu.Credentials(DEMO_API_KEY, DEMO_SECRET)
+
+
+def test_public_api_is_pinned() -> None:
+    assert sorted(bu.__all__) == [
+        "AbortedError",
+        "BulkUpdateError",
+        "CannotStartError",
+        "ConfigError",
+        "Credentials",
+        "CredentialsError",
+        "InputError",
+        "LockError",
+        "Outcome",
+        "Patch",
+        "Plan",
+        "PlannedRow",
+        "Problem",
+        "Rate",
+        "RowResult",
+        "RunInterrupted",
+        "RunSummary",
+        "Settings",
+        "Sheet",
+        "SheetRow",
+        "UnknownColumnError",
+        "__version__",
+        "load",
+        "load_config",
+        "plan",
+        "run",
+        "run_async",
+    ]
+    for name in bu.__all__:
+        assert getattr(bu, name) is not None
+        obj = getattr(bu, name)
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_one_exception_root_grouped_by_exit_status() -> None:
+    classes = [
+        obj
+        for obj in vars(errors).values()
+        if inspect.isclass(obj) and issubclass(obj, Exception) and obj.__module__ == errors.__name__
+    ]
+    for cls in classes:
+        assert issubclass(cls, bu.BulkUpdateError)
+        if cls is not bu.BulkUpdateError:
+            assert issubclass(cls, bu.CannotStartError | bu.AbortedError), cls
+            expected = 2 if issubclass(cls, bu.CannotStartError) else 3
+            assert cls.exit_code == expected
+        assert cls.__name__ in (errors.__doc__ or "")
+
+
+def _sheet(tmp_path: Path, rows: list[list[str]]) -> Path:
+    path = tmp_path / "s.csv"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+def test_load_and_plan_alone(tmp_path: Path) -> None:
+    path = _sheet(
+        tmp_path,
+        [
+            ["uid", "E-mail", "updated_by.name"],
+            ["AE.1", "a@example.com", ""],
+            ["AE.2", "", "Rita"],
+            ["AE.3", "nope", ""],
+        ],
+    )
+    settings = bu.Settings(updated_by={"type": "app", "name": "Sync"})
+    sheet = bu.load(path, settings)
+    assert [c.field for c in sheet.columns] == ["uid", "email", "updated_by.name"]
+    assert [r.number for r in sheet.rows] == [2, 3, 4]
+    the_plan = bu.plan(sheet, settings)
+    assert all(isinstance(r, PlannedRow) for r in the_plan.rows)
+    first, second, third = the_plan.rows
+    assert first.patch is not None
+    assert first.patch.body == {
+        "email": "a@example.com",
+        "updated_by": {"type": "app", "name": "Sync"},
+    }
+    assert second.outcome is Outcome.SKIPPED and second.patch is None
+    assert third.outcome is Outcome.INVALID
+    assert third.problems and third.problems[0].column == "E-mail"
+    assert the_plan.counts() == {Outcome.WOULD_UPDATE: 1, Outcome.SKIPPED: 1, Outcome.INVALID: 1}
+
+
+def test_plan_takes_what_was_last_applied(tmp_path: Path) -> None:
+    """The journal's seam: a field equal to the value last applied is not sent again."""
+    from bulk_update.patch import fingerprint
+
+    path = _sheet(tmp_path, [["uid", "email", "phone"], ["AE.1", "a@example.com", "050"]])
+
+    class Applied:
+        def get(self, uid: str) -> dict[str, str]:
+            return {"email": fingerprint("a@example.com")} if uid == "AE.1" else {}
+
+    the_plan = bu.plan(bu.load(path), last_applied=Applied())
+    patch = the_plan.rows[0].patch
+    assert patch is not None and patch.body == {"phone": "050"}
+
+
+async def test_run_async_against_the_sandbox(tmp_path: Path) -> None:
+    path = _sheet(
+        tmp_path,
+        [["uid", "first_name"], ["AE.1", "Ann"], ["AE.404", "Nobody"], ["1234", "Bad"]],
+    )
+    state = SandboxState(candidates={"AE.1": {"uid": "AE.1"}})
+    seen: list[RowResult] = []
+    async with SandboxServer(state) as server:
+        settings = bu.Settings(base_url=server.base_url)
+        summary = await bu.run_async(
+            bu.plan(bu.load(path), settings), settings, CREDS, on_result=seen.append
+        )
+    assert summary.counts[Outcome.UPDATED] == 1
+    assert summary.counts[Outcome.NOT_FOUND] == 1
+    assert summary.counts[Outcome.INVALID] == 1
+    assert summary.exit_code == 1
+    assert sorted(r.row for r in seen) == [2, 3, 4]
+    assert summary.report_path == tmp_path / "s.results.xlsx"
+    assert summary.report_path.is_file()
+    assert state.candidates["AE.1"]["first_name"] == "Ann"
+
+
+def test_dry_run_needs_no_credentials_and_writes_would_update(tmp_path: Path) -> None:
+    path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])
+    summary = bu.run(bu.plan(bu.load(path)), dry_run=True, report_path=tmp_path / "r.csv")
+    assert summary.dry_run and summary.exit_code == 0
+    assert summary.counts[Outcome.WOULD_UPDATE] == 1
+    assert summary.estimate_s == 0.0
+    assert "would_update" in (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+
+
+def test_run_without_credentials_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMEET_API_KEY", raising=False)
+    monkeypatch.delenv("COMEET_SECRET", raising=False)
+    path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])
+    with pytest.raises(bu.CredentialsError):
+        bu.run(bu.plan(bu.load(path)), report_path=False)
+
+
+async def test_cancelling_still_writes_the_report(tmp_path: Path) -> None:
+    """A second Ctrl-C cancels the run: the report is written, rows not sent say so."""
+    rows = [["uid", "first_name"]] + [[f"AE.{i}", "X"] for i in range(20)]
+    path = _sheet(tmp_path, rows)
+    state = SandboxState(candidates={f"AE.{i}": {} for i in range(20)})
+    async with SandboxServer(state) as server:
+        settings = bu.Settings(base_url=server.base_url, rate=bu.Rate(2, 60.0))
+        task = asyncio.create_task(
+            bu.run_async(
+                bu.plan(bu.load(path), settings), settings, CREDS, report_path=tmp_path / "r.csv"
+            )
+        )
+        while len(state.applied) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(bu.RunInterrupted) as info:
+            await task
+    summary = info.value.summary
+    assert isinstance(summary, bu.RunSummary)
+    assert summary.aborted and summary.exit_code == 3
+    assert summary.counts[Outcome.UPDATED] == 2
+    assert summary.counts[Outcome.NOT_SENT] == 18
+    text = (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+    assert text.count("not_sent") == 18
