@@ -46,6 +46,12 @@ _MAX_WIDTH = 60
 _Cell = str | int | None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def default_report_path(input_path: Path) -> Path:
     """`<input stem>.results.xlsx` beside the input."""
     return input_path.with_name(f"{input_path.stem}.results.xlsx")
@@ -105,6 +111,7 @@ def write_report(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; a report is an ordinary file
     try:
         if suffix == ".csv":
             _write_csv(tmp, table)
@@ -127,7 +134,9 @@ def _write_csv(path: Path, table: Iterator[list[_Cell]]) -> None:
 
 def _text_cell(ws: WriteOnlyWorksheet, value: _Cell) -> Cell:
     if isinstance(value, str):
-        cell = WriteOnlyCell(ws, value=ILLEGAL_CHARACTERS_RE.sub("", value))
+        # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
+        text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+        cell = WriteOnlyCell(ws, value=text)
         # openpyxl turns text starting with '=' into a formula; a sheet must never run one.
         cell.data_type = "s"
         return cell

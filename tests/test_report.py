@@ -1,0 +1,427 @@
+"""Tests of bulk_update.report: results -> the XLSX/CSV results sheet (contract section 8)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+from bulk_update import report
+from bulk_update.errors import ConfigError
+from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
+from bulk_update.reader import read_sheet
+from bulk_update.report import OUTCOME_COLOURS, default_report_path, report_table, write_report
+from bulk_update.schema import resolve_columns
+
+HEADERS = ("uid", "Email")
+
+# --------------------------------------------------------------------------- helpers
+
+
+def summary_of(results: list[RowResult], **kwargs: Any) -> RunSummary:
+    counts: dict[Outcome, int] = {}
+    for result in results:
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    return RunSummary(counts=counts, duration_s=1.25, report_path=None, **kwargs)
+
+
+def sample() -> tuple[list[SheetRow], list[RowResult]]:
+    rows = [
+        SheetRow(2, ("u1", "a@example.com")),
+        SheetRow(3, ("u2", "bad-email")),
+        SheetRow(5, ("u3", "c@example.com")),
+    ]
+    results = [
+        RowResult(5, "u3", Outcome.NOT_SENT),
+        RowResult(2, "u1", Outcome.UPDATED, 200, attempts=1, fields=("email", "first_name")),
+        RowResult(3, "u2", Outcome.INVALID, error="invalid", message="Email: not an email"),
+    ]
+    return rows, results
+
+
+def write(path: Path, rows: list[SheetRow], results: list[RowResult], **kwargs: Any) -> Path:
+    kwargs.setdefault("headers", HEADERS)
+    kwargs.setdefault("summary", summary_of(results))
+    return write_report(path, rows=rows, results=results, **kwargs)
+
+
+def results_lines(path: Path) -> list[tuple[Any, ...]]:
+    wb = openpyxl.load_workbook(path)
+    return list(wb["Results"].iter_rows(values_only=True))
+
+
+def summary_lines(path: Path) -> dict[str, Any]:
+    wb = openpyxl.load_workbook(path)
+    return {str(k): v for k, v in wb["Summary"].iter_rows(values_only=True) if k is not None}
+
+
+def all_cells(path: Path) -> Iterator[Any]:
+    wb = openpyxl.load_workbook(path)
+    for ws in wb.worksheets:
+        for line in ws.iter_rows():
+            yield from line
+
+
+def one_text_cell(tmp_path: Path, text: str) -> Any:
+    """Write a report whose single input cell holds `text`; return that cell read back."""
+    path = write(
+        tmp_path / "r.xlsx",
+        [SheetRow(2, ("u1", text))],
+        [RowResult(2, "u1", Outcome.UPDATED, 200)],
+    )
+    return openpyxl.load_workbook(path)["Results"].cell(row=2, column=len(REPORT_COLUMNS) + 2)
+
+
+# --------------------------------------------------------------------------- report_table
+
+
+def test_table_header_is_report_columns_then_input_headers() -> None:
+    lines = list(report_table(HEADERS, [], []))
+    assert lines == [[*REPORT_COLUMNS, "uid", "Email"]]
+    assert lines[0][:8] == [
+        "row",
+        "uid",
+        "outcome",
+        "http_status",
+        "error",
+        "message",
+        "attempts",
+        "fields",
+    ]
+
+
+def test_table_lines_follow_sheet_rows_whatever_the_results_order() -> None:
+    rows, results = sample()
+    forward = list(report_table(HEADERS, rows, results))
+    backward = list(report_table(HEADERS, rows, results[::-1]))
+    assert [line[0] for line in forward[1:]] == [2, 3, 5]
+    assert forward == backward
+
+
+def test_table_cells() -> None:
+    rows, results = sample()
+    _, updated, invalid, not_sent = report_table(HEADERS, rows, results)
+    email = "a@example.com"
+    assert updated == [2, "u1", "updated", 200, "", "", 1, "email,first_name", "u1", email]
+    assert invalid == [
+        3,
+        "u2",
+        "invalid",
+        None,
+        "invalid",
+        "Email: not an email",
+        0,
+        "",
+        "u2",
+        "bad-email",
+    ]
+    assert not_sent == [5, "u3", "not_sent", None, "", "", 0, "", "u3", "c@example.com"]
+
+
+def test_table_result_without_sheet_row_gets_empty_input_cells() -> None:
+    rows = [SheetRow(2, ("u1", "a@example.com"))]
+    results = [RowResult(9, "u9", Outcome.FAILED, 503, attempts=4)]
+    _, line = report_table(HEADERS, rows, results)
+    assert line == [9, "u9", "failed", 503, "", "", 4, "", "", ""]
+
+
+def test_table_is_pure() -> None:
+    rows, results = sample()
+    before = list(results)
+    assert list(report_table(HEADERS, rows, results)) == list(report_table(HEADERS, rows, results))
+    assert results == before
+
+
+# --------------------------------------------------------------------------- XLSX
+
+
+def test_xlsx_sheets_header_freeze_filter_bold(tmp_path: Path) -> None:
+    rows, results = sample()
+    path = write(tmp_path / "r.xlsx", rows, results)
+    assert path == tmp_path / "r.xlsx"
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Results", "Summary"]
+    ws = wb["Results"]
+    assert [c.value for c in ws[1]] == [*REPORT_COLUMNS, *HEADERS]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == "A1:J4"
+    assert all(c.font.b for c in ws[1])
+    assert not ws["A2"].font.b
+    assert ws.max_row == 4
+
+
+def test_xlsx_lines_equal_report_table(tmp_path: Path) -> None:
+    rows, results = sample()
+    path = write(tmp_path / "r.xlsx", rows, results)
+    expected = [
+        tuple(None if v == "" else v for v in line)  # an empty text cell reads back as None
+        for line in report_table(HEADERS, rows, results)
+    ]
+    assert results_lines(path) == expected
+
+
+def test_xlsx_filter_with_no_results_covers_the_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.xlsx", [], [])
+    ws = openpyxl.load_workbook(path)["Results"]
+    assert ws.auto_filter.ref == "A1:J1"
+
+
+def test_xlsx_outcome_cell_is_coloured(tmp_path: Path) -> None:
+    outcomes = list(Outcome)
+    rows = [SheetRow(n, (f"u{n}", "")) for n in range(2, 2 + len(outcomes))]
+    results = [RowResult(n, f"u{n}", o) for n, o in zip(range(2, 20), outcomes, strict=False)]
+    path = write(tmp_path / "r.xlsx", rows, results)
+    ws = openpyxl.load_workbook(path)["Results"]
+    for number, outcome in enumerate(outcomes, start=2):
+        cell = ws.cell(row=number, column=3)
+        assert cell.value == outcome.value
+        assert cell.fill.fill_type == "solid"
+        assert cell.fill.fgColor.rgb.upper().endswith(OUTCOME_COLOURS[outcome].upper())
+        # Only the outcome cell is coloured.
+        assert ws.cell(row=number, column=1).fill.fill_type is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["=1+2", '=HYPERLINK("http://x","y")', "+41 22 000", "-5", "-1+1", "@SUM(A1)", "\t=1+2"],
+)
+def test_xlsx_formula_text_stays_text(tmp_path: Path, text: str) -> None:
+    cell = one_text_cell(tmp_path, text)
+    assert cell.data_type == "s"
+    assert cell.value == text
+
+
+def test_xlsx_writes_line_breaks_as_newlines(tmp_path: Path) -> None:
+    """XML readers turn a raw CR into LF anyway; the report says so up front, consistently."""
+    cell = one_text_cell(tmp_path, "\r=1+2")
+    assert cell.data_type == "s"
+    assert cell.value == "\n=1+2"
+    assert one_text_cell(tmp_path, "a\r\nb\rc").value == "a\nb\nc"
+
+
+def test_report_file_follows_the_umask(tmp_path: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = write(tmp_path / "r.xlsx", [], [], summary=summary_of([]))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_xlsx_has_no_formula_anywhere(tmp_path: Path) -> None:
+    rows = [SheetRow(2, ("=u1", "=1+1")), SheetRow(3, ("@u2", "-2"))]
+    results = [
+        RowResult(2, "=u1", Outcome.REJECTED, 422, error="=ERR()", message="+bad", fields=("=x",)),
+        RowResult(3, "@u2", Outcome.FAILED, message="-oops"),
+    ]
+    summary = summary_of(results, aborted=True, abort_reason="=CMD()")
+    path = write(tmp_path / "r.xlsx", rows, results, summary=summary, source=Path("=evil.csv"))
+    cells = list(all_cells(path))
+    assert cells
+    assert [c.coordinate for c in cells if c.data_type == "f"] == []
+    texts = {c.value for c in cells}
+    assert {"=u1", "=1+1", "@u2", "-2", "=ERR()", "+bad", "-oops", "=x", "=CMD()"} <= texts
+
+
+def test_xlsx_drops_illegal_control_characters(tmp_path: Path) -> None:
+    rows = [SheetRow(2, ("u1", "a\x01b\x1fc"))]
+    results = [RowResult(2, "u1", Outcome.INVALID, error="x\x00", message="m\x0bn")]
+    summary = summary_of(results, aborted=True, abort_reason="stop\x02ped")
+    path = write(tmp_path / "r.xlsx", rows, results, summary=summary)
+    line = results_lines(path)[1]
+    assert line[4:6] == ("x", "mn")
+    assert line[-1] == "abc"
+    assert summary_lines(path)["aborted"] == "stopped"
+
+
+def test_xlsx_keeps_unicode_and_multiline_text(tmp_path: Path) -> None:
+    text = '  Zoë 日本語\nline two, "quoted"  '
+    assert one_text_cell(tmp_path, text).value == text
+
+
+@settings(max_examples=30)
+@given(st.text(alphabet=st.sampled_from("=+-@ \tab\n,\"'\x01é"), max_size=12))
+def test_xlsx_text_round_trips(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    cell = one_text_cell(tmp_path_factory.mktemp("rt"), text)
+    expected = ILLEGAL_CHARACTERS_RE.sub("", text)
+    assert cell.value == (expected or None)
+    assert cell.data_type != "f"
+
+
+def test_summary_sheet(tmp_path: Path) -> None:
+    results = [
+        RowResult(2, "u1", Outcome.UPDATED),
+        RowResult(3, "u2", Outcome.UPDATED),
+        RowResult(4, "u3", Outcome.FAILED),
+    ]
+    rows = [SheetRow(n, (f"u{n - 1}", "")) for n in (2, 3, 4)]
+    source = tmp_path / "cands.csv"
+    path = write(tmp_path / "r.xlsx", rows, results, source=source)
+    ws = openpyxl.load_workbook(path)["Summary"]
+    lines = [line for line in ws.iter_rows(values_only=True) if line[0] is not None]
+    labels = [line[0] for line in lines]
+    outcome_lines = [line for line in lines if line[0] in {o.value for o in Outcome}]
+    assert outcome_lines == [
+        (o.value, {Outcome.UPDATED: 2, Outcome.FAILED: 1}.get(o, 0)) for o in Outcome
+    ]
+    values = {line[0]: line[1] for line in lines}
+    assert values["total"] == 3
+    assert values["dry run"] == "no"
+    assert values["input"] == str(source)
+    assert "aborted" not in values
+    assert labels.index("total") > labels.index(Outcome.NOT_SENT.value)
+
+
+def test_summary_dry_run_and_aborted(tmp_path: Path) -> None:
+    results = [RowResult(2, "u1", Outcome.WOULD_UPDATE), RowResult(3, "u2", Outcome.NOT_SENT)]
+    summary = summary_of(
+        results, dry_run=True, aborted=True, abort_reason="interrupted (Ctrl-C)", estimate_s=12.0
+    )
+    path = write(tmp_path / "r.xlsx", [], results, summary=summary)
+    values = summary_lines(path)
+    assert values["dry run"] == "yes"
+    assert values["aborted"] == "interrupted (Ctrl-C)"
+    assert values["would_update"] == 1
+    assert values["not_sent"] == 1
+    assert values["total"] == 2
+
+
+def test_summary_aborted_without_reason_says_yes(tmp_path: Path) -> None:
+    results = [RowResult(2, "u1", Outcome.NOT_SENT)]
+    path = write(tmp_path / "r.xlsx", [], results, summary=summary_of(results, aborted=True))
+    assert summary_lines(path)["aborted"] == "yes"
+
+
+def test_xlsx_report_can_be_uploaded_again(tmp_path: Path) -> None:
+    rows = [
+        SheetRow(2, ("u1", "a@example.com")),
+        SheetRow(3, ("=u2", "-b@example.com")),
+    ]
+    results = [
+        RowResult(2, "u1", Outcome.UPDATED, 200, attempts=1, fields=("email",)),
+        RowResult(3, "=u2", Outcome.INVALID, error="invalid", message="uid: bad"),
+    ]
+    path = write(tmp_path / "cands.results.xlsx", rows, results)
+    sheet = read_sheet(path)
+    assert sheet.headers == (*REPORT_COLUMNS, *HEADERS)
+    assert sheet.headers.count("uid") == 2
+    columns = resolve_columns(sheet.headers)
+    assert [c.field for c in columns[: len(REPORT_COLUMNS)]] == [None] * len(REPORT_COLUMNS)
+    assert [(c.index, c.header, c.field) for c in columns[len(REPORT_COLUMNS) :]] == [
+        (8, "uid", "uid"),
+        (9, "Email", "email"),
+    ]
+    assert [r.number for r in sheet.rows] == [2, 3]
+    assert [r.values[8:] for r in sheet.rows] == [row.values for row in rows]
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def test_csv_has_bom_and_equals_report_table(tmp_path: Path) -> None:
+    rows = [
+        SheetRow(2, ("u1", "line one\nline two")),
+        SheetRow(3, ("u2", 'a, "quoted", value')),
+        SheetRow(4, ("u3", "=1+1")),
+    ]
+    results = [
+        RowResult(4, "u3", Outcome.UNCHANGED),
+        RowResult(3, "u2", Outcome.REJECTED, 422, error="rejected", message='bad "x",\r\ny'),
+        RowResult(2, "u1", Outcome.UPDATED, 200, attempts=2, fields=("email", "phone")),
+    ]
+    path = write(tmp_path / "r.csv", rows, results)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        got = list(csv.reader(fh))
+    expected = [
+        ["" if v is None else str(v) for v in line] for line in report_table(HEADERS, rows, results)
+    ]
+    assert got == expected
+    assert got[2][-1] == 'a, "quoted", value'
+    assert got[2][5] == 'bad "x",\r\ny'
+    assert got[1][-1] == "line one\nline two"
+
+
+# --------------------------------------------------------------------------- paths, atomicity
+
+
+@pytest.mark.parametrize("name", ["r.xlsx", "r.csv", "R.XLSX", "R.Csv"])
+def test_write_leaves_only_the_report(tmp_path: Path, name: str) -> None:
+    rows, results = sample()
+    path = write(tmp_path / name, rows, results)
+    assert path == tmp_path / name
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_upper_case_xlsx_is_an_xlsx(tmp_path: Path) -> None:
+    rows, results = sample()
+    path = write(tmp_path / "R.XLSX", rows, results)
+    assert openpyxl.load_workbook(path).sheetnames == ["Results", "Summary"]
+
+
+@pytest.mark.parametrize(("name", "writer"), [("r.xlsx", "_write_xlsx"), ("r.csv", "_write_csv")])
+def test_failure_mid_write_keeps_the_old_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, writer: str
+) -> None:
+    target = tmp_path / name
+    target.write_bytes(b"older report")
+
+    def half_written(path: Path, *args: Any) -> None:
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, writer, half_written)
+    rows, results = sample()
+    with pytest.raises(OSError, match="disk full"):
+        write(target, rows, results)
+    assert target.read_bytes() == b"older report"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_replaces_an_existing_report(tmp_path: Path) -> None:
+    target = tmp_path / "r.csv"
+    target.write_text("old\n", encoding="utf-8")
+    rows, results = sample()
+    write(target, rows, results)
+    assert target.read_text(encoding="utf-8-sig").startswith("row,uid,outcome")
+
+
+@pytest.mark.parametrize("name", ["r.txt", "r", "r.xls", "r.tsv"])
+def test_other_extension_is_a_config_error(tmp_path: Path, name: str) -> None:
+    rows, results = sample()
+    with pytest.raises(ConfigError, match=r"\.xlsx or \.csv"):
+        write(tmp_path / name, rows, results)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
+    rows, results = sample()
+    with pytest.raises(ConfigError, match="does not exist") as info:
+        write(tmp_path / "nope" / "r.xlsx", rows, results)
+    assert "nope" in str(info.value)
+    assert info.value.fix
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
+    rows, results = sample()
+    with pytest.raises(ConfigError, match=r"\.csv"):
+        write(tmp_path / "r.xlsx", rows, results)
+    assert list(tmp_path.iterdir()) == []
+    write(tmp_path / "r.csv", rows, results)  # a CSV has no such limit
+
+
+def test_default_report_path() -> None:
+    assert default_report_path(Path("/x/cands.csv")) == Path("/x/cands.results.xlsx")
+    assert default_report_path(Path("/x/cands.xlsx")) == Path("/x/cands.results.xlsx")
+    assert default_report_path(Path("cands.v2.csv")) == Path("cands.v2.results.xlsx")
