@@ -26,8 +26,9 @@ from rich.progress import (
 
 from . import __version__
 from .auth import Credentials
-from .config import Settings, load_config
+from .config import Settings, default_state_dir, load_config
 from .errors import BulkUpdateError, RunInterrupted
+from .journal import Journal, RunLock, process_alive, read_runs
 from .models import Outcome, Rate, RowResult, RunSummary
 from .pipeline import Plan, load, plan, run_async
 
@@ -115,6 +116,28 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default="text",
         help="log lines as plain text or JSON lines (default: text)",
+    )
+
+    history = sub.add_parser(
+        "history",
+        help="list recent runs from the journal",
+        description="List the recent runs recorded in the journal of a state dir: when, "
+        "which sheet, the count of every outcome, and the results sheet.",
+    )
+    history.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the journal lives (default: $XDG_STATE_HOME/bulk-update)",
+    )
+    history.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="how many runs (default: 20)"
+    )
+    history.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="a table, or one JSON object per run (default: text)",
     )
 
     sandbox = sub.add_parser(
@@ -330,19 +353,65 @@ async def _run_command(args: argparse.Namespace) -> int:
     elif not args.dry_run:
         credentials = Credentials.from_env()  # before reading the input further
 
-    sheet = load(args.input, settings)
-    the_plan = plan(sheet, settings)
-    log.info(
-        "read %s: %d rows, %d to send",
-        args.input.name,
-        len(sheet.rows),
-        len(the_plan.patches),
-        extra={"event": "planned"},
-    )
-    report_path: Path | bool = args.report if args.report else True
+    async with contextlib.AsyncExitStack() as stack:
+        journal = _open_journal(stack, args, settings, credentials)
+        sheet = load(args.input, settings)
+        the_plan = plan(sheet, settings, journal=journal, full=args.full)
+        log.info(
+            "read %s: %d rows, %d to send",
+            args.input.name,
+            len(sheet.rows),
+            len(the_plan.patches),
+            extra={"event": "planned"},
+        )
+        return await _send(the_plan, args, settings, credentials, journal)
 
+
+def _open_journal(
+    stack: contextlib.AsyncExitStack,
+    args: argparse.Namespace,
+    settings: Settings,
+    credentials: Credentials | None,
+) -> Journal | None:
+    """Take the run lock and open the journal of this state dir, base URL and API key.
+
+    The in-process sandbox forgets everything when the run ends, so a journal of it would
+    only mislead the next run: `--sandbox` runs use none. A dry run takes no lock and uses
+    the journal only when COMEET_API_KEY says whose journal it is.
+    """
+    if args.sandbox:
+        return None
+    api_key = credentials.api_key if credentials else os.environ.get("COMEET_API_KEY", "")
+    if not api_key:
+        log.info(
+            "no COMEET_API_KEY: the preview does not consult the journal",
+            extra={"event": "no_journal"},
+        )
+        return None
+    if not args.dry_run:
+        lock = stack.enter_context(RunLock(settings.state_dir, api_key=api_key))
+        if lock.took_over:
+            log.warning("%s", lock.took_over, extra={"event": "lock_taken_over"})
+    journal = stack.enter_context(
+        Journal.open(settings.state_dir, base_url=settings.base_url, api_key=api_key)
+    )
+    if not args.dry_run:
+        journal.mark_stale_runs(process_alive)
+    return journal
+
+
+async def _send(
+    the_plan: Plan,
+    args: argparse.Namespace,
+    settings: Settings,
+    credentials: Credentials | None,
+    journal: Journal | None,
+) -> int:
+    report_path: Path | bool = args.report if args.report else True
     if args.dry_run:
-        summary = await run_async(the_plan, settings, dry_run=True, report_path=report_path)
+        summary = await run_async(
+            the_plan, settings, dry_run=True, report_path=report_path, journal=journal
+        )
         if not args.quiet and args.log_format == "text":
             _print_dry_run(the_plan, summary, settings)
         return _finish(summary, args)
@@ -373,7 +442,7 @@ async def _run_command(args: argparse.Namespace) -> int:
             server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
             log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
             settings = settings.with_overrides(base_url=server.base_url)
-        progress = stack.enter_context(_Progress(len(sheet.rows), bar=bar))
+        progress = stack.enter_context(_Progress(len(the_plan.rows), bar=bar))
         summary = await run_async(
             the_plan,
             settings,
@@ -381,6 +450,7 @@ async def _run_command(args: argparse.Namespace) -> int:
             report_path=report_path,
             on_result=progress.update,
             stop=stop,
+            journal=journal,
         )
     return _finish(summary, args)
 
@@ -414,6 +484,27 @@ def _finish(summary: RunSummary, args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _history_command(args: argparse.Namespace) -> int:
+    state_dir = args.state_dir or default_state_dir()
+    runs = read_runs(state_dir, limit=args.limit)
+    if args.log_format == "json":
+        for run in runs:
+            print(json.dumps(run.as_dict()))
+        return 0
+    if not runs:
+        print(f"No runs recorded in {state_dir}.")
+        return 0
+    for run in runs:
+        counts = ", ".join(f"{n} {o}" for o, n in run.counts.items() if n) or "-"
+        kind = " (dry run)" if run.dry_run else " (--full)" if run.full else ""
+        took = f"{run.duration_s:.0f}s" if run.duration_s is not None else "-"
+        print(
+            f"#{run.id}  {run.started:%Y-%m-%d %H:%M:%S} UTC  {run.status}{kind}  {took}  "
+            f"{run.sheet}\n      {counts}\n      report: {run.report or '-'}"
+        )
+    return 0
+
+
 def _sandbox_command(args: argparse.Namespace) -> int:
     from .sandbox import serve
 
@@ -433,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "sandbox":
             return _sandbox_command(args)
+        if args.command == "history":
+            return _history_command(args)
         return asyncio.run(_run_command(args))
     except RunInterrupted as exc:
         if isinstance(exc.summary, RunSummary):

@@ -148,7 +148,8 @@ class PlannedRow:
     """A row after validation and patch building.
 
     Either `patch` is set (the row is to be sent) and `outcome` is None, or `outcome` says
-    why nothing will be sent (INVALID with `problems`, SKIPPED, UNCHANGED).
+    why nothing will be sent (INVALID with `problems`, SKIPPED, UNCHANGED). `warnings` are
+    things the results sheet should say about a row that is otherwise fine.
     """
 
     row: SheetRow
@@ -156,6 +157,7 @@ class PlannedRow:
     patch: Patch | None
     outcome: Outcome | None = None
     problems: tuple[Problem, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

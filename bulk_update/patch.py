@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from .models import Outcome, Patch
 from .schema import OBJECT_FIELDS
 
-__all__ = ["body_fields", "build_patch", "fingerprint"]
+__all__ = ["body_fields", "build_patch", "fingerprint", "value_at"]
 
 _UPDATED_BY = "updated_by"
 _UPDATED_BY_ORDER = ("type", "name", "email")
@@ -49,6 +49,7 @@ def build_patch(
     *,
     default_updated_by: Mapping[str, str] = MappingProxyType({}),
     last_applied: Mapping[str, str] | None = None,
+    fingerprint_of: Callable[[Any], str] = fingerprint,
 ) -> Patch | Outcome:
     """The PATCH body for one row, or why nothing is to be sent.
 
@@ -59,6 +60,8 @@ def build_patch(
     comes last in the body. A data field whose fingerprint equals `last_applied[path]` was
     already applied and is left out (so the same `note` is never added twice), except the
     parts of `source_contact` the API requires whenever any of it is sent.
+
+    `fingerprint_of` is how `last_applied` was computed (the journal's keyed hash).
 
     Returns SKIPPED when the row carries no data field (only updated_by), UNCHANGED when
     every data field was left out as already applied, else the Patch.
@@ -78,7 +81,7 @@ def build_patch(
     send = {
         path
         for path, value in data.items()
-        if last_applied is None or last_applied.get(path) != fingerprint(value)
+        if last_applied is None or last_applied.get(path) != fingerprint_of(value)
     }
     if not send:
         return Outcome.UNCHANGED
@@ -105,6 +108,14 @@ def build_patch(
         body[_UPDATED_BY] = {k: merged[k] for k in order}
     # body order: column order, an object's leaves kept together where its first column is.
     return Patch(row=row_number, uid=uid, body=body, fields=body_fields(body))
+
+
+def value_at(body: Mapping[str, Any], path: str) -> Any:
+    """The value a body carries for one of its `fields` paths."""
+    head, dot, leaf = path.partition(".")
+    if dot and isinstance(body.get(head), Mapping) and leaf in body[head]:
+        return body[head][leaf]
+    return body[path]
 
 
 def body_fields(body: Mapping[str, Any]) -> tuple[str, ...]:

@@ -140,6 +140,7 @@ class SandboxState:
     applied: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     over_limit: int = 0  # requests refused by the sandbox's own rate window
+    arrived: int = 0  # PATCHes whose handling has begun, answered or not (in flight: - requests)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> SandboxState:
@@ -154,6 +155,7 @@ class SandboxState:
                 applied=copy.deepcopy(self.applied),
                 notes={uid: list(texts) for uid, texts in self.notes.items()},
                 over_limit=self.over_limit,
+                arrived=self.arrived,
             )
 
 
@@ -421,6 +423,9 @@ class _Handler:
         now = self.clock()
         over = self.window.arrive(now)
         uid = request.match_info["uid"]
+        if request.method == "PATCH":
+            with self.state.lock:
+                self.state.arrived += 1
         problem = _token_problem(
             request.headers.get("Authorization", ""), self.api_key, self.secret
         )
@@ -437,8 +442,10 @@ class _Handler:
         if over:
             with self.state.lock:
                 self.state.over_limit += 1
-            limit = self.window.rate
-            return answer(429, _error(429, "too_many_requests", f"Rate limit {limit} exceeded"))
+            rate = self.window.rate
+            assert rate is not None
+            message = f"Over the limit of {rate.limit} requests per {rate.period:g} seconds"
+            return answer(429, _error(429, "too_many_requests", message))
         if problem is not None:
             return answer(401, _error(401, "unauthorized", problem))
         # Every fault is drawn for every request, so the sequence depends on the seed only.
@@ -454,7 +461,8 @@ class _Handler:
         if throttle < faults.rate_429:
             response = _error(429, "too_many_requests", "Too many requests")
             if faults.retry_after is not None:
-                response.headers["Retry-After"] = f"{faults.retry_after:g}"
+                after = faults.retry_after
+                response.headers["Retry-After"] = str(int(after) if after == int(after) else after)
             return answer(429, response)
         if slow < faults.slow:
             await asyncio.sleep(faults.slow_s)

@@ -32,7 +32,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = _subparsers(build_parser())
-    assert set(commands) == {"run", "sandbox"}
+    assert set(commands) == {"run", "history", "sandbox"}
     for name, sub in commands.items():
         assert sub.description, name
         assert f"bulk-update {name}" in readme
@@ -215,3 +215,36 @@ def test_dry_run_preview_sums_up_file_contents() -> None:
         "files": [{"name": "a", "file": "<1,000 bytes, base64>"}],
     }
     assert body["resume"]["file"] == blob  # the body itself is untouched
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    """With standard error on a terminal, a progress bar shows rows done, rate, time left."""
+    import os
+    import pty
+
+    main, secondary = pty.openpty()
+    state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+    env.update(CREDS, PYTHONPATH=str(ROOT), COLUMNS="120", TERM="xterm")
+    with ThreadedSandbox(state) as sb:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bulk_update", "run", str(_sheet(tmp_path)),
+             "--base-url", sb.base_url],
+            stderr=secondary, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+            timeout=60,
+        )  # fmt: skip
+    os.close(secondary)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(main)
+    text = screen.decode("utf-8", "replace")
+    assert proc.returncode == 1
+    assert "sending" in text and "3/3" in text and "rows/min" in text
+    assert proc.stdout.strip().startswith("Done in")

@@ -104,19 +104,36 @@ def test_load_and_plan_alone(tmp_path: Path) -> None:
     assert the_plan.counts() == {Outcome.WOULD_UPDATE: 1, Outcome.SKIPPED: 1, Outcome.INVALID: 1}
 
 
-def test_plan_takes_what_was_last_applied(tmp_path: Path) -> None:
-    """The journal's seam: a field equal to the value last applied is not sent again."""
-    from bulk_update.patch import fingerprint
+def test_plan_with_a_journal_leaves_out_what_was_applied(tmp_path: Path) -> None:
+    from bulk_update.journal import Journal
 
-    path = _sheet(tmp_path, [["uid", "email", "phone"], ["AE.1", "a@example.com", "050"]])
-
-    class Applied:
-        def get(self, uid: str) -> dict[str, str]:
-            return {"email": fingerprint("a@example.com")} if uid == "AE.1" else {}
-
-    the_plan = bu.plan(bu.load(path), last_applied=Applied())
-    patch = the_plan.rows[0].patch
-    assert patch is not None and patch.body == {"phone": "050"}
+    path = _sheet(
+        tmp_path,
+        [
+            ["uid", "email", "phone", "note"],
+            ["AE.1", "a@example.com", "050", "hi"],
+            ["AE.2", "", "", "hi"],
+        ],
+    )
+    with Journal.open(tmp_path / "state", base_url="https://x", api_key="k") as journal:
+        run_id = journal.start_run(sheet=path, report=None, dry_run=False, full=False)
+        journal.record_applied(
+            "AE.1",
+            {"email": journal.fingerprint("a@example.com")},
+            run_id,
+            note_fp=journal.fingerprint("hi"),
+        )
+        journal.note_pending("AE.2", journal.fingerprint("hi"), run_id)
+        the_plan = bu.plan(bu.load(path), journal=journal)
+        full = bu.plan(bu.load(path), journal=journal, full=True)
+    first, second = the_plan.rows
+    assert first.patch is not None and first.patch.body == {"phone": "050"}
+    assert second.outcome is Outcome.UNCHANGED
+    assert second.warnings and "note not sent again" in second.warnings[0]
+    # --full sends every field again, except a note that may already be there
+    assert full.rows[0].patch is not None
+    assert full.rows[0].patch.body == {"email": "a@example.com", "phone": "050"}
+    assert full.full and full.rows[1].outcome is Outcome.UNCHANGED
 
 
 async def test_run_async_against_the_sandbox(tmp_path: Path) -> None:

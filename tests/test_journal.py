@@ -1,0 +1,505 @@
+"""The journal (SQLite storage of what was applied) and the run lock."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bulk_update import journal as journal_module
+from bulk_update.errors import CannotStartError, LockError
+from bulk_update.journal import (
+    JOURNAL_FILE,
+    Journal,
+    RunLock,
+    RunRecord,
+    process_alive,
+    read_runs,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = "https://api.comeet.co"
+KEY = "api-key-7f3a9c1e5b"
+
+
+class FakeClock:
+    """Starts at a fixed moment and moves a minute per call, so runs sort by time."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=1)
+        return self.now
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "bulk-update"
+
+
+@pytest.fixture
+def jnl(state: Path) -> Iterator[Journal]:
+    with Journal.open(state, base_url=BASE, api_key=KEY, clock=FakeClock()) as j:
+        yield j
+
+
+def _child(code: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+# -- opening ---------------------------------------------------------------------------------
+
+
+def test_open_creates_private_dir_and_file_in_wal_mode(state: Path) -> None:
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        run = j.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+        j.record_applied("AE.1", {"email": j.fingerprint("a@b.co")}, run)
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700
+        assert stat.S_IMODE((state / JOURNAL_FILE).stat().st_mode) == 0o600
+        wal = state / f"{JOURNAL_FILE}-wal"
+        assert wal.exists()
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+        assert j._conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert j._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    other = sqlite3.connect(state / JOURNAL_FILE)
+    assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert other.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION
+    other.close()
+
+
+def test_a_file_that_is_not_a_journal_cannot_start(state: Path) -> None:
+    state.mkdir(parents=True)
+    (state / JOURNAL_FILE).write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(CannotStartError, match="cannot be opened") as info:
+        Journal.open(state, base_url=BASE, api_key=KEY)
+    assert info.value.fix and "--state-dir" in info.value.fix
+
+
+def test_a_journal_from_a_newer_version_cannot_start(state: Path) -> None:
+    Journal.open(state, base_url=BASE, api_key=KEY).close()
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(CannotStartError, match="newer bulk-update"):
+        Journal.open(state, base_url=BASE, api_key=KEY)
+
+
+# -- fingerprints ----------------------------------------------------------------------------
+
+
+def test_fingerprint_is_a_keyed_hash_of_canonical_json(jnl: Journal, state: Path) -> None:
+    value = {"b": ["é", 1], "a": None}
+    fp = jnl.fingerprint(value)
+    assert fp == jnl.fingerprint({"a": None, "b": ["é", 1]})  # key order does not matter
+    assert len(fp) == 64 and int(fp, 16) >= 0
+    assert fp != jnl.fingerprint({"a": None, "b": ["e", 1]})
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    (salt,) = conn.execute("SELECT salt FROM scopes").fetchone()
+    conn.close()
+    assert len(salt) == 32
+    canonical = '{"a":null,"b":["é",1]}'.encode()
+    assert fp == hmac.new(salt, canonical, hashlib.sha256).hexdigest()
+    assert fp != hashlib.sha256(canonical).hexdigest()
+
+
+def test_fingerprint_differs_between_scopes_and_survives_reopening(state: Path) -> None:
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        first = j.fingerprint("+972501234567")
+    with Journal.open(state, base_url=BASE, api_key="another-key") as j:
+        assert j.fingerprint("+972501234567") != first
+    with Journal.open(state, base_url="https://eu.comeet.co", api_key=KEY) as j:
+        assert j.fingerprint("+972501234567") != first
+    with Journal.open(state, base_url=BASE + "/", api_key=KEY) as j:  # same scope
+        assert j.fingerprint("+972501234567") == first
+
+
+# -- applied fields --------------------------------------------------------------------------
+
+
+def test_record_applied_then_applied_and_applied_many(jnl: Journal) -> None:
+    run = jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+    fps = {"email": jnl.fingerprint("dana@example.com"), "address.city": jnl.fingerprint("Haifa")}
+    jnl.record_applied("AE.1", fps, run)
+    assert jnl.applied("AE.1") == fps
+    assert jnl.applied("AE.2") == {}
+    assert jnl.applied_many(["AE.1", "AE.2", "AE.1"]) == {"AE.1": fps, "AE.2": {}}
+
+    newer = jnl.fingerprint("dana.cohen@example.com")
+    jnl.record_applied("AE.1", {"email": newer}, run)  # upsert: replaces, keeps the rest
+    assert jnl.applied("AE.1") == {"email": newer, "address.city": fps["address.city"]}
+    assert jnl.notes("AE.1") == {}  # no note given
+
+
+def test_record_applied_refuses_what_is_not_a_fingerprint(jnl: Journal) -> None:
+    with pytest.raises(ValueError):
+        jnl.record_applied("AE.1", {"email": "dana@example.com"}, 1)
+    with pytest.raises(ValueError):
+        jnl.record_applied("AE.1", {"email": "abcd"}, 1)
+    assert jnl.applied("AE.1") == {}
+
+
+def test_scopes_are_isolated(state: Path) -> None:
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        run = j.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+        j.record_applied("AE.1", {"email": j.fingerprint("x")}, run, note_fp=j.fingerprint("n"))
+    for base_url, key in [(BASE, "another-key"), ("https://eu.comeet.co", KEY)]:
+        with Journal.open(state, base_url=base_url, api_key=key) as j:
+            assert j.applied("AE.1") == {}
+            assert j.applied_many(["AE.1"]) == {"AE.1": {}}
+            assert j.notes("AE.1") == {}
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        assert set(j.applied("AE.1")) == {"email"}
+
+
+def test_applied_many_for_100000_uids(jnl: Journal, state: Path) -> None:
+    fields = ("first_name", "last_name", "email", "phone", "custom_fields.Team")
+    # Filled in one statement: 500,000 record_applied calls would take the test's whole budget.
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    with conn:
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99999),"
+            " f(name) AS (VALUES (?), (?), (?), (?), (?))"
+            " INSERT INTO applied (scope, uid, field, fp, run, at)"
+            " SELECT 1, 'AE.' || i, name, randomblob(32), 1, 0 FROM n, f",
+            fields,
+        )
+    conn.close()
+    jnl.record_applied("AE.77", {"email": jnl.fingerprint("known")}, 1)
+    uids = [f"AE.{i}" for i in range(100_000)]
+    started = time.perf_counter()
+    found = jnl.applied_many(uids)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 10, elapsed
+    assert len(found) == 100_000
+    assert all(set(found[uid]) == set(fields) for uid in uids)
+    assert found["AE.77"]["email"] == jnl.fingerprint("known")
+    assert sum(len(v) for v in found.values()) == 500_000
+
+
+# -- notes -----------------------------------------------------------------------------------
+
+
+def test_note_pending_then_applied_and_never_downgraded(jnl: Journal) -> None:
+    run = jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+    note = jnl.fingerprint("Called on Monday")
+    jnl.note_pending("AE.1", note, run)
+    assert jnl.notes("AE.1") == {note: "pending"}
+    jnl.record_applied("AE.1", {"email": jnl.fingerprint("x")}, run, note_fp=note)
+    assert jnl.notes("AE.1") == {note: "applied"}
+    assert "note" not in jnl.applied("AE.1")
+    jnl.note_pending("AE.1", note, run)  # a later run sends it again: stays applied
+    assert jnl.notes("AE.1") == {note: "applied"}
+    jnl.forget_pending("AE.1", note)  # only a pending note is forgotten
+    assert jnl.notes("AE.1") == {note: "applied"}
+
+
+def test_record_applied_marks_a_note_never_seen_pending(jnl: Journal) -> None:
+    note = jnl.fingerprint("hello")
+    jnl.record_applied("AE.1", {}, 1, note_fp=note)
+    assert jnl.notes_many(["AE.1", "AE.2"]) == {"AE.1": {note: "applied"}, "AE.2": {}}
+
+
+def test_forget_pending(jnl: Journal) -> None:
+    first, second = jnl.fingerprint("first"), jnl.fingerprint("second")
+    jnl.note_pending("AE.1", first, 1)
+    jnl.note_pending("AE.1", second, 1)
+    jnl.forget_pending("AE.1", first)
+    assert jnl.notes("AE.1") == {second: "pending"}
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def test_runs_record_start_and_finish_most_recent_first(state: Path, tmp_path: Path) -> None:
+    clock = FakeClock()
+    with Journal.open(state, base_url=BASE, api_key=KEY, clock=clock) as j:
+        first = j.start_run(
+            sheet=tmp_path / "a" / ".." / "night.csv", report=None, dry_run=True, full=False
+        )
+        j.finish_run(first, counts={"would_update": 3}, status="finished", duration_s=1.5)
+        second = j.start_run(
+            sheet=Path("night.xlsx"), report=tmp_path / "out.csv", dry_run=False, full=True
+        )
+    with Journal.open(state, base_url="http://127.0.0.1:8080", api_key="k2", clock=clock) as j:
+        third = j.start_run(sheet=Path("x.csv"), report=None, dry_run=False, full=False)
+        j.finish_run(third, counts={"updated": 2, "failed": 1}, status="aborted", duration_s=9)
+        with pytest.raises(ValueError, match="status"):
+            j.finish_run(third, counts={}, status="done", duration_s=1)
+        runs = j.runs()
+        assert [r.id for r in j.runs(limit=2)] == [third, second]
+
+    assert [r.id for r in runs] == [third, second, first]
+    assert runs[0] == RunRecord(
+        id=third,
+        started=datetime(2024, 3, 1, 12, 6, tzinfo=UTC),
+        finished=datetime(2024, 3, 1, 12, 7, tzinfo=UTC),
+        sheet=Path("x.csv").resolve(),
+        report=None,
+        dry_run=False,
+        full=False,
+        status="aborted",
+        counts={"updated": 2, "failed": 1},
+        duration_s=9.0,
+        base_url="http://127.0.0.1:8080",
+        pid=os.getpid(),
+    )
+    running = runs[1]
+    assert (running.status, running.finished, running.counts, running.duration_s) == (
+        "running",
+        None,
+        {},
+        None,
+    )
+    assert running.report == tmp_path / "out.csv"
+    assert (running.full, running.dry_run, running.base_url) == (True, False, BASE)
+    assert runs[2].sheet == tmp_path / "night.csv"  # resolved
+    assert runs[2].counts == {"would_update": 3}
+    assert runs[2].duration_s == 1.5
+
+
+def test_read_runs_needs_no_credentials_and_creates_nothing(state: Path) -> None:
+    assert read_runs(state) == []
+    assert not state.exists()
+    with Journal.open(state, base_url=BASE, api_key=KEY, clock=FakeClock()) as j:
+        first = j.start_run(sheet=Path("a.csv"), report=Path("a.xlsx"), dry_run=False, full=False)
+        j.finish_run(first, counts={"updated": 4}, status="finished", duration_s=2.25)
+        second = j.start_run(sheet=Path("b.csv"), report=None, dry_run=True, full=False)
+        assert read_runs(state) == j.runs()  # while open: the WAL's rows are seen too
+    runs = read_runs(state, limit=5)
+    assert [r.id for r in runs] == [second, first]
+    assert read_runs(state, limit=1) == runs[:1]
+    assert json.loads(json.dumps(runs[1].as_dict())) == {
+        "id": first,
+        "started": "2024-03-01T12:02:00+00:00",
+        "finished": "2024-03-01T12:03:00+00:00",
+        "sheet": str(Path("a.csv").resolve()),
+        "report": str(Path("a.xlsx").resolve()),
+        "dry_run": False,
+        "full": False,
+        "status": "finished",
+        "counts": {"updated": 4},
+        "duration_s": 2.25,
+        "base_url": BASE,
+        "pid": os.getpid(),
+    }
+    for leftover in state.iterdir():  # a read-only reader may leave an empty -wal and -shm
+        assert stat.S_IMODE(leftover.stat().st_mode) == 0o600, leftover
+    (state / JOURNAL_FILE).write_bytes(b"garbage" * 1000)
+    with pytest.raises(CannotStartError, match="cannot be opened"):
+        read_runs(state)
+
+
+def test_mark_stale_runs(jnl: Journal, state: Path) -> None:
+    ids = [jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)]
+    ids += [jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)]
+    done = jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+    jnl.finish_run(done, counts={}, status="interrupted", duration_s=0)
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    with conn:
+        conn.execute("UPDATE runs SET pid = 424242 WHERE id = ?", (ids[0],))
+    conn.close()
+
+    assert jnl.mark_stale_runs(lambda pid: pid != 424242) == 1
+    status = {r.id: r.status for r in jnl.runs()}
+    assert status == {ids[0]: "killed", ids[1]: "running", done: "interrupted"}
+    assert jnl.mark_stale_runs(lambda pid: False) == 1  # finished runs are left alone
+    assert {r.id: r.status for r in jnl.runs()}[ids[1]] == "killed"
+    assert jnl.mark_stale_runs() == 0
+
+
+# -- crash safety and privacy ----------------------------------------------------------------
+
+CRASHING_CHILD = """
+    import os, signal, sys
+    from pathlib import Path
+    from bulk_update.journal import Journal
+
+    state, base, key = Path(sys.argv[1]), "https://api.comeet.co", "api-key-7f3a9c1e5b"
+    j = Journal.open(state, base_url=base, api_key=key)
+    run = j.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+    for i in range(int(sys.argv[2])):
+        fields = {"email": j.fingerprint(f"c{i}@example.com"), "phone": j.fingerprint(str(i))}
+        j.record_applied(f"AE.{i}", fields, run, note_fp=j.fingerprint(f"note {i}"))
+    j.note_pending("AE.last", j.fingerprint("pending note"), run)
+    if sys.argv[3] == "exit":
+        os._exit(1)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "sigkill"])
+def test_a_killed_process_loses_no_recorded_row(state: Path, how: str) -> None:
+    n = 300
+    child = _child(CRASHING_CHILD, str(state), str(n), how)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == (1 if how == "exit" else -signal.SIGKILL), err
+    assert (state / f"{JOURNAL_FILE}-wal").stat().st_size > 0  # never folded into the file
+
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        found = j.applied_many(f"AE.{i}" for i in range(n))
+        for i in range(n):
+            assert found[f"AE.{i}"] == {
+                "email": j.fingerprint(f"c{i}@example.com"),
+                "phone": j.fingerprint(str(i)),
+            }
+        assert j.notes(f"AE.{n - 1}") == {j.fingerprint(f"note {n - 1}"): "applied"}
+        assert j.notes("AE.last") == {j.fingerprint("pending note"): "pending"}
+        (run,) = j.runs()
+        assert (run.status, run.pid) == ("running", child.pid)
+        assert j.mark_stale_runs() == 1
+        assert j.runs()[0].status == "killed"
+
+
+def test_the_journal_holds_no_personal_data_nor_the_key(state: Path) -> None:
+    secrets = ["dana.cohen@example.com", "+972-50-123-4567", "Dana Cohen", "Haifa Street 7", KEY]
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        run = j.start_run(sheet=Path("candidates.csv"), report=None, dry_run=False, full=False)
+        for i in range(50):
+            values = {
+                "email": "dana.cohen@example.com",
+                "phone": "+972-50-123-4567",
+                "first_name": "Dana Cohen",
+                "address.street": "Haifa Street 7",
+            }
+            fields = {path: j.fingerprint(value) for path, value in values.items()}
+            note = j.fingerprint(f"Called Dana Cohen about {KEY}")
+            j.note_pending(f"AE.{i}", note, run)
+            j.record_applied(f"AE.{i}", fields, run, note_fp=note)
+        j.finish_run(run, counts={"updated": 50}, status="finished", duration_s=1)
+        raw = (state / JOURNAL_FILE).read_bytes() + (state / f"{JOURNAL_FILE}-wal").read_bytes()
+        assert b"AE.49" in raw  # the bytes do hold what was written
+    raw += (state / JOURNAL_FILE).read_bytes()  # after closing: the WAL folded into the file
+    for secret in secrets:
+        for encoding in ("utf-8", "utf-16-le", "utf-16-be"):
+            assert secret.encode(encoding) not in raw, secret
+    # nor plain (unkeyed) hashes that a dictionary attack could reverse
+    plain = hashlib.sha256(json.dumps("dana.cohen@example.com").encode()).digest()
+    assert plain not in raw and plain.hex().encode() not in raw
+
+
+# -- the run lock ----------------------------------------------------------------------------
+
+
+def test_lock_file_is_named_by_a_hash_of_the_key(state: Path) -> None:
+    lock = RunLock(state, api_key=KEY)
+    assert lock.path.parent == state
+    assert lock.path.name == f"run-{hashlib.sha256(KEY.encode()).hexdigest()[:16]}.lock"
+    assert KEY not in str(lock.path) and KEY not in repr(vars(lock))
+
+
+def test_a_second_lock_in_the_same_process_conflicts(state: Path) -> None:
+    first, second = RunLock(state, api_key=KEY), RunLock(state, api_key=KEY)
+    assert first.acquire() is None
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    assert first.path.read_text().strip() == str(os.getpid())
+    with pytest.raises(LockError) as info:
+        second.acquire()
+    assert info.value.message == (
+        f"another run (process {os.getpid()}) is using this state dir and API key"
+    )
+    assert info.value.fix == (
+        f"wait for it to finish, or stop it (kill {os.getpid()}); "
+        "use another --state-dir to run in parallel"
+    )
+    assert info.value.exit_code == 2
+    assert RunLock(state, api_key="another-key").acquire() is None  # another key: its own lock
+    first.release()
+    assert first.path.read_text() == ""
+    assert second.acquire() is None  # a clean release: no takeover message
+    second.release()
+
+
+def test_context_manager_acquires_and_releases(state: Path) -> None:
+    with RunLock(state, api_key=KEY) as lock:
+        assert lock.took_over is None
+        with pytest.raises(LockError), RunLock(state, api_key=KEY):
+            pass
+    with RunLock(state, api_key=KEY):
+        pass
+
+
+HOLDING_CHILD = """
+    import sys
+    from pathlib import Path
+    from bulk_update.journal import RunLock
+
+    lock = RunLock(Path(sys.argv[1]), api_key="api-key-7f3a9c1e5b")
+    lock.acquire()
+    print("locked", flush=True)
+    sys.stdin.read()  # hold until the parent closes our stdin
+    lock.release()
+"""
+
+
+def test_a_lock_held_by_another_process_then_left_by_it(state: Path) -> None:
+    child = _child(HOLDING_CHILD, str(state))
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "locked"
+        with pytest.raises(LockError, match=rf"process {child.pid}\)"):
+            RunLock(state, api_key=KEY).acquire()
+    finally:
+        child.kill()  # dies holding the lock: the OS drops the flock, the pid stays
+        child.communicate(timeout=30)
+    lock = RunLock(state, api_key=KEY)
+    message = lock.acquire()
+    assert message == (
+        f"took over the lock left by process {child.pid}, which is no longer running"
+    )
+    assert lock.path.read_text().strip() == str(os.getpid())
+    lock.release()
+
+
+def test_a_stale_pid_is_taken_over(state: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    state.mkdir(parents=True)
+    lock = RunLock(state, api_key=KEY)
+    lock.path.write_text(f"{gone.pid}\n")
+    with lock:
+        assert lock.took_over == (
+            f"took over the lock left by process {gone.pid}, which is no longer running"
+        )
+
+
+def test_a_pid_we_may_not_signal_is_alive(state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    state.mkdir(parents=True)
+    lock = RunLock(state, api_key=KEY)
+    lock.path.write_text("1\n")
+    monkeypatch.setattr(journal_module.os, "kill", refuse)
+    assert process_alive(4321) is True
+    assert lock.acquire() is None  # not a dead process: no takeover message
+    lock.release()
+
+
+def test_process_alive() -> None:
+    assert process_alive(os.getpid())
+    assert not process_alive(0) and not process_alive(-1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    assert not process_alive(gone.pid)
