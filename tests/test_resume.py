@@ -286,3 +286,26 @@ def test_history_lists_recent_runs(tmp_path: Path) -> None:
     newest = next(line for line in lines if "unchanged" in line)
     oldest = next(line for line in lines if "4 updated" in line)
     assert lines.index(newest) < lines.index(oldest)
+
+
+def test_dry_run_consults_the_journal_when_the_key_is_known(tmp_path: Path) -> None:
+    rows = people(3)
+    sheet = write_sheet(tmp_path / "s.csv", rows)
+    state = make_state(rows)
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(state) as sb:
+        assert run_cli("run", sheet, "--base-url", sb.base_url, env=env, cwd=tmp_path).code == 0
+        rows[1][1] = "Renamed"
+        write_sheet(sheet, rows)
+        preview = run_cli(
+            "run", sheet, "--base-url", sb.base_url, "--dry-run", env=env, cwd=tmp_path
+        )
+        assert preview.code == 0, preview.err
+        assert "1 would_update" in preview.out and "2 unchanged" in preview.out
+        assert 'row 3 PATCH /candidates/RR.1 {"first_name": "Renamed"}' in preview.out
+        blind = run_cli(
+            "run", sheet, "--base-url", sb.base_url, "--dry-run",
+            env={"XDG_STATE_HOME": str(tmp_path / "state")}, cwd=tmp_path,
+        )  # fmt: skip
+        assert "3 would_update" in blind.out and "does not consult the journal" in blind.err
+    assert len(state.requests) == 3
