@@ -9,6 +9,9 @@ The library is the product; the command line is a thin layer over it::
     plan = bu.plan(sheet, settings)                  # validate + minimal patches
     summary = bu.run(plan, settings, bu.Credentials.from_env())
     print(summary.counts, summary.exit_code)
+
+Re-runs that send only what changed: hold the run lock and pass the journal to both
+`plan` and `run` (see the README's "Re-runs, resume and the journal").
 """
 
 __version__ = "0.1.0"
@@ -26,6 +29,7 @@ from .errors import (
     RunInterrupted,
     UnknownColumnError,
 )
+from .journal import Journal, RunLock
 from .models import (
     Outcome,
     Patch,
@@ -46,6 +50,7 @@ __all__ = [
     "Credentials",
     "CredentialsError",
     "InputError",
+    "Journal",
     "LockError",
     "Outcome",
     "Patch",
@@ -55,6 +60,7 @@ __all__ = [
     "Rate",
     "RowResult",
     "RunInterrupted",
+    "RunLock",
     "RunSummary",
     "Settings",
     "Sheet",

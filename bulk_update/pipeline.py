@@ -392,6 +392,7 @@ def run(
     dry_run: bool = False,
     report_path: Path | bool = True,
     on_result: Callable[[RowResult], None] | None = None,
+    journal: Journal | None = None,
 ) -> RunSummary:
     """Synchronous `run_async` for scripts (starts and closes its own event loop)."""
     return asyncio.run(
@@ -402,5 +403,6 @@ def run(
             dry_run=dry_run,
             report_path=report_path,
             on_result=on_result,
+            journal=journal,
         )
     )
