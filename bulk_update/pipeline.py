@@ -40,7 +40,7 @@ from .models import (
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import read_sheet
-from .report import default_report_path, write_report
+from .report import check_report_path, default_report_path, write_report
 from .schema import InvalidRow, find_duplicate_uids, resolve_columns, validate_row
 
 USER_AGENT = f"bulk-update/{__version__}"
@@ -281,6 +281,8 @@ async def run_async(
     started = time.monotonic()
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
+    if path is not None:  # a report that cannot be written must stop the run before it starts
+        check_report_path(path, len(the_plan.rows))
     warnings = {r.row.number: r.warnings for r in the_plan.rows if r.warnings}
     patches = the_plan.patches
     if not dry_run and credentials is None:

@@ -248,3 +248,19 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "sending" in text and "3/3" in text and "rows/min" in text
     assert proc.stdout.strip().startswith("Done in")
+
+
+def test_a_report_that_cannot_be_written_stops_before_sending(tmp_path: Path) -> None:
+    state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
+    with ThreadedSandbox(state) as sb:
+        res = run_cli(
+            "run", _sheet(tmp_path), "--base-url", sb.base_url,
+            "--report", tmp_path / "no-such-folder" / "r.xlsx", env=CREDS, cwd=tmp_path,
+        )  # fmt: skip
+        assert res.code == 2 and "no-such-folder" in res.err
+        res = run_cli(
+            "run", _sheet(tmp_path), "--base-url", sb.base_url, "--report", tmp_path / "r.txt",
+            env=CREDS, cwd=tmp_path,
+        )  # fmt: skip
+        assert res.code == 2 and ".csv" in res.err
+    assert state.requests == []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,14 @@ from bulk_update import report
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.reader import read_sheet
-from bulk_update.report import OUTCOME_COLOURS, default_report_path, report_table, write_report
+from bulk_update.report import (
+    OUTCOME_COLOURS,
+    XLSX_MAX_ROWS,
+    check_report_path,
+    default_report_path,
+    report_table,
+    write_report,
+)
 from bulk_update.schema import resolve_columns
 
 HEADERS = ("uid", "Email")
@@ -188,9 +197,54 @@ def test_xlsx_outcome_cell_is_coloured(tmp_path: Path) -> None:
         assert ws.cell(row=number, column=1).fill.fill_type is None
 
 
+def rgb(hex_rgb: str) -> tuple[int, int, int]:
+    r, g, b = (int(hex_rgb[i : i + 2], 16) for i in (0, 2, 4))
+    return r, g, b
+
+
+@pytest.mark.parametrize("outcome", list(Outcome))
+def test_outcome_colour_families(outcome: Outcome) -> None:
+    r, g, b = rgb(OUTCOME_COLOURS[outcome])
+    if outcome in {Outcome.UPDATED, Outcome.WOULD_UPDATE, Outcome.UNCHANGED}:
+        assert g > r and g > b  # green-ish
+    elif outcome is Outcome.SKIPPED:
+        assert r == g == b  # grey
+    elif outcome is Outcome.INVALID:
+        assert r > g > b and g - b >= 24  # orange
+    elif outcome is Outcome.NOT_SENT:
+        assert r >= g and g - b > 60 and r - g < 24  # yellow
+    else:
+        assert r - max(g, b) > 40 and abs(g - b) < 16  # red-ish
+
+
+def test_column_widths_fit_the_text_within_a_cap(tmp_path: Path) -> None:
+    rows = [SheetRow(2, ("u1", "x" * 300)), SheetRow(3, ("u2", "short\n" + "y" * 30))]
+    results = [
+        RowResult(2, "u1", Outcome.UPDATED, message="m" * 20),
+        RowResult(3, "u2", Outcome.UPDATED),
+    ]
+    ws = openpyxl.load_workbook(write(tmp_path / "r.xlsx", rows, results))["Results"]
+    width = {c: ws.column_dimensions[c].width for c in "ABCDEFGHIJ"}
+    assert width["J"] == 60  # 300 characters, capped
+    assert width["F"] == 22  # the message, plus a margin
+    assert width["I"] == 8  # 'uid' and 'u1' are short: the minimum
+    assert width["C"] == len("outcome") + 2
+    assert all(8 <= w <= 60 for w in width.values())
+
+
 @pytest.mark.parametrize(
     "text",
-    ["=1+2", '=HYPERLINK("http://x","y")', "+41 22 000", "-5", "-1+1", "@SUM(A1)", "\t=1+2"],
+    [
+        "=1+2",
+        '=HYPERLINK("http://x","y")',
+        "+41 22 000",
+        "-5",
+        "-1+1",
+        "@SUM(A1)",
+        "\t=1+2",
+        "#N/A",
+        "#DIV/0!",
+    ],
 )
 def test_xlsx_formula_text_stays_text(tmp_path: Path, text: str) -> None:
     cell = one_text_cell(tmp_path, text)
@@ -207,14 +261,15 @@ def test_xlsx_writes_line_breaks_as_newlines(tmp_path: Path) -> None:
 
 
 def test_report_file_follows_the_umask(tmp_path: Path) -> None:
-    import os
-
     old = os.umask(0o022)
     try:
         path = write(tmp_path / "r.xlsx", [], [], summary=summary_of([]))
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        private = write(tmp_path / "p.csv", [], [], summary=summary_of([]))
+        assert private.stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
-    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_xlsx_has_no_formula_anywhere(tmp_path: Path) -> None:
@@ -240,7 +295,7 @@ def test_xlsx_drops_illegal_control_characters(tmp_path: Path) -> None:
     line = results_lines(path)[1]
     assert line[4:6] == ("x", "mn")
     assert line[-1] == "abc"
-    assert summary_lines(path)["aborted"] == "stopped"
+    assert summary_lines(path)["abort reason"] == "stopped"
 
 
 def test_xlsx_keeps_unicode_and_multiline_text(tmp_path: Path) -> None:
@@ -289,7 +344,10 @@ def test_summary_dry_run_and_aborted(tmp_path: Path) -> None:
     path = write(tmp_path / "r.xlsx", [], results, summary=summary)
     values = summary_lines(path)
     assert values["dry run"] == "yes"
-    assert values["aborted"] == "interrupted (Ctrl-C)"
+    assert values["aborted"] == "yes"
+    assert values["abort reason"] == "interrupted (Ctrl-C)"
+    assert values["estimate (s)"] == 12.0
+    assert values["duration (s)"] == 1.2  # 1.25 rounded to a tenth
     assert values["would_update"] == 1
     assert values["not_sent"] == 1
     assert values["total"] == 2
@@ -298,7 +356,26 @@ def test_summary_dry_run_and_aborted(tmp_path: Path) -> None:
 def test_summary_aborted_without_reason_says_yes(tmp_path: Path) -> None:
     results = [RowResult(2, "u1", Outcome.NOT_SENT)]
     path = write(tmp_path / "r.xlsx", [], results, summary=summary_of(results, aborted=True))
-    assert summary_lines(path)["aborted"] == "yes"
+    values = summary_lines(path)
+    assert values["aborted"] == "yes"
+    assert "abort reason" not in values
+
+
+def test_summary_estimate_only_for_dry_runs(tmp_path: Path) -> None:
+    results = [RowResult(2, "u1", Outcome.UPDATED)]
+    summary = summary_of(results, estimate_s=3.0)
+    values = summary_lines(write(tmp_path / "r.xlsx", [], results, summary=summary))
+    assert "estimate (s)" not in values
+    assert values["duration (s)"] == 1.2
+
+
+def test_summary_generated_at_is_utc_iso_time(tmp_path: Path) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    path = write(tmp_path / "r.xlsx", [], [], summary=summary_of([]))
+    after = dt.datetime.now(dt.UTC)
+    stamp = dt.datetime.fromisoformat(summary_lines(path)["generated at"])
+    assert stamp.utcoffset() == dt.timedelta(0)
+    assert before <= stamp <= after
 
 
 def test_xlsx_report_can_be_uploaded_again(tmp_path: Path) -> None:
@@ -410,6 +487,30 @@ def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
     assert "nope" in str(info.value)
     assert info.value.fix
     assert list(tmp_path.iterdir()) == []
+
+
+def test_check_report_path_before_anything_is_sent(tmp_path: Path) -> None:
+    check_report_path(tmp_path / "r.xlsx", XLSX_MAX_ROWS)
+    check_report_path(tmp_path / "r.csv", XLSX_MAX_ROWS + 1)
+    check_report_path(tmp_path / "r.xlsx")
+    with pytest.raises(ConfigError, match=r"\.csv") as info:
+        check_report_path(tmp_path / "r.xlsx", XLSX_MAX_ROWS + 1)
+    assert "1,048,576 rows" in info.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("", encoding="utf-8")
+    with pytest.raises(ConfigError, match="is not a folder"):
+        check_report_path(tmp_path / "out" / "r.csv")
+
+
+def test_report_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "r.xlsx").mkdir()
+    rows, results = sample()
+    with pytest.raises(ConfigError, match="is a folder"):
+        write(tmp_path / "r.xlsx", rows, results)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.xlsx"]
 
 
 def test_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
