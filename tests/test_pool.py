@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import selectors
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -17,47 +16,9 @@ from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import Outcome, Patch, Rate, RowResult
 from bulk_update.pool import AUTH_ABORT_REASON, PoolResult, RetryPolicy, run_pool
 
+from .virtual_time import VirtualClock, run_virtual
+
 T = TypeVar("T")
-
-# -- virtual time (the same device as in test_limiter.py) ------------------------------------
-
-
-class _JumpSelector(selectors.DefaultSelector):
-    clock: VirtualClock
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        events = super().select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:
-            raise RuntimeError("deadlock: every task waits and no timer is set")
-        self.clock.now += timeout
-        return events
-
-
-class VirtualClock(asyncio.SelectorEventLoop):
-    """An event loop on a fake clock: `now` jumps to the next timer when every task waits."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        selector = _JumpSelector()
-        selector.clock = self
-        super().__init__(selector)
-
-    def time(self) -> float:
-        return self.now
-
-    def clock(self) -> float:
-        return self.now
-
-
-def run_virtual(main: Callable[[VirtualClock], Awaitable[T]]) -> T:
-    loop = VirtualClock()
-    try:
-        return loop.run_until_complete(main(loop))
-    finally:
-        loop.close()
-
 
 # -- a scripted sender -----------------------------------------------------------------------
 
