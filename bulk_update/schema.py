@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import functools
 import re
 import stat
 from collections import Counter
@@ -584,6 +585,7 @@ def _file_value(field: str, text: str, base: Path) -> tuple[Any, list[str]]:
         return None, [f"holds {len(paths)} paths; {field} takes one file (use 'files' for more)"]
     if field == "resume" and not paths[0].lower().endswith(RESUME_EXTENSIONS):
         return None, [f"'{_show(paths[0])}' is not a resume file; use a .pdf, .doc or .docx file"]
+    base = base.resolve()  # here, not per row: only file cells need the real folder
     results = [_read_file(p, base) for p in paths]
     problems = [r for r in results if isinstance(r, str)]
     objects = [r for r in results if not isinstance(r, str)]
@@ -642,6 +644,12 @@ def _required(
     return problems
 
 
+@functools.lru_cache(maxsize=8)
+def _layout(columns: tuple[Column, ...]) -> tuple[dict[str, str], Column | None]:
+    """Field -> header, and the uid column: once per sheet, not once per row."""
+    return {c.field: c.header for c in columns if c.field}, _uid_column(columns)
+
+
 def validate_row(
     row: SheetRow,
     columns: Sequence[Column],
@@ -656,11 +664,9 @@ def validate_row(
     and sent inline as base64. `default_updated_by` is the config's [defaults.updated_by]:
     it is not put into the values, but the merged updated_by must carry a type and a name.
     """
-    base = base_dir.resolve()
     problems: list[Problem] = []
     values: dict[str, Any] = {}
-    headers = {c.field: c.header for c in columns if c.field}
-    uid_column = _uid_column(columns)
+    headers, uid_column = _layout(tuple(columns))
     uid = "" if uid_column is None else _cell(row, uid_column.index)
     if uid_column is None:
         problems.append(Problem(None, "the sheet has no uid column; add one"))
@@ -677,9 +683,10 @@ def validate_row(
         if not text:
             continue
         sent.add(column.field)
-        value, messages = _convert(column.field, text, base)
-        problems.extend(Problem(column.header, m) for m in messages)
-        if not messages:
+        value, messages = _convert(column.field, text, base_dir)
+        if messages:
+            problems.extend(Problem(column.header, m) for m in messages)
+        else:
             values[column.field] = value
 
     row_updated_by = {f.partition(".")[2] for f in sent if f.startswith("updated_by.")}
