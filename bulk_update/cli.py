@@ -271,8 +271,14 @@ def _preview(value: Any) -> Any:
     return value
 
 
+_SETTLED = frozenset({Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED})
+
+
 class _Progress:
-    """A rich progress bar on a terminal, else a log line per 10% or per minute."""
+    """Rows sent so far: a rich progress bar on a terminal, else a log line per 10% or minute.
+
+    Rows settled before sending (invalid, skipped, unchanged) are not counted.
+    """
 
     def __init__(self, total: int, *, bar: bool, clock: Any = time.monotonic) -> None:
         self.total = total
@@ -304,6 +310,8 @@ class _Progress:
             self.bar.stop()
 
     def update(self, result: RowResult) -> None:
+        if result.outcome in _SETTLED:  # known before sending: not progress
+            return
         self.done += 1
         now = self.clock()
         elapsed = max(now - self.started, 1e-9)
@@ -337,6 +345,7 @@ class _Progress:
 
 
 async def _run_command(args: argparse.Namespace) -> int:
+    args.started = time.monotonic()
     settings = load_config(args.config)
     settings = settings.with_overrides(
         base_url=args.base_url,
@@ -410,7 +419,12 @@ async def _send(
     report_path: Path | bool = args.report if args.report else True
     if args.dry_run:
         summary = await run_async(
-            the_plan, settings, dry_run=True, report_path=report_path, journal=journal
+            the_plan,
+            settings,
+            dry_run=True,
+            report_path=report_path,
+            journal=journal,
+            started=args.started,
         )
         if not args.quiet and args.log_format == "text":
             _print_dry_run(the_plan, summary, settings)
@@ -442,7 +456,7 @@ async def _send(
             server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
             log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
             settings = settings.with_overrides(base_url=server.base_url)
-        progress = stack.enter_context(_Progress(len(the_plan.rows), bar=bar))
+        progress = stack.enter_context(_Progress(len(the_plan.patches), bar=bar))
         summary = await run_async(
             the_plan,
             settings,
@@ -451,6 +465,7 @@ async def _send(
             on_result=progress.update,
             stop=stop,
             journal=journal,
+            started=args.started,
         )
     return _finish(summary, args)
 

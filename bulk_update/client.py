@@ -12,9 +12,10 @@ import datetime
 import email.utils
 import http
 import json
+import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -194,17 +195,34 @@ class ComeetClient:
                 allow_redirects=False,
             ) as answer:
                 raw = await answer.read()
-                return classify(answer.status, answer.headers, raw)
+                response = classify(answer.status, answer.headers, raw)
         except TimeoutError:  # asyncio.TimeoutError is this builtin since 3.11
             return Response(
                 Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"
             )
         except (aiohttp.ClientError, OSError) as exc:
             return Response(Kind.RETRY, None, "connection_error", _scrub(exc, token))
+        # A server or proxy that echoes the request into its error body must not carry the
+        # token (and with it the API key) into the report and the logs.
+        return replace(
+            response,
+            error=_redact(response.error, token),
+            message=_redact(response.message, token),
+        )
 
     def refresh_token(self) -> None:
         """Mint a new token for the next request (after a 401)."""
         self._tokens.refresh()
+
+
+_SECRETISH = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_.-]*|Bearer\s+\S+", re.IGNORECASE)
+
+
+def _redact(text: str, token: str) -> str:
+    """`text` with the token, any JWT and any bearer credential replaced by a marker."""
+    if not text:
+        return text
+    return _SECRETISH.sub("<redacted>", text.replace(token, "<redacted>"))
 
 
 def _scrub(exc: BaseException, token: str) -> str:

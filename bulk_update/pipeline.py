@@ -28,6 +28,7 @@ from .errors import RunInterrupted
 from .journal import Journal
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
+    REPORT_COLUMNS,
     Column,
     Outcome,
     Patch,
@@ -40,7 +41,7 @@ from .models import (
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import read_sheet
-from .report import check_report_path, default_report_path, write_report
+from .report import check_report_path, default_report_path, restore_cell, write_report
 from .schema import InvalidRow, find_duplicate_uids, resolve_columns, validate_row
 
 USER_AGENT = f"bulk-update/{__version__}"
@@ -96,11 +97,30 @@ class Plan:
 
 
 def load(path: str | Path, settings: Settings | None = None, *, sheet: str | None = None) -> Sheet:
-    """Read a CSV or XLSX and match its headers to API fields (raises InputError)."""
+    """Read a CSV or XLSX and match its headers to API fields (raises InputError).
+
+    A re-uploaded results sheet (its first headers are the report's own columns) gets its
+    cells back as first typed: the apostrophe a report puts before `=` `+` `-` `@` is
+    taken off (report.restore_cell), so the API receives the value the person typed.
+    """
     settings = settings or Settings()
     raw = read_sheet(Path(path), sheet=sheet or settings.sheet)
+    if raw.headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
+        raw = _restore_report(raw)
     columns = resolve_columns(raw.headers, mapping=settings.columns, ignore=settings.ignore_columns)
     return Sheet(raw=raw, columns=columns)
+
+
+def _restore_report(raw: RawSheet) -> RawSheet:
+    """`raw` with every cell of a results sheet as first typed (see report.restore_cell)."""
+    rows = tuple(
+        # Only rows with an apostrophe-led cell are rebuilt: a large sheet has few or none.
+        replace(row, values=tuple(map(restore_cell, row.values)))
+        if any(value.startswith("'") for value in row.values)
+        else row
+        for row in raw.rows
+    )
+    return replace(raw, headers=tuple(map(restore_cell, raw.headers)), rows=rows)
 
 
 def plan(
@@ -267,6 +287,7 @@ async def run_async(
     stop: asyncio.Event | None = None,
     rng: random.Random | None = None,
     journal: Journal | None = None,
+    started: float | None = None,
 ) -> RunSummary:
     """Send the plan's patches at the rate limit and write the results sheet.
 
@@ -275,10 +296,11 @@ async def run_async(
     moment the API confirms it, and the run is listed in the journal's history. The report is
     written even when the run is stopped: rows not sent are `not_sent`. A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
-    the summary) once the report is safe on disk.
+    the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
+    lets the summary's duration include reading and planning.
     """
     settings = settings or Settings()
-    started = time.monotonic()
+    started = time.monotonic() if started is None else started
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
     if path is not None:  # a report that cannot be written must stop the run before it starts

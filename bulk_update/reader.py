@@ -5,21 +5,34 @@ it: numbers as plain decimals, dates as ISO 8601, booleans as TRUE/FALSE, stripp
 space. Rows are numbered as a spreadsheet program shows them (1-based, blank rows counted;
 a CSV record whose quoted cell spans several lines is one row). Headers are returned as
 written: matching them to API fields is schema.py's job.
+
+A merged range of an XLSX sheet gives its value to its top-left cell; its other cells are
+empty (what Excel itself keeps). Hidden rows and columns are read like any other.
+
+Input may be hostile. Before openpyxl sees a workbook, its zip directory is checked (how
+many parts, how large unpacked, how well they compress) and every XML part is streamed
+once looking for a document type declaration (XML entity bombs) and for a cell over
+MAX_CELL_CHARS; defusedxml stays the second line of defence. A CSV file is read a line at a
+time with a bounded line length and cell size. So every file is answered within seconds and
+a few hundred MB of memory, with an InputError that says what is wrong.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import math
+import os
+import struct
 import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Protocol, TypeAlias, TypeVar
+from typing import IO, BinaryIO, Protocol, TypeAlias, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from openpyxl import load_workbook
@@ -30,15 +43,58 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from .errors import InputError
 from .models import RawSheet, SheetRow
 
-__all__ = ["CSV_EXTENSIONS", "XLSX_EXTENSIONS", "cell_text", "read_sheet"]
+__all__ = [
+    "CSV_EXTENSIONS",
+    "MAX_CELL_CHARS",
+    "MAX_COLUMNS",
+    "MAX_UNPACKED_BYTES",
+    "XLSX_EXTENSIONS",
+    "cell_text",
+    "read_sheet",
+]
 
 CSV_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 XLSX_EXTENSIONS = frozenset({".xlsx", ".xlsm"})
+#: Spreadsheet formats openpyxl cannot read; named in their own message.
+_OTHER_SHEETS = frozenset({".xls", ".xlsb", ".ods", ".fods", ".numbers"})
 _SUPPORTED = ", ".join(sorted(CSV_EXTENSIONS | XLSX_EXTENSIONS))
+
+#: The largest cell read, in characters ("1 MB"): a candidate's data is never near it.
+MAX_CELL_CHARS = 1 << 20
+#: The most columns a header row may span.
+MAX_COLUMNS = 2000
+#: A workbook unpacking to more than this is refused as a zip bomb.
+MAX_UNPACKED_BYTES = 512 << 20
+#: A part packed more than this many times over, and larger than _RATIO_FLOOR unpacked, is
+#: a zip bomb: sheet XML packs about 10:1, LibreOffice's wordier XML about 20:1.
+_MAX_RATIO = 100
+_RATIO_FLOOR = 4 << 20
+#: Zip directory limits, checked before zipfile reads the directory into memory.
+_MAX_PARTS = 10_000
+_MAX_DIRECTORY_BYTES = 4 << 20
 
 #: Candidate delimiters, in the order that breaks ties.
 _DELIMITERS = (",", ";", "\t")
+#: Bytes read at a time when scanning a file; not above MAX_CELL_CHARS (see _scan_part).
 _CHUNK = 1 << 20
+#: A CSV line is read at most this many characters at a time: a cell at the limit, its
+#: quotes and the line end fit.
+_MAX_LINE = MAX_CELL_CHARS + 4
+_MB = f"{MAX_CELL_CHARS >> 20} MB"
+
+_OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_XLSX_KIND = "an Excel workbook (.xlsx)"
+_TEXT_KIND = "a text file (a CSV?)"
+#: File signatures worth naming when a file is not what its extension says.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (_OLE2, "an old Excel .xls workbook (or a password-protected one)"),
+    (b"%PDF-", "a PDF document"),
+    (b"\x89PNG", "a picture (PNG)"),
+    (b"\xff\xd8\xff", "a picture (JPEG)"),
+    (b"GIF8", "a picture (GIF)"),
+)
+#: C0 control bytes that text (UTF-8 or Windows-1252) does not hold; tab, LF, FF, CR do.
+_CONTROLS = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
 
 #: One source row: its sheet row number, its cells as stripped text, and the indexes of the
 #: cells stored as numbers.
@@ -46,8 +102,9 @@ _Record: TypeAlias = tuple[int, list[str], frozenset[int]]
 #: Names a column by its 0-based index, the way the file's users see it.
 _ColumnNamer: TypeAlias = Callable[[int], str]
 
-#: What openpyxl raises on a damaged workbook. Read-only mode parses lazily, so these can
-#: come from the row loop as well as from load_workbook.
+#: What openpyxl and zipfile raise on a damaged workbook. Read-only mode parses lazily, so
+#: these can come from the row loop as well as from load_workbook. defusedxml's refusals
+#: are ValueErrors.
 _XLSX_ERRORS: tuple[type[Exception], ...] = (
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
@@ -60,6 +117,8 @@ _XLSX_ERRORS: tuple[type[Exception], ...] = (
     ParseError,
     EOFError,
     zlib.error,
+    NotImplementedError,  # a compression method zipfile lacks
+    RuntimeError,  # an encrypted zip part
 )
 
 
@@ -129,11 +188,16 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
 
     `sheet` picks a worksheet of an XLSX file by name (default: the first); it is ignored
     for CSV. Raises InputError, naming the file, row and column, for anything that stops
-    the sheet from being read.
+    the sheet from being read, hostile files included (see the module's docstring).
     """
     path = Path(path)
     name = path.name
     suffix = path.suffix.lower()
+    if suffix in _OTHER_SHEETS:
+        raise InputError(
+            f"{name}: {suffix} files are not read; save the sheet as .xlsx or .csv",
+            fix="open it in Excel or LibreOffice and save it as .xlsx (or as CSV UTF-8)",
+        )
     if suffix not in CSV_EXTENSIONS and suffix not in XLSX_EXTENSIONS:
         shown = f"'{path.suffix}'" if path.suffix else "no extension"
         raise InputError(
@@ -162,6 +226,105 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
         ) from None
 
 
+# --------------------------------------------------------------------------- what a file is
+
+
+def _is_text(head: bytes) -> bool:
+    """True when the first bytes of a file look like text: no NUL, few control bytes."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    if b"\x00" in head:
+        return False
+    controls = len(head) - len(head.translate(None, _CONTROLS))
+    return controls * 20 <= len(head)
+
+
+def _magic_kind(head: bytes) -> str | None:
+    """What a file with these first bytes is, for the formats worth naming; else None."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return None
+
+
+def _zip_kind(archive: zipfile.ZipFile) -> str:
+    """What a zip archive holds: an XLSX, an ODS, a DOCX, or nothing we know."""
+    names = archive.namelist()
+    if "mimetype" in names:
+        with archive.open("mimetype") as part:
+            # The OpenDocument type is the first bytes; read no more (the part may lie).
+            mimetype = part.read(100)
+        if mimetype.startswith(b"application/vnd.oasis.opendocument.spreadsheet"):
+            return "an OpenDocument spreadsheet (.ods)"
+        if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+            return "an OpenDocument file"
+    if any(n.startswith("xl/") for n in names):
+        return _XLSX_KIND
+    if any(n.startswith("word/") for n in names):
+        return "a Word document (.docx)"
+    return "a zip archive"
+
+
+def _text_kind(head: bytes) -> str:
+    start = head.lstrip(codecs.BOM_UTF8 + b" \t\r\n").lower()
+    if start.startswith((b"<!doctype html", b"<html")):
+        return "a web page (HTML)"
+    if start.startswith(b"<"):
+        return "an XML file"
+    return _TEXT_KIND
+
+
+def _really(path: Path, kind: str, expected: str) -> InputError:
+    """The error for a file whose content is not what its extension promises."""
+    if kind == _XLSX_KIND:
+        fix = f"rename it to {path.stem}.xlsx"
+    elif kind == _TEXT_KIND:
+        fix = f"rename it to {path.stem}.csv"
+    elif "Excel" in kind or "spreadsheet" in kind or kind == "an XML file":
+        fix = "open it in Excel or LibreOffice and save it as .xlsx (without a password)"
+    else:
+        fix = "pass the spreadsheet itself, saved as .xlsx or as CSV UTF-8"
+    return InputError(f"{path.name} is really {kind}, not {expected}", fix=fix)
+
+
+def _bomb(path: Path, detail: str) -> InputError:
+    return InputError(
+        f"{path.name} looks like a zip bomb ({detail})",
+        fix=(
+            "do not open it; ask whoever sent it for the sheet again, saved by Excel, "
+            "LibreOffice or Google Sheets as .xlsx or CSV"
+        ),
+    )
+
+
+def _size(count: int) -> str:
+    if count >= 1 << 30:
+        return f"{count / (1 << 30):.1f} GB"
+    return f"{count / (1 << 20):,.0f} MB"
+
+
+def _open_zip(handle: BinaryIO, path: Path) -> zipfile.ZipFile:
+    """Open a zip archive whose directory is small enough to hold in memory.
+
+    zipfile reads the whole directory into a ZipInfo per part; a hostile file can list a
+    million parts in a few tens of MB. The end record says how large the directory is, so
+    that is checked first, from the file's last 64 kB.
+    """
+    handle.seek(0, os.SEEK_END)
+    size = handle.tell()
+    tail_size = min(size, 22 + 0xFFFF)  # the end record, and a comment of at most 64 kB
+    handle.seek(size - tail_size)
+    tail = handle.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at >= 0 and at + 22 <= len(tail):
+        parts, directory = struct.unpack_from("<HI", tail, at + 10)
+        # 0xFFFF and 0xFFFFFFFF mean "see the ZIP64 record": far beyond any workbook.
+        if parts > _MAX_PARTS or directory > _MAX_DIRECTORY_BYTES:
+            raise _bomb(path, f"its directory lists more than {_MAX_PARTS:,} parts")
+    handle.seek(0)
+    return zipfile.ZipFile(handle)
+
+
 # --------------------------------------------------------------------------- CSV
 
 
@@ -169,19 +332,15 @@ def _read_csv(path: Path) -> RawSheet:
     name = path.name
     encoding, errors = _csv_encoding(path)
     with path.open(encoding=encoding, errors=errors, newline="") as handle:
-        delimiter = _detect_delimiter(handle)
-    with path.open(encoding=encoding, errors=errors, newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+        delimiter = _detect_delimiter(_Lines(handle))
+    with (
+        path.open(encoding=encoding, errors=errors, newline="") as handle,
+        _field_size_limit(MAX_CELL_CHARS),
+    ):
+        lines = _Lines(handle)
+        reader = csv.reader(lines, delimiter=delimiter)
         try:
-            records: Iterator[_Record] = (
-                (n, [c.strip() for c in rec], frozenset()) for n, rec in enumerate(reader, 1)
-            )
-            return _build(path, records, lambda i: f"column {i + 1}", None)
-        except csv.Error as exc:
-            raise InputError(
-                f"{name}, line {reader.line_num}: not valid CSV ({exc})",
-                fix="check the quotes around that line, or save the sheet again as CSV",
-            ) from None
+            return _build(path, _csv_records(path, reader, lines), _csv_column, None)
         except UnicodeDecodeError:
             raise InputError(
                 f"{name} is not valid {encoding} text",
@@ -189,9 +348,80 @@ def _read_csv(path: Path) -> RawSheet:
             ) from None
 
 
+def _csv_column(index: int) -> str:
+    return f"column {index + 1}"
+
+
+class _Lines:
+    """The physical lines of a text file, each read at most _MAX_LINE characters at a time.
+
+    A file of one 100 MB line would otherwise be read whole by the csv module before its
+    cell size limit could act. `cut` says a line was longer than that.
+    """
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._handle = handle
+        self.cut = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._handle.readline(_MAX_LINE)
+        if not line:
+            raise StopIteration
+        # A CR at the very limit may be the first half of a CRLF: that counts as cut too.
+        if len(line) >= _MAX_LINE and not line.endswith("\n"):
+            self.cut = True
+        return line
+
+
+@contextlib.contextmanager
+def _field_size_limit(limit: int) -> Iterator[None]:
+    # The limit is the csv module's global state: put back what was there.
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _csv_records(path: Path, reader: Iterator[list[str]], lines: _Lines) -> Iterator[_Record]:
+    number = 0
+    while True:
+        number += 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise InputError(
+                    f"{path.name}, row {number} has a cell larger than {_MB}",
+                    fix=(
+                        "check that this is the right file; if it is, look for a quote that "
+                        "is opened and never closed, which runs the rest of the file into "
+                        "one cell"
+                    ),
+                ) from None
+            raise InputError(
+                f"{path.name}, row {number}: not valid CSV ({exc})",
+                fix="check the quotes around that line, or save the sheet again as CSV",
+            ) from None
+        if lines.cut:
+            # The line broke off at _MAX_LINE with no cell over the limit: many cells.
+            raise InputError(
+                f"{path.name}, row {number} is larger than {_MB}",
+                fix="check that this is the right file: a candidate's row is never that long",
+            )
+        yield number, [c.strip() for c in record], frozenset()
+
+
 def _csv_encoding(path: Path) -> tuple[str, str]:
-    """Pick (encoding, errors) from the BOM, else UTF-8 if every byte is valid, else cp1252."""
-    name = path.name
+    """Pick (encoding, errors) from the BOM, else UTF-8 if every byte is valid, else cp1252.
+
+    Files that are not text (a workbook, a picture, binary data) are refused here.
+    """
     with path.open("rb") as handle:
         head = handle.read(8192)
         if head.startswith(codecs.BOM_UTF8):
@@ -199,14 +429,19 @@ def _csv_encoding(path: Path) -> tuple[str, str]:
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16", "strict"
         if head.startswith(b"PK\x03\x04"):
-            raise InputError(
-                f"{name} is an Excel workbook (zip), not a CSV file",
-                fix=f"rename it to {path.stem}.xlsx, or save it from Excel as CSV",
-            )
-        if b"\x00" in head:
+            try:
+                with _open_zip(handle, path) as archive:
+                    kind = _zip_kind(archive)
+            except _XLSX_ERRORS:
+                kind = "a zip archive"
+            raise _really(path, kind, "a CSV file")
+        known = _magic_kind(head)
+        if known:
+            raise _really(path, known, "a CSV file")
+        if not _is_text(head):
             # Text files hold no NUL bytes; binary files and BOM-less UTF-16 do.
             raise InputError(
-                f"{name} is not a text CSV file (it holds binary data)",
+                f"{path.name} is not a text CSV file (it holds binary data)",
                 fix="save the sheet as CSV UTF-8 (or as .xlsx) and pass that file",
             )
         # Validate UTF-8 chunk by chunk: the incremental decoder keeps a sequence split
@@ -223,16 +458,19 @@ def _csv_encoding(path: Path) -> tuple[str, str]:
     return "utf-8", "strict"
 
 
-def _detect_delimiter(lines: IO[str]) -> str:
+def _detect_delimiter(lines: Iterable[str]) -> str:
     """Pick `,` `;` or tab: the one found most often outside quotes in the header record.
 
     The header record is the first one with any content; blank records before it (perhaps
-    just delimiters) are passed over. Default `,`.
+    just delimiters) are passed over. Default `,`. At most _MAX_LINE characters are looked
+    at, so an unclosed quote does not send this through the whole file.
     """
     counts = dict.fromkeys(_DELIMITERS, 0)
     in_quotes = False
     content = False
+    seen = 0
     for line in lines:
+        seen += len(line)
         for char in line:
             if char == '"':
                 in_quotes = not in_quotes
@@ -242,6 +480,8 @@ def _detect_delimiter(lines: IO[str]) -> str:
                 counts[char] += 1
             elif not char.isspace():
                 content = True
+        if seen >= _MAX_LINE:
+            break
         if in_quotes:
             continue  # the record goes on over the next line
         if content:
@@ -255,37 +495,141 @@ def _detect_delimiter(lines: IO[str]) -> str:
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> RawSheet:
-    name = path.name
     with path.open("rb") as handle:
         try:
+            _check_workbook(handle, path)
+            handle.seek(0)
             # openpyxl warns about features it drops (data validation, conditional
             # formatting...); they do not matter for reading values and would only alarm.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 workbook = load_workbook(handle, read_only=True, data_only=True)
-        except _XLSX_ERRORS:
-            raise _bad_xlsx(path) from None
+        except _XLSX_ERRORS as exc:
+            raise _xlsx_error(path, exc) from None
         try:
-            worksheet = _pick_worksheet(workbook.worksheets, workbook.sheetnames, sheet, name)
+            worksheet = _pick_worksheet(workbook.worksheets, workbook.sheetnames, sheet, path.name)
             if isinstance(worksheet, ReadOnlyWorksheet):
                 # The <dimension> record is written by the producing program and is sometimes
                 # wrong; trusting it could cut rows off. Without it every row is read.
                 worksheet.reset_dimensions()
             rows = worksheet.iter_rows(min_row=1, min_col=1, values_only=True)
             try:
-                return _build(path, _xlsx_records(rows), _letter, worksheet.title)
-            except _XLSX_ERRORS:
-                raise _bad_xlsx(path) from None
+                return _build(path, _xlsx_records(path, rows), _letter, worksheet.title)
+            except _XLSX_ERRORS as exc:
+                raise _xlsx_error(path, exc) from None
         finally:
             workbook.close()
 
 
-def _xlsx_records(rows: Iterable[tuple[object, ...]]) -> Iterator[_Record]:
+def _check_workbook(handle: BinaryIO, path: Path) -> None:
+    """Refuse what openpyxl should not be given: non-workbooks, zip bombs, XML bombs."""
+    head = handle.read(8192)
+    if head[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's first part, or an empty zip
+        if not head:
+            raise InputError(
+                f"{path.name} is empty (0 bytes)",
+                fix="open the sheet in Excel or LibreOffice and save it again as .xlsx",
+            )
+        kind = _magic_kind(head)
+        if kind is None and _is_text(head):
+            kind = _text_kind(head)
+        if kind is None:
+            raise _bad_xlsx(path) from None
+        raise _really(path, kind, "an .xlsx workbook")
+    with _open_zip(handle, path) as archive:
+        parts = archive.infolist()
+        holds = _zip_kind(archive)
+        if holds not in (_XLSX_KIND, "a zip archive"):
+            raise _really(path, holds, "an .xlsx workbook")
+        # zipfile never unpacks more than a part's stated size (it stops there and fails
+        # the CRC), so the stated sizes are the ones to check.
+        total = sum(part.file_size for part in parts)
+        if total > MAX_UNPACKED_BYTES:
+            raise _bomb(path, f"it would unpack to {_size(total)}")
+        for part in parts:
+            packed = max(part.compress_size, 1)
+            if part.file_size > _RATIO_FLOOR and part.file_size > _MAX_RATIO * packed:
+                ratio = part.file_size // packed
+                raise _bomb(
+                    path,
+                    f"{part.filename} would unpack {ratio:,} times larger, to "
+                    f"{_size(part.file_size)}",
+                )
+        for part in parts:
+            _scan_part(archive, part, path)
+
+
+def _scan_part(archive: zipfile.ZipFile, part: zipfile.ZipInfo, path: Path) -> None:
+    """Stream one part: refuse a DTD (entity bombs) and a text run over MAX_CELL_CHARS.
+
+    Cell text never holds a literal `<` (XML escapes it), so a cell over the limit is a run
+    of more than MAX_CELL_CHARS bytes without one. Parts that do not start like XML
+    (pictures, printer settings) are not parsed by openpyxl and are passed over.
+    """
+    with archive.open(part) as stream:
+        chunk = stream.read(_CHUNK)
+        start = chunk.lstrip(codecs.BOM_UTF8 + b" \t\r\n")[:1]
+        if start != b"<" and not chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return
+        run = 0  # bytes since the last '<'
+        tail = b""
+        while chunk:
+            # ENTITY declarations live inside a DOCTYPE: finding that one is enough.
+            if b"<!DOCTYPE" in chunk or b"<!DOCTYPE" in tail + chunk[:9]:
+                raise InputError(
+                    f"{path.name} holds an XML document type declaration (in {part.filename}), "
+                    "which spreadsheet programs never write: it may be an XML bomb",
+                    fix=(
+                        "do not open it; ask whoever sent it for the sheet again, saved by "
+                        "Excel, LibreOffice or Google Sheets as .xlsx or CSV"
+                    ),
+                )
+            first = chunk.find(b"<")
+            if first < 0:
+                run += len(chunk)
+            else:
+                run += first
+                if run <= MAX_CELL_CHARS:
+                    run = len(chunk) - 1 - chunk.rfind(b"<")
+            if run > MAX_CELL_CHARS:
+                raise InputError(
+                    f"{path.name} has a cell larger than {_MB} (in {part.filename})",
+                    fix=(
+                        "check that this is the right file: a candidate's cell is never that "
+                        "large; if it is, delete the content of that cell"
+                    ),
+                )
+            tail = chunk[-9:]
+            chunk = stream.read(_CHUNK)
+
+
+def _xlsx_error(path: Path, exc: Exception) -> InputError:
+    # defusedxml (the second line of defence, after _scan_part) refuses with ValueErrors
+    # of its own; it is imported by openpyxl, not here, so it is known by its module.
+    if type(exc).__module__.startswith("defusedxml"):
+        return InputError(
+            f"{path.name} holds an XML document type declaration, which spreadsheet "
+            "programs never write: it may be an XML bomb",
+            fix=(
+                "do not open it; ask whoever sent it for the sheet again, saved by Excel, "
+                "LibreOffice or Google Sheets as .xlsx or CSV"
+            ),
+        )
+    return _bad_xlsx(path)
+
+
+def _xlsx_records(path: Path, rows: Iterable[tuple[object, ...]]) -> Iterator[_Record]:
     for number, row in enumerate(rows, 1):
         texts: list[str] = []
         numeric: list[int] = []
         for index, value in enumerate(row):
             text, is_number = cell_text(value)
+            if len(text) > MAX_CELL_CHARS:
+                # Only rich text (many runs, each under the limit _scan_part checks) gets here.
+                raise InputError(
+                    f"{path.name}, row {number} has a cell larger than {_MB} ({_letter(index)})",
+                    fix="check that this is the right file; if it is, empty that cell",
+                )
             texts.append(text)
             if is_number:
                 numeric.append(index)
@@ -359,7 +703,15 @@ def _build(
             f"{name} has no header row (it is empty)",
             fix="put the column names in the first row and one candidate per row below",
         )
-    width = len(header_cells)
+    # Empty cells after the last header are no columns (spreadsheet programs leave them).
+    width = max(i for i, h in enumerate(header_cells) if h) + 1
+    if width > MAX_COLUMNS:
+        raise InputError(
+            f"{name}: the sheet has {width:,} columns; at most {MAX_COLUMNS:,} are read — "
+            "is this the right file?",
+            fix=f"keep only the candidates' columns (at most {MAX_COLUMNS:,}) and save again",
+        )
+    header_cells = header_cells[:width]
     # Columns without a header are dropped when they hold no data (spreadsheet programs
     # leave such columns behind); data in one is an error, found in row order below.
     keep = [i for i, h in enumerate(header_cells) if h]
@@ -379,18 +731,17 @@ def _build(
                     f"{name}, row {number}: {column_name(index)} has data but no header",
                     fix=f"give {column_name(index)} a header in row {header_row}, or delete it",
                 )
-        if len(cells) > width:
-            for index in range(width, len(cells)):
-                if cells[index]:
-                    raise InputError(
-                        f"{name}, row {number}: {column_name(index)} has a value beyond the "
-                        f"last header ('{last_header}', {column_name(keep[-1])})",
-                        fix=(
-                            f"give {column_name(index)} a header in row {header_row}, or "
-                            "delete the value (in a CSV file, quote cells that hold the "
-                            "delimiter)"
-                        ),
-                    )
+        if len(cells) > width and any(cells[width:]):
+            index = next(i for i in range(width, len(cells)) if cells[i])
+            raise InputError(
+                f"{name}, row {number}: {column_name(index)} has a value beyond the "
+                f"last header ('{last_header}', {column_name(keep[-1])})",
+                fix=(
+                    f"give {column_name(index)} a header in row {header_row}, or "
+                    "delete the value (in a CSV file, quote cells that hold the "
+                    "delimiter)"
+                ),
+            )
         if plain and len(cells) == width:
             rows.append(SheetRow(number, tuple(cells), numeric))
             continue

@@ -7,6 +7,13 @@ place and upload the sheet again (the tool ignores its own leading columns on in
 `report_table` is the pure part (the lines of the sheet); `write_report` only lays them out
 in a file, atomically: a temp file beside the target, then os.replace, so an interrupted
 write never leaves half a report.
+
+Formula safety (OWASP "CSV Injection"): XLSX cells are typed as text, so nothing is ever a
+formula there. A CSV has no types: a cell that starts with `=` `+` `-` `@` tab or CR is
+*defused* with a leading apostrophe (`defuse_csv_cell`). So that a re-uploaded report sends
+the value as first typed, `restore_cell` takes exactly one apostrophe off again; to keep
+that exact for a cell that really began with apostrophes before such a character, both
+formats give that cell one apostrophe more (`'=x` is written `''=x` and read back `'=x`).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -30,11 +38,14 @@ from .errors import ConfigError
 from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 
 __all__ = [
+    "FORMULA_STARTS",
     "OUTCOME_COLOURS",
     "XLSX_MAX_ROWS",
     "check_report_path",
     "default_report_path",
+    "defuse_csv_cell",
     "report_table",
+    "restore_cell",
     "write_report",
 ]
 
@@ -63,6 +74,30 @@ _OUTCOME_COLUMN = REPORT_COLUMNS.index("outcome")
 _Value = str | int | None
 #: Makes a fresh iterator over the report's lines (the XLSX writer walks them twice).
 _TableFactory = Callable[[], Iterator[list[_Value]]]
+
+#: First characters that make a spreadsheet program read a CSV cell as a formula (OWASP).
+FORMULA_STARTS = "=+-@\t\r"
+_START = f"[{re.escape(FORMULA_STARTS)}]"
+# A cell that needs an apostrophe more: a formula start, after any apostrophes already there.
+_NEEDS_QUOTE = re.compile(f"'*{_START}")
+# A cell as defused: one apostrophe or more, then a formula start.
+_QUOTED = re.compile(f"'+{_START}")
+
+
+def defuse_csv_cell(text: str) -> str:
+    """`text` as a CSV report writes it, defused. Pure; `restore_cell` undoes it.
+
+    One more leading `'` when, after any apostrophes, it starts with = + - @ tab or CR.
+    """
+    return "'" + text if _NEEDS_QUOTE.match(text) else text
+
+
+def restore_cell(text: str) -> str:
+    """A re-uploaded report's cell as first typed. Pure; the inverse of `defuse_csv_cell`.
+
+    One leading `'` less when apostrophes are followed by = + - @ tab or CR.
+    """
+    return text[1:] if _QUOTED.match(text) else text
 
 
 def default_report_path(input_path: Path) -> Path:
@@ -107,11 +142,15 @@ def report_table(
     """The header line, then one line per result in sheet-row order. Pure.
 
     A result is matched to its input row by `RowResult.row == SheetRow.number`; a result
-    with no such row still gets a line, its input cells empty.
+    with no such row still gets a line, its input cells empty. When the input is itself a
+    results sheet, its old result columns are left out (the new ones replace them), so the
+    fix-and-upload-again loop can go round any number of times.
     """
-    yield [*REPORT_COLUMNS, *headers]
+    # The same test as schema.resolve_columns, which ignores exactly these columns on input.
+    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
+    yield [*REPORT_COLUMNS, *headers[skip:]]
     by_number = {row.number: row for row in rows}
-    blank = ("",) * len(headers)
+    blank = ("",) * (len(headers) - skip)
     for result in sorted(results, key=lambda r: r.row):
         row = by_number.get(result.row)
         yield [
@@ -123,7 +162,7 @@ def report_table(
             result.message,
             result.attempts,
             ",".join(result.fields),
-            *(row.values if row is not None else blank),
+            *(row.values[skip:] if row is not None else blank),
         ]
 
 
@@ -177,13 +216,22 @@ def _write_csv(path: Path, table: Iterable[list[_Value]]) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh, quoting=csv.QUOTE_MINIMAL)
         for line in table:
-            writer.writerow("" if v is None else v for v in line)
+            writer.writerow(_csv_cell(v) for v in line)
+
+
+def _csv_cell(value: _Value) -> str | int:
+    if value is None:
+        return ""
+    return defuse_csv_cell(value) if isinstance(value, str) else value
 
 
 def _xlsx_text(value: str) -> str:
     # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
     # Control characters XML cannot hold are dropped rather than failing the whole report.
-    return ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+    # A text cell is never a formula, so `=x` stays as is; only `'=x` takes one apostrophe
+    # more, because a re-upload takes one off (the same rule as a CSV report's).
+    return "'" + text if _QUOTED.match(text) else text
 
 
 def _cell(ws: WriteOnlyWorksheet, value: _Value | float) -> Cell:
@@ -204,7 +252,7 @@ def _plain(ws: WriteOnlyWorksheet, value: _Value) -> _Value | Cell:
     if isinstance(value, str):
         text = _xlsx_text(value)
         if text.startswith("=") or text in ERROR_CODES:
-            return _cell(ws, text)
+            return _cell(ws, value)  # the raw value: _cell applies _xlsx_text once
         return text
     return value
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import signal
@@ -109,7 +108,7 @@ def test_a_journal_from_a_newer_version_cannot_start(state: Path) -> None:
 # -- fingerprints ----------------------------------------------------------------------------
 
 
-def test_fingerprint_is_a_keyed_hash_of_canonical_json(jnl: Journal, state: Path) -> None:
+def test_fingerprint_is_a_keyed_hash(jnl: Journal, state: Path) -> None:
     value = {"b": ["é", 1], "a": None}
     fp = jnl.fingerprint(value)
     assert fp == jnl.fingerprint({"a": None, "b": ["é", 1]})  # key order does not matter
@@ -120,8 +119,11 @@ def test_fingerprint_is_a_keyed_hash_of_canonical_json(jnl: Journal, state: Path
     conn.close()
     assert len(salt) == 32
     canonical = '{"a":null,"b":["é",1]}'.encode()
-    assert fp == hmac.new(salt, canonical, hashlib.sha256).hexdigest()
+    assert fp == hashlib.blake2b(b"\x01" + canonical, key=salt, digest_size=32).hexdigest()
     assert fp != hashlib.sha256(canonical).hexdigest()
+    text = jnl.fingerprint("dana@example.com")
+    assert text == hashlib.blake2b(b"\x00dana@example.com", key=salt, digest_size=32).hexdigest()
+    assert text != jnl.fingerprint(["dana@example.com"]) != jnl.fingerprint('"dana@example.com"')
 
 
 def test_fingerprint_differs_between_scopes_and_survives_reopening(state: Path) -> None:
@@ -503,3 +505,15 @@ def test_process_alive() -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     assert not process_alive(gone.pid)
+
+
+def test_an_unusable_state_dir_is_a_clear_start_error(tmp_path: Path) -> None:
+    from bulk_update.errors import CannotStartError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(CannotStartError, match="cannot be used") as info:
+        Journal.open(blocker / "state", base_url="https://x", api_key="k")
+    assert info.value.exit_code == 2
+    with pytest.raises(CannotStartError, match="cannot be used"):
+        RunLock(blocker, api_key="k").acquire()

@@ -18,13 +18,17 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from bulk_update import report
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
+from bulk_update.pipeline import load, plan
 from bulk_update.reader import read_sheet
 from bulk_update.report import (
+    FORMULA_STARTS,
     OUTCOME_COLOURS,
     XLSX_MAX_ROWS,
     check_report_path,
     default_report_path,
+    defuse_csv_cell,
     report_table,
+    restore_cell,
     write_report,
 )
 from bulk_update.schema import resolve_columns
@@ -308,8 +312,21 @@ def test_xlsx_keeps_unicode_and_multiline_text(tmp_path: Path) -> None:
 def test_xlsx_text_round_trips(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     cell = one_text_cell(tmp_path_factory.mktemp("rt"), text)
     expected = ILLEGAL_CHARACTERS_RE.sub("", text)
-    assert cell.value == (expected or None)
+    # Only `'=...` (apostrophes, then a formula start) is stored with one apostrophe more.
+    assert restore_cell(cell.value or "") == expected
     assert cell.data_type != "f"
+
+
+@pytest.mark.parametrize(
+    ("text", "stored"),
+    [("'=1+2", "''=1+2"), ("''@x", "'''@x"), ("'-5", "''-5"), ("'abc", "'abc"), ("'", "'")],
+)
+def test_xlsx_apostrophe_before_a_formula_start_gets_one_more(
+    tmp_path: Path, text: str, stored: str
+) -> None:
+    """So that a re-upload, which takes one apostrophe off, gets back what was typed."""
+    cell = one_text_cell(tmp_path, text)
+    assert (cell.value, cell.data_type) == (stored, "s")
 
 
 def test_summary_sheet(tmp_path: Path) -> None:
@@ -420,12 +437,155 @@ def test_csv_has_bom_and_equals_report_table(tmp_path: Path) -> None:
     with path.open(encoding="utf-8-sig", newline="") as fh:
         got = list(csv.reader(fh))
     expected = [
-        ["" if v is None else str(v) for v in line] for line in report_table(HEADERS, rows, results)
+        ["" if v is None else defuse_csv_cell(v) if isinstance(v, str) else str(v) for v in line]
+        for line in report_table(HEADERS, rows, results)
     ]
     assert got == expected
+    assert got[3][-1] == "'=1+1"
     assert got[2][-1] == 'a, "quoted", value'
     assert got[2][5] == 'bad "x",\r\ny'
     assert got[1][-1] == "line one\nline two"
+
+
+def csv_lines(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        return list(csv.reader(fh))
+
+
+@pytest.mark.parametrize(
+    ("text", "written"),
+    [
+        ("=1+2", "'=1+2"),
+        ('=HYPERLINK("http://evil","click")', '\'=HYPERLINK("http://evil","click")'),
+        ("+972-52-555-0101", "'+972-52-555-0101"),
+        ("-5", "'-5"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1+2", "'\t=1+2"),
+        ("\r=1+2", "'\r=1+2"),
+        ("'=1+2", "''=1+2"),  # one more, so that the re-upload's one-off gives it back
+        ("''+1", "'''+1"),
+        ("a=1", "a=1"),
+        (" =1", " =1"),
+        ("'abc", "'abc"),
+        ("", ""),
+    ],
+)
+def test_csv_defuses_formula_starts(tmp_path: Path, text: str, written: str) -> None:
+    rows = [SheetRow(2, ("u1", text))]
+    results = [RowResult(2, "u1", Outcome.UPDATED, 200)]
+    assert csv_lines(write(tmp_path / "r.csv", rows, results))[1][-1] == written
+    assert defuse_csv_cell(text) == written
+    assert restore_cell(written) == text
+
+
+def test_csv_defuses_every_column_the_header_and_never_a_number(tmp_path: Path) -> None:
+    rows = [SheetRow(2, ("=u1", "@x"))]
+    results = [
+        RowResult(2, "=u1", Outcome.REJECTED, 422, error="-e", message="+m", fields=("=f",)),
+    ]
+    path = write(tmp_path / "r.csv", rows, results, headers=("uid", "=Team"))
+    header, line = csv_lines(path)
+    assert header[-1] == "'=Team"
+    assert line == ["2", "'=u1", "rejected", "422", "'-e", "'+m", "0", "'=f", "'=u1", "'@x"]
+    for cell in (c for row in csv_lines(path) for c in row):
+        assert not cell.startswith(tuple(FORMULA_STARTS)), cell
+
+
+@given(st.text())
+def test_defuse_then_restore_is_the_identity(text: str) -> None:
+    defused = defuse_csv_cell(text)
+    assert restore_cell(defused) == text
+    assert not defused.startswith(tuple(FORMULA_STARTS))
+    # Text that needs nothing is left alone, and so is text that was never defused.
+    if not text.lstrip("'").startswith(tuple(FORMULA_STARTS)):
+        assert defused == text
+        assert restore_cell(text) == text
+
+
+# Every character that matters to the rule or to CSV, and any other text.
+_CELL_TEXT = st.text(
+    alphabet=st.sampled_from("'=+-@\t\r\n \",;aZ0é日\u00a0"), max_size=10
+) | st.text(max_size=10)
+
+
+@settings(max_examples=40)
+@given(st.lists(_CELL_TEXT, min_size=1, max_size=3))
+def test_csv_report_uploaded_again_gives_back_the_cells_as_typed(
+    tmp_path_factory: pytest.TempPathFactory, cells: list[str]
+) -> None:
+    # What the reader could have produced: stripped text without NUL (not a text file).
+    values = tuple(c.replace("\x00", "").strip() for c in cells)
+    headers = ("uid", *(f"custom_fields.C{i}" for i in range(len(values))))
+    rows = [SheetRow(2, ("AE.1", *values))]
+    path = write(
+        tmp_path_factory.mktemp("csv") / "r.csv",
+        rows,
+        [RowResult(2, "AE.1", Outcome.UPDATED, 200)],
+        headers=headers,
+    )
+    sheet = load(path)
+    assert sheet.headers[len(REPORT_COLUMNS) :] == headers
+    assert [r.values[len(REPORT_COLUMNS) :] for r in sheet.rows] == [rows[0].values]
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.xlsx"])
+def test_reuploaded_report_sends_the_values_as_typed(tmp_path: Path, name: str) -> None:
+    headers = ("uid", "Phone", "Note", "custom_fields.Team", "custom_fields.Code")
+    typed = ("AE.1", "+972-52-555-0101", "=SUM(A1:A2)", "-5", "'=literal")
+    path = write(
+        tmp_path / name,
+        [SheetRow(2, typed)],
+        [RowResult(2, "AE.1", Outcome.FAILED)],
+        headers=headers,
+    )
+    sheet = load(path)
+    assert [c.field for c in sheet.columns[: len(REPORT_COLUMNS)]] == [None] * len(REPORT_COLUMNS)
+    (planned,) = plan(sheet).rows
+    assert planned.patch is not None
+    body = planned.patch.body
+    assert body["phone"] == "+972-52-555-0101"
+    assert body["note"] == "=SUM(A1:A2)"
+    assert body["custom_fields"] == {"Team": "-5", "Code": "'=literal"}
+
+
+def test_table_of_a_results_sheet_replaces_its_old_result_columns() -> None:
+    headers = (*REPORT_COLUMNS, *HEADERS)
+    rows = [SheetRow(2, ("2", "u1", "failed", "503", "", "", "6", "email", "u1", "a@b.co"))]
+    header, line = report_table(headers, rows, [RowResult(2, "u1", Outcome.UPDATED, 200)])
+    assert header == [*REPORT_COLUMNS, *HEADERS]
+    assert line == [2, "u1", "updated", 200, "", "", 0, "", "u1", "a@b.co"]
+    # Only the report's own leading columns are dropped, never a sheet's lookalike.
+    (header,) = report_table(("uid", *REPORT_COLUMNS), [], [])
+    assert header == [*REPORT_COLUMNS, "uid", *REPORT_COLUMNS]
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.xlsx"])
+def test_fix_and_upload_again_goes_round_any_number_of_times(tmp_path: Path, name: str) -> None:
+    headers = ("uid", "Note", "Phone")
+    typed = ("AE.1", "=1+2", "'+972")
+    path = write(
+        tmp_path / f"1{name}",
+        [SheetRow(2, typed)],
+        [RowResult(2, "AE.1", Outcome.FAILED)],
+        headers=headers,
+    )
+    for generation in range(2, 5):
+        sheet = load(path)
+        assert sheet.headers == (*REPORT_COLUMNS, *headers)
+        assert [r.values[len(REPORT_COLUMNS) :] for r in sheet.rows] == [typed]
+        results = [RowResult(2, "AE.1", Outcome.FAILED)]
+        path = write(
+            tmp_path / f"{generation}{name}", list(sheet.rows), results, headers=sheet.headers
+        )
+
+
+def test_apostrophes_are_only_taken_off_a_reuploaded_report(tmp_path: Path) -> None:
+    """An ordinary sheet's `'=x` is sent as typed: only a report was defused."""
+    path = tmp_path / "in.csv"
+    path.write_text("uid,note\nAE.1,'=x\n", encoding="utf-8")
+    (planned,) = plan(load(path)).rows
+    assert planned.patch is not None
+    assert planned.patch.body["note"] == "'=x"
 
 
 # --------------------------------------------------------------------------- paths, atomicity
