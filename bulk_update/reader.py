@@ -75,13 +75,20 @@ _MAX_DIRECTORY_BYTES = 4 << 20
 
 #: Candidate delimiters, in the order that breaks ties.
 _DELIMITERS = (",", ";", "\t")
-#: Bytes read at a time when scanning a file; not above MAX_CELL_CHARS (see _scan_part).
+#: Bytes read at a time when scanning a file.
 _CHUNK = 1 << 20
-#: A CSV line is read at most this many characters at a time: a cell at the limit, its
-#: quotes and the line end fit.
-_MAX_LINE = MAX_CELL_CHARS + 4
+#: A CSV line is read at most this many characters at a time. Twice the cell limit: a cell
+#: over the limit after any shorter start of its line still makes the csv module refuse it.
+_MAX_LINE = 2 * MAX_CELL_CHARS
+#: How much of a CSV file's start the delimiter is guessed from: a header is never longer.
+_SNIFF_CHARS = 1 << 16
 _MB = f"{MAX_CELL_CHARS >> 20} MB"
+_LINE_MB = f"{_MAX_LINE >> 20} MB"
 
+_UNTRUSTED_FIX = (
+    "do not open it; ask whoever sent it for the sheet again, saved by Excel, LibreOffice "
+    "or Google Sheets as .xlsx or CSV"
+)
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _XLSX_KIND = "an Excel workbook (.xlsx)"
 _TEXT_KIND = "a text file (a CSV?)"
@@ -288,13 +295,7 @@ def _really(path: Path, kind: str, expected: str) -> InputError:
 
 
 def _bomb(path: Path, detail: str) -> InputError:
-    return InputError(
-        f"{path.name} looks like a zip bomb ({detail})",
-        fix=(
-            "do not open it; ask whoever sent it for the sheet again, saved by Excel, "
-            "LibreOffice or Google Sheets as .xlsx or CSV"
-        ),
-    )
+    return InputError(f"{path.name} looks like a zip bomb ({detail})", fix=_UNTRUSTED_FIX)
 
 
 def _size(count: int) -> str:
@@ -318,9 +319,18 @@ def _open_zip(handle: BinaryIO, path: Path) -> zipfile.ZipFile:
     at = tail.rfind(b"PK\x05\x06")
     if at >= 0 and at + 22 <= len(tail):
         parts, directory = struct.unpack_from("<HI", tail, at + 10)
-        # 0xFFFF and 0xFFFFFFFF mean "see the ZIP64 record": far beyond any workbook.
-        if parts > _MAX_PARTS or directory > _MAX_DIRECTORY_BYTES:
-            raise _bomb(path, f"its directory lists more than {_MAX_PARTS:,} parts")
+        located = at >= 20 and tail[at - 20 : at - 16] == b"PK\x06\x07"
+        if (parts == 0xFFFF or directory == 0xFFFFFFFF) and located:
+            # "See the ZIP64 record", whose place the ZIP64 locator just before gives.
+            (offset,) = struct.unpack_from("<Q", tail, at - 12)
+            handle.seek(offset)
+            record = handle.read(56)
+            if record[:4] == b"PK\x06\x06" and len(record) == 56:
+                parts, directory = struct.unpack_from("<QQ", record, 32)
+        if parts > _MAX_PARTS:
+            raise _bomb(path, f"its directory lists {parts:,} parts") from None
+        if directory > _MAX_DIRECTORY_BYTES:
+            raise _bomb(path, f"its directory takes {_size(directory)}") from None
     handle.seek(0)
     return zipfile.ZipFile(handle)
 
@@ -406,12 +416,12 @@ def _csv_records(path: Path, reader: Iterator[list[str]], lines: _Lines) -> Iter
                 ) from None
             raise InputError(
                 f"{path.name}, row {number}: not valid CSV ({exc})",
-                fix="check the quotes around that line, or save the sheet again as CSV",
+                fix="check the quotes around that row, or save the sheet again as CSV",
             ) from None
         if lines.cut:
             # The line broke off at _MAX_LINE with no cell over the limit: many cells.
             raise InputError(
-                f"{path.name}, row {number} is larger than {_MB}",
+                f"{path.name}, row {number} is larger than {_LINE_MB}",
                 fix="check that this is the right file: a candidate's row is never that long",
             )
         yield number, [c.strip() for c in record], frozenset()
@@ -462,15 +472,16 @@ def _detect_delimiter(lines: Iterable[str]) -> str:
     """Pick `,` `;` or tab: the one found most often outside quotes in the header record.
 
     The header record is the first one with any content; blank records before it (perhaps
-    just delimiters) are passed over. Default `,`. At most _MAX_LINE characters are looked
-    at, so an unclosed quote does not send this through the whole file.
+    just delimiters) are passed over. Default `,`. At most _SNIFF_CHARS characters are
+    looked at, so an unclosed quote does not send this through the whole file.
     """
     counts = dict.fromkeys(_DELIMITERS, 0)
     in_quotes = False
     content = False
-    seen = 0
+    budget = _SNIFF_CHARS
     for line in lines:
-        seen += len(line)
+        line = line[:budget]
+        budget -= len(line)
         for char in line:
             if char == '"':
                 in_quotes = not in_quotes
@@ -480,7 +491,7 @@ def _detect_delimiter(lines: Iterable[str]) -> str:
                 counts[char] += 1
             elif not char.isspace():
                 content = True
-        if seen >= _MAX_LINE:
+        if not budget:
             break
         if in_quotes:
             continue  # the record goes on over the next line
@@ -529,23 +540,23 @@ def _check_workbook(handle: BinaryIO, path: Path) -> None:
             raise InputError(
                 f"{path.name} is empty (0 bytes)",
                 fix="open the sheet in Excel or LibreOffice and save it again as .xlsx",
-            )
+            ) from None
         kind = _magic_kind(head)
         if kind is None and _is_text(head):
             kind = _text_kind(head)
         if kind is None:
             raise _bad_xlsx(path) from None
-        raise _really(path, kind, "an .xlsx workbook")
+        raise _really(path, kind, "an .xlsx workbook") from None
     with _open_zip(handle, path) as archive:
         parts = archive.infolist()
         holds = _zip_kind(archive)
         if holds not in (_XLSX_KIND, "a zip archive"):
-            raise _really(path, holds, "an .xlsx workbook")
+            raise _really(path, holds, "an .xlsx workbook") from None
         # zipfile never unpacks more than a part's stated size (it stops there and fails
         # the CRC), so the stated sizes are the ones to check.
         total = sum(part.file_size for part in parts)
         if total > MAX_UNPACKED_BYTES:
-            raise _bomb(path, f"it would unpack to {_size(total)}")
+            raise _bomb(path, f"it would unpack to {_size(total)}") from None
         for part in parts:
             packed = max(part.compress_size, 1)
             if part.file_size > _RATIO_FLOOR and part.file_size > _MAX_RATIO * packed:
@@ -554,7 +565,7 @@ def _check_workbook(handle: BinaryIO, path: Path) -> None:
                     path,
                     f"{part.filename} would unpack {ratio:,} times larger, to "
                     f"{_size(part.file_size)}",
-                )
+                ) from None
         for part in parts:
             _scan_part(archive, part, path)
 
@@ -566,8 +577,11 @@ def _scan_part(archive: zipfile.ZipFile, part: zipfile.ZipInfo, path: Path) -> N
     of more than MAX_CELL_CHARS bytes without one. Parts that do not start like XML
     (pictures, printer settings) are not parsed by openpyxl and are passed over.
     """
+    # A run inside one chunk is shorter than the chunk: chunks no longer than the limit
+    # make checking the runs that cross chunk boundaries enough.
+    size = min(_CHUNK, MAX_CELL_CHARS)
     with archive.open(part) as stream:
-        chunk = stream.read(_CHUNK)
+        chunk = stream.read(size)
         start = chunk.lstrip(codecs.BOM_UTF8 + b" \t\r\n")[:1]
         if start != b"<" and not chunk.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return
@@ -576,14 +590,7 @@ def _scan_part(archive: zipfile.ZipFile, part: zipfile.ZipInfo, path: Path) -> N
         while chunk:
             # ENTITY declarations live inside a DOCTYPE: finding that one is enough.
             if b"<!DOCTYPE" in chunk or b"<!DOCTYPE" in tail + chunk[:9]:
-                raise InputError(
-                    f"{path.name} holds an XML document type declaration (in {part.filename}), "
-                    "which spreadsheet programs never write: it may be an XML bomb",
-                    fix=(
-                        "do not open it; ask whoever sent it for the sheet again, saved by "
-                        "Excel, LibreOffice or Google Sheets as .xlsx or CSV"
-                    ),
-                )
+                raise _xml_bomb(path, part.filename) from None
             first = chunk.find(b"<")
             if first < 0:
                 run += len(chunk)
@@ -598,24 +605,32 @@ def _scan_part(archive: zipfile.ZipFile, part: zipfile.ZipInfo, path: Path) -> N
                         "check that this is the right file: a candidate's cell is never that "
                         "large; if it is, delete the content of that cell"
                     ),
-                )
+                ) from None
             tail = chunk[-9:]
-            chunk = stream.read(_CHUNK)
+            chunk = stream.read(size)
 
 
 def _xlsx_error(path: Path, exc: Exception) -> InputError:
     # defusedxml (the second line of defence, after _scan_part) refuses with ValueErrors
-    # of its own; it is imported by openpyxl, not here, so it is known by its module.
-    if type(exc).__module__.startswith("defusedxml"):
-        return InputError(
-            f"{path.name} holds an XML document type declaration, which spreadsheet "
-            "programs never write: it may be an XML bomb",
-            fix=(
-                "do not open it; ask whoever sent it for the sheet again, saved by Excel, "
-                "LibreOffice or Google Sheets as .xlsx or CSV"
-            ),
-        )
+    # of its own, which openpyxl wraps in a ValueError of its own; defusedxml is imported
+    # by openpyxl, not here, so its exceptions are known by their module.
+    cause: BaseException | None = exc
+    for _ in range(8):  # a chain of a few links at most; never loop on a cycle
+        if cause is None:
+            break
+        if type(cause).__module__.startswith("defusedxml"):
+            return _xml_bomb(path, None)
+        cause = cause.__cause__ or cause.__context__
     return _bad_xlsx(path)
+
+
+def _xml_bomb(path: Path, part: str | None) -> InputError:
+    where = f" (in {part})" if part else ""
+    return InputError(
+        f"{path.name} holds an XML document type declaration{where}, which spreadsheet "
+        "programs never write: it may be an XML bomb",
+        fix=_UNTRUSTED_FIX,
+    )
 
 
 def _xlsx_records(path: Path, rows: Iterable[tuple[object, ...]]) -> Iterator[_Record]:

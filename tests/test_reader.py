@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime as dt
 import json
 import math
@@ -22,6 +23,7 @@ from bulk_update import reader
 from bulk_update.errors import InputError
 from bulk_update.models import RawSheet
 from bulk_update.reader import cell_text, read_sheet
+from tests.data import make_corpus
 
 # --------------------------------------------------------------------------- helpers
 
@@ -592,11 +594,128 @@ def test_workbook_named_csv(tmp_path: Path) -> None:
     assert error.fix and "export.xlsx" in error.fix
 
 
-def test_csv_field_too_large_is_an_input_error(tmp_path: Path) -> None:
-    data = b'uid,note\nAE.1,"' + b"x" * (200 * 1024)  # an unclosed quote runs to the end
+def test_csv_unclosed_quote_running_past_the_cell_limit(tmp_path: Path) -> None:
+    data = b'uid,note\nAE.1,"' + b"x" * (reader.MAX_CELL_CHARS + 10)  # runs to the end
     error = input_error(write_bytes(tmp_path, "quote.csv", data))
-    assert "quote.csv" in error.message and "not valid CSV" in error.message
+    assert error.message == "quote.csv, row 2 has a cell larger than 1 MB"
+    assert error.fix and "quote" in error.fix
     assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_csv_cell_at_the_limit_is_read(tmp_path: Path) -> None:
+    limit = reader.MAX_CELL_CHARS
+    fits = write_bytes(tmp_path, "fits.csv", b"uid,note\nAE.1," + b"x" * limit + b"\nAE.2,y\n")
+    sheet = read_sheet(fits)
+    assert len(sheet.rows[0].values[1]) == limit
+    assert numbered(sheet)[1] == (3, ("AE.2", "y"))
+    over = write_bytes(tmp_path, "over.csv", b"uid,note\nAE.1,ok\nAE.2," + b"x" * (limit + 1))
+    assert input_error(over).message == "over.csv, row 3 has a cell larger than 1 MB"
+
+
+def test_csv_records_over_many_lines_are_numbered_in_cell_limit_errors(tmp_path: Path) -> None:
+    big = b"y" * (reader.MAX_CELL_CHARS // 2)
+    data = b'uid,note\nAE.1,"a\nb\nc"\n\nAE.2,"' + big + b"\n" + big + b"\n" + big + b'"\n'
+    error = input_error(write_bytes(tmp_path, "multi.csv", data))
+    assert error.message == "multi.csv, row 4 has a cell larger than 1 MB"
+
+
+def test_csv_long_line_of_many_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "_MAX_LINE", 40)
+    ok = write_bytes(tmp_path, "ok.csv", b"uid,a,b\r\nAE.1," + b"x" * 20 + b",y\r\n")
+    assert read_sheet(ok).rows[0].values == ("AE.1", "x" * 20, "y")
+    long = write_bytes(tmp_path, "long.csv", b"uid,a,b\nAE.1,x\n" + b"AE.2" + b",abcdefgh" * 6)
+    error = input_error(long)
+    assert error.message.startswith("long.csv, row 3 is larger than ")
+    # A CR at the very end of a cut piece may be half a CRLF: cut, not a blank row.
+    crlf = write_bytes(tmp_path, "crlf.csv", b"uid\r\n" + b"x" * 39 + b"\r\nAE.2\r\n")
+    assert input_error(crlf).message.startswith("crlf.csv, row 2 is larger than ")
+
+
+def test_csv_field_size_limit_is_put_back(tmp_path: Path) -> None:
+    before = csv.field_size_limit()
+    read_sheet(write_bytes(tmp_path, "a.csv", b"uid\nAE.1\n"))
+    with pytest.raises(InputError):
+        read_sheet(write_bytes(tmp_path, "b.csv", b"uid\n" + b"x" * (2 << 20)))
+    assert csv.field_size_limit() == before
+
+
+def test_csv_delimiter_guess_stops_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "_SNIFF_CHARS", 16)
+    # Only the first 16 characters count: the ';' later on the header line do not.
+    data = b"uid,name,email,;;;;;;;;;;;;;;;;;;\nAE.1,Dana,d@x.io,\n"
+    sheet = read_sheet(write_bytes(tmp_path, "s.csv", data))
+    assert sheet.headers == ("uid", "name", "email", ";;;;;;;;;;;;;;;;;;")
+
+
+@pytest.mark.parametrize(
+    ("columns", "refused"), [(reader.MAX_COLUMNS, False), (reader.MAX_COLUMNS + 1, True)]
+)
+def test_column_cap(tmp_path: Path, columns: int, refused: bool) -> None:
+    header = ",".join(["uid", *(f"c{i}" for i in range(columns - 1))]) + ",,,,\n"
+    path = write_bytes(tmp_path, "wide.csv", (header + "AE.1\n").encode())
+    if refused:
+        error = input_error(path)
+        assert error.message == (
+            f"wide.csv: the sheet has {columns:,} columns; at most 2,000 are read — "
+            "is this the right file?"
+        )
+        assert error.fix
+    else:
+        assert len(read_sheet(path).headers) == columns
+
+
+def test_trailing_empty_header_cells_do_not_count_as_columns(tmp_path: Path) -> None:
+    # Spreadsheet programs leave thousands of empty cells after the last header.
+    path = write_bytes(tmp_path, "t.csv", b"uid,name" + b"," * 20_000 + b"\nAE.1,Dana,,,\n")
+    assert numbered(read_sheet(path)) == [(2, ("AE.1", "Dana"))]
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 100, "an old Excel .xls workbook"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n", "a PDF document"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "a picture (JPEG)"),
+    ],
+)
+def test_csv_that_is_really_something_else(tmp_path: Path, data: bytes, kind: str) -> None:
+    error = input_error(write_bytes(tmp_path, "x.csv", data))
+    assert error.message.startswith(f"x.csv is really {kind}")
+    assert error.message.endswith("not a CSV file")
+
+
+def test_csv_with_many_control_bytes_is_binary(tmp_path: Path) -> None:
+    # No NUL byte, but one byte in ten is a control character that text never holds.
+    data = b"uid,name\n" + b"AE.1,abcdefgh\x02\n" * 200
+    error = input_error(write_bytes(tmp_path, "ctl.csv", data))
+    assert "ctl.csv is not a text CSV file" in error.message
+
+
+def test_zip_bomb_named_csv_is_refused_as_a_bomb(tmp_path: Path) -> None:
+    make_corpus.many_parts_xlsx(tmp_path / "bomb.csv")
+    assert "bomb.csv looks like a zip bomb" in input_error(tmp_path / "bomb.csv").message
+
+
+def test_zip64_workbook_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some writers always end the zip with ZIP64 records: the counts are read from there.
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)
+    path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="zip64.xlsx")
+    monkeypatch.undo()
+    assert b"PK\x06\x06" in path.read_bytes()
+    assert numbered(read_sheet(path)) == [(2, ("AE.1",))]
+
+
+def test_zip_directory_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="dir.xlsx")
+    monkeypatch.setattr(reader, "_MAX_DIRECTORY_BYTES", 100)
+    assert "dir.xlsx looks like a zip bomb (its directory takes " in input_error(path).message
+
+
+def test_other_zip_named_csv(tmp_path: Path) -> None:
+    with zipfile.ZipFile(tmp_path / "a.csv", "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    error = input_error(tmp_path / "a.csv")
+    assert error.message == "a.csv is really a zip archive, not a CSV file"
 
 
 def _not_a_workbook_zip(path: Path) -> None:
@@ -617,21 +736,132 @@ def _broken_sheet_xml(path: Path) -> None:
     "spoil",
     [
         lambda p: p.write_bytes(b"\x00\x01garbage\xff" * 100),
-        lambda p: p.write_bytes(b"uid,name\nAE.1,Dana\n"),  # a CSV named .xlsx
-        lambda p: p.write_bytes(b""),
         _not_a_workbook_zip,
         _truncated_workbook,
         _broken_sheet_xml,
     ],
-    ids=["garbage", "csv", "empty", "zip", "truncated", "broken-xml"],
+    ids=["garbage", "zip", "truncated", "broken-xml"],
 )
 def test_unreadable_xlsx(tmp_path: Path, spoil: Callable[[Path], None]) -> None:
     path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="bad.xlsx")
     spoil(path)
     error = input_error(path)
-    assert "bad.xlsx" in error.message
+    assert error.message == "bad.xlsx is not a readable .xlsx workbook"
     assert error.fix and "save it again" in error.fix
     assert error.__cause__ is None and error.__suppress_context__
+
+
+@pytest.mark.parametrize(
+    ("data", "message", "fix"),
+    [
+        (b"", "bad.xlsx is empty (0 bytes)", "save it again as .xlsx"),
+        (
+            b"uid,name\nAE.1,Dana\n",
+            "bad.xlsx is really a text file (a CSV?), not an .xlsx workbook",
+            "rename it to bad.csv",
+        ),
+        (
+            codecs.BOM_UTF16_LE + "uid\tname\r\n".encode("utf-16-le"),
+            "bad.xlsx is really a text file (a CSV?), not an .xlsx workbook",
+            "rename it to bad.csv",
+        ),
+        (
+            b'<?xml version="1.0"?>\n<?mso-application progid="Excel.Sheet"?>\n<Workbook/>',
+            "bad.xlsx is really an XML file, not an .xlsx workbook",
+            "save it as .xlsx",
+        ),
+    ],
+    ids=["empty", "csv", "utf16-text", "xml-2003"],
+)
+def test_xlsx_that_is_really_something_else(
+    tmp_path: Path, data: bytes, message: str, fix: str
+) -> None:
+    error = input_error(write_bytes(tmp_path, "bad.xlsx", data))
+    assert error.message == message
+    assert error.fix and fix in error.fix
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_xlsx_entity_bombs_are_refused_by_defusedxml_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader's own scan is the first line of defence; without it, defusedxml (which
+    # openpyxl uses when it is installed) must still refuse, with the same explanation.
+    assert openpyxl.xml.DEFUSEDXML
+    monkeypatch.setattr(reader, "_scan_part", lambda *args: None)
+    for maker in (make_corpus.entity_bomb_xlsx, make_corpus.entity_bomb_shared_xlsx):
+        path = tmp_path / f"{maker.__name__}.xlsx"
+        maker(path)
+        error = input_error(path)
+        assert error.message == (
+            f"{path.name} holds an XML document type declaration, which spreadsheet "
+            "programs never write: it may be an XML bomb"
+        )
+        assert error.fix and "do not open it" in error.fix
+
+
+def test_xlsx_external_entity_is_refused(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="xxe.xlsx")
+    doctype = '<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    rewrite_member(path, "xl/worksheets/sheet1.xml", lambda xml: doctype + xml)
+    error = input_error(path)
+    assert "xxe.xlsx holds an XML document type declaration (in xl/worksheets/sheet1.xml)" in (
+        error.message
+    )
+    assert "root:" not in str(error)
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
+def test_xlsx_scan_across_chunk_boundaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # The limit counts bytes between two '<': a cell's text, or a tag and its attributes
+    # (a root tag's namespaces take a few hundred bytes).
+    monkeypatch.setattr(reader, "_CHUNK", chunk)
+    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 2000)
+    fine = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "n" * 1900]], name="fine.xlsx")
+    assert read_sheet(fine).rows[0].values == ("AE.1", "n" * 1900)
+    long = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "n" * 2100]], name="long.xlsx")
+    assert input_error(long).message == (
+        "long.xlsx has a cell larger than 1 MB (in xl/worksheets/sheet1.xml)"
+    )
+    bomb = write_xlsx(tmp_path, [["uid"]], name="dtd.xlsx")
+    rewrite_member(bomb, "xl/worksheets/sheet1.xml", lambda xml: " " * 5 + "<!DOCTYPE x>" + xml)
+    assert "dtd.xlsx holds an XML document type declaration" in input_error(bomb).message
+
+
+def test_xlsx_cell_over_the_limit_after_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rich text is many runs, each under the scan's limit, joined by openpyxl.
+    monkeypatch.setattr(reader, "_scan_part", lambda *args: None)
+    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 10)
+    path = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "short"], ["AE.2", "x" * 11]])
+    error = input_error(path)
+    assert error.message == "sheet.xlsx, row 3 has a cell larger than 1 MB (column B)"
+
+
+def test_xlsx_zip_with_a_picture_is_not_scanned_as_xml(tmp_path: Path) -> None:
+    # A picture holds long runs without '<': it is not XML and must not count as a cell.
+    path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="pic.xlsx")
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("xl/media/image1.bmp", b"BM" + b"\xff" * (3 << 20))
+    assert numbered(read_sheet(path)) == [(2, ("AE.1",))]
+
+
+def test_xlsx_compressing_well_below_the_floor_is_read(tmp_path: Path) -> None:
+    # A sheet of one repeated value packs far over 100:1, but it is small: no bomb.
+    rows = [["uid", "status"], *[[f"AE.{i}", "Sourced"] for i in range(2000)]]
+    path = write_xlsx(tmp_path, rows)
+    assert len(read_sheet(path).rows) == 2000
+
+
+@pytest.mark.parametrize("name", ["people.xls", "people.ods", "people.xlsb", "people.numbers"])
+def test_other_spreadsheet_formats_are_named(tmp_path: Path, name: str) -> None:
+    error = input_error(write_bytes(tmp_path, name, b"whatever"))
+    suffix = name.split(".")[1]
+    assert error.message == f"{name}: .{suffix} files are not read; save the sheet as .xlsx or .csv"
+    assert error.fix and "LibreOffice" in error.fix
 
 
 # --------------------------------------------------------------------------- speed
