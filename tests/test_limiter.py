@@ -12,7 +12,6 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import pytest
 from aiolimiter import AsyncLimiter
@@ -24,7 +23,6 @@ from bulk_update.models import Rate
 
 from .virtual_time import VirtualClock, run_virtual
 
-T = TypeVar("T")
 TOL = 1e-6
 
 

@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -17,8 +17,6 @@ from bulk_update.models import Outcome, Patch, Rate, RowResult
 from bulk_update.pool import AUTH_ABORT_REASON, PoolResult, RetryPolicy, run_pool
 
 from .virtual_time import VirtualClock, run_virtual
-
-T = TypeVar("T")
 
 # -- a scripted sender -----------------------------------------------------------------------
 
