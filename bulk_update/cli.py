@@ -239,7 +239,7 @@ def _print_problems(summary: RunSummary, out: TextIO) -> None:
 
 def _print_dry_run(the_plan: Plan, summary: RunSummary, settings: Settings) -> None:
     counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
-    sends = len(the_plan.patches)
+    sends = the_plan.sends
     print(f"Would send {sends} request(s): {counts}.")
     estimate = summary.estimate_s or 0.0
     print(
@@ -365,12 +365,15 @@ async def _run_command(args: argparse.Namespace) -> int:
     async with contextlib.AsyncExitStack() as stack:
         journal = _open_journal(stack, args, settings, credentials)
         sheet = load(args.input, settings)
-        the_plan = plan(sheet, settings, journal=journal, full=args.full)
+        # A dry run shows the first few bodies only; it keeps no more (a million would not
+        # fit in memory).
+        bodies = SHOWN_PATCHES if args.dry_run else None
+        the_plan = plan(sheet, settings, journal=journal, full=args.full, bodies=bodies)
         log.info(
             "read %s: %d rows, %d to send",
             args.input.name,
             len(sheet.rows),
-            len(the_plan.patches),
+            the_plan.sends,
             extra={"event": "planned"},
         )
         return await _send(the_plan, args, settings, credentials, journal)
@@ -456,7 +459,7 @@ async def _send(
             server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
             log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
             settings = settings.with_overrides(base_url=server.base_url)
-        progress = stack.enter_context(_Progress(len(the_plan.patches), bar=bar))
+        progress = stack.enter_context(_Progress(the_plan.sends, bar=bar))
         summary = await run_async(
             the_plan,
             settings,

@@ -7,7 +7,7 @@ problems). They are frozen: a stage makes new records rather than changing old o
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -100,7 +100,7 @@ class RawSheet:
     path: Path
     headers: tuple[str, ...]
     header_row: int
-    rows: tuple[SheetRow, ...]
+    rows: Sequence[SheetRow]
     sheet_name: str | None = None
 
 
@@ -145,19 +145,21 @@ class Patch:
 
 @dataclass(frozen=True, slots=True)
 class PlannedRow:
-    """A row after validation and patch building.
+    """A row after validation and patch building, by its sheet row number.
 
-    Either `patch` is set (the row is to be sent) and `outcome` is None, or `outcome` says
-    why nothing will be sent (INVALID with `problems`, SKIPPED, UNCHANGED). `warnings` are
+    Either the row is to be sent (`outcome` is None, `fields` names what it sends, and
+    `patch` holds the body unless the plan was made without bodies) or `outcome` says why
+    nothing will be sent (INVALID with `problems`, SKIPPED, UNCHANGED). `warnings` are
     things the results sheet should say about a row that is otherwise fine.
     """
 
-    row: SheetRow
+    row: int
     uid: str
     patch: Patch | None
     outcome: Outcome | None = None
     problems: tuple[Problem, ...] = ()
     warnings: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

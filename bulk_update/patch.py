@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -18,6 +18,7 @@ from .schema import OBJECT_FIELDS
 __all__ = ["body_fields", "build_patch", "fingerprint", "value_at"]
 
 _UPDATED_BY = "updated_by"
+_UPDATED_BY_DOT = "updated_by."
 _UPDATED_BY_ORDER = ("type", "name", "email")
 #: Objects the API accepts only with these leaves present.
 _REQUIRED_TOGETHER = {"source_contact": ("full_name", "email")}
@@ -35,11 +36,16 @@ def fingerprint(value: Any) -> str:
 def _is_empty(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, str):
-        return not value.strip()
+    if value.__class__ is str or isinstance(value, str):
+        return not value or value.isspace()
     if isinstance(value, Mapping | list | tuple):
         return not value
     return False
+
+
+#: Sent paths in column order -> the body's `fields`; a sheet has few distinct shapes.
+_FIELDS_BY_SHAPE: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHAPES_KEPT = 4096
 
 
 def build_patch(
@@ -71,29 +77,30 @@ def build_patch(
     for path, value in values.items():
         if path == "uid" or _is_empty(value):
             continue
-        head, dot, leaf = path.partition(".")
-        if head == _UPDATED_BY and dot:
-            row_updated_by[leaf] = value
+        if path.startswith(_UPDATED_BY_DOT):
+            row_updated_by[path[len(_UPDATED_BY_DOT) :]] = value
         else:
             data[path] = value
     if not data:
         return Outcome.SKIPPED
-    send = {
-        path
-        for path, value in data.items()
-        if last_applied is None or last_applied.get(path) != fingerprint_of(value)
-    }
-    if not send:
-        return Outcome.UNCHANGED
-    # The API refuses a source_contact without full_name and email, so when any part of it
-    # changed, its required parts go along even though they were applied before.
-    for head, required in _REQUIRED_TOGETHER.items():
-        if any(p.partition(".")[0] == head for p in send):
-            send.update(p for p in (f"{head}.{leaf}" for leaf in required) if p in data)
+    send: Collection[str] = data
+    if last_applied is not None:
+        send = {
+            path for path, value in data.items() if last_applied.get(path) != fingerprint_of(value)
+        }
+        if not send:
+            return Outcome.UNCHANGED
+        # The API refuses a source_contact without full_name and email, so when any part of
+        # it changed, its required parts go along even though they were applied before.
+        for head, required in _REQUIRED_TOGETHER.items():
+            if any(p.partition(".")[0] == head for p in send):
+                send.update(p for p in (f"{head}.{leaf}" for leaf in required) if p in data)
     body: dict[str, Any] = {}
+    shape: list[str] = []
     for path, value in data.items():  # column order
-        if path not in send:
+        if send is not data and path not in send:
             continue
+        shape.append(path)
         head, dot, leaf = path.partition(".")
         if dot:
             body.setdefault(head, {})[leaf] = value
@@ -107,7 +114,15 @@ def build_patch(
         order = known + [k for k in merged if k not in known]
         body[_UPDATED_BY] = {k: merged[k] for k in order}
     # body order: column order, an object's leaves kept together where its first column is.
-    return Patch(row=row_number, uid=uid, body=body, fields=body_fields(body))
+    # The fields follow from the sent paths alone (unless a path names a whole object, whose
+    # leaves are then its value's keys), so each shape is worked out once.
+    key = tuple(shape)
+    fields = _FIELDS_BY_SHAPE.get(key) if OBJECT_FIELDS.isdisjoint(key) else body_fields(body)
+    if fields is None:
+        if len(_FIELDS_BY_SHAPE) >= _SHAPES_KEPT:
+            _FIELDS_BY_SHAPE.clear()
+        fields = _FIELDS_BY_SHAPE[key] = body_fields(body)
+    return Patch(row=row_number, uid=uid, body=body, fields=fields)
 
 
 def value_at(body: Mapping[str, Any], path: str) -> Any:

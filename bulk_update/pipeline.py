@@ -10,10 +10,11 @@ Each step is usable alone::
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,19 @@ from .models import (
 )
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .reader import read_sheet
-from .report import check_report_path, default_report_path, restore_cell, write_report
-from .schema import InvalidRow, find_duplicate_uids, resolve_columns, validate_row
+from .reader import open_sheet
+from .report import (
+    XLSX_MAX_ROWS,
+    check_report_path,
+    default_report_path,
+    restore_cell,
+    write_report,
+)
+from .rowstore import CHUNK_ROWS, RowStore
+from .schema import OBJECT_FIELDS, InvalidRow, RowValidator, find_duplicate_uids, resolve_columns
 
 USER_AGENT = f"bulk-update/{__version__}"
+log = logging.getLogger("bulk_update")
 
 
 PENDING_NOTE_WARNING = (
@@ -55,10 +64,16 @@ PENDING_NOTE_WARNING = (
 
 @dataclass(frozen=True, slots=True)
 class Sheet:
-    """A sheet read from disk with its columns matched to API fields."""
+    """A sheet read from disk with its columns matched to API fields.
+
+    Its rows are kept compactly (a RowStore), so even a million-row sheet costs about its
+    file's size in memory.
+    """
 
     raw: RawSheet
     columns: tuple[Column, ...]
+    #: The uids typed on more than one row, when counted as the sheet was read.
+    duplicate_uids: frozenset[str] | None = None
 
     @property
     def path(self) -> Path:
@@ -69,7 +84,7 @@ class Sheet:
         return self.raw.headers
 
     @property
-    def rows(self) -> tuple[SheetRow, ...]:
+    def rows(self) -> Sequence[SheetRow]:
         return self.raw.rows
 
 
@@ -83,7 +98,13 @@ class Plan:
 
     @property
     def patches(self) -> tuple[Patch, ...]:
+        """The bodies to send (only the first few when planned with `bodies=` a number)."""
         return tuple(r.patch for r in self.rows if r.patch is not None)
+
+    @property
+    def sends(self) -> int:
+        """How many rows are to be sent."""
+        return sum(r.outcome is None for r in self.rows)
 
     def counts(self, *, dry_run: bool = True) -> Counter[Outcome]:
         """Outcome counts as a dry run would report them."""
@@ -99,28 +120,46 @@ class Plan:
 def load(path: str | Path, settings: Settings | None = None, *, sheet: str | None = None) -> Sheet:
     """Read a CSV or XLSX and match its headers to API fields (raises InputError).
 
-    A re-uploaded results sheet (its first headers are the report's own columns) gets its
-    cells back as first typed: the apostrophe a report puts before `=` `+` `-` `@` is
-    taken off (report.restore_cell), so the API receives the value the person typed.
+    The file is read as a stream into a compact RowStore. A re-uploaded results sheet (its
+    first headers are the report's own columns) gets its cells back as first typed: the
+    apostrophe a report puts before `=` `+` `-` `@` is taken off (report.restore_cell), so
+    the API receives the value the person typed.
     """
     settings = settings or Settings()
-    raw = read_sheet(Path(path), sheet=sheet or settings.sheet)
-    if raw.headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
-        raw = _restore_report(raw)
-    columns = resolve_columns(raw.headers, mapping=settings.columns, ignore=settings.ignore_columns)
-    return Sheet(raw=raw, columns=columns)
+    with open_sheet(Path(path), sheet=sheet or settings.sheet) as stream:
+        headers, rows = stream.headers, stream.rows
+        if headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
+            headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)
+        # Columns are matched before the rows are read: a wrong header stops at once.
+        columns = resolve_columns(headers, mapping=settings.columns, ignore=settings.ignore_columns)
+        uid_index = next((c.index for c in columns if c.field == "uid"), None)
+        uids: Counter[str] = Counter()
+        if uid_index is not None:
+            rows = _counting(rows, uid_index, uids)
+        raw = RawSheet(
+            path=stream.path,
+            headers=headers,
+            header_row=stream.header_row,
+            rows=RowStore(len(headers), rows),
+            sheet_name=stream.sheet_name,
+        )
+    duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
+    return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
 
 
-def _restore_report(raw: RawSheet) -> RawSheet:
-    """`raw` with every cell of a results sheet as first typed (see report.restore_cell)."""
-    rows = tuple(
-        # Only rows with an apostrophe-led cell are rebuilt: a large sheet has few or none.
-        replace(row, values=tuple(map(restore_cell, row.values)))
-        if any(value.startswith("'") for value in row.values)
-        else row
-        for row in raw.rows
-    )
-    return replace(raw, headers=tuple(map(restore_cell, raw.headers)), rows=rows)
+def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:
+    """`rows`, counting the uid of each in `uids` on the way (schema.find_duplicate_uids)."""
+    for row in rows:
+        uids[row.values[index].strip()] += 1
+        yield row
+
+
+def _restored(row: SheetRow) -> SheetRow:
+    """A results sheet's row with every cell as first typed (see report.restore_cell)."""
+    # Only rows with an apostrophe-led cell are rebuilt: a large sheet has few or none.
+    if any(value.startswith("'") for value in row.values):
+        return replace(row, values=tuple(map(restore_cell, row.values)))
+    return row
 
 
 def plan(
@@ -129,66 +168,118 @@ def plan(
     *,
     journal: Journal | None = None,
     full: bool = False,
+    bodies: int | None = None,
 ) -> Plan:
     """Validate every row and build its minimal patch.
 
     With a `journal`, a field whose value equals the one last applied to that uid is left
     out, and a row left with nothing is `unchanged`; `full=True` sends every field again,
     but a note already added (or whose sending an earlier run could not confirm) is never
-    sent twice.
+    sent twice. `bodies=N` keeps the PATCH bodies of the first N rows to send only (a dry
+    run shows a few and needs no more; a million bodies would not fit in memory); the
+    default keeps them all, as a real run needs.
     """
     settings = settings or Settings()
     base_dir = sheet.path.resolve().parent
-    duplicates = find_duplicate_uids(sheet.rows, sheet.columns)
-    checked = [
-        validate_row(
-            row,
-            sheet.columns,
-            base_dir=base_dir,
-            duplicate_uids=duplicates,
-            default_updated_by=settings.updated_by,
-        )
-        for row in sheet.rows
-    ]
-    valid_uids = [c.uid for c in checked if not isinstance(c, InvalidRow)]
-    applied = journal.applied_many(valid_uids) if journal and not full else {}
-    notes = journal.notes_many(valid_uids) if journal else {}
+    validate = RowValidator(
+        sheet.columns,
+        base_dir=base_dir,
+        duplicate_uids=(
+            find_duplicate_uids(sheet.rows, sheet.columns)
+            if sheet.duplicate_uids is None
+            else sheet.duplicate_uids
+        ),
+        default_updated_by=settings.updated_by,
+    )
     planned: list[PlannedRow] = []
-    for row, check in zip(sheet.rows, checked, strict=True):
-        if isinstance(check, InvalidRow):
-            planned.append(PlannedRow(row, check.uid, None, Outcome.INVALID, check.problems))
-            continue
-        last: dict[str, str] | None = None
-        warnings: tuple[str, ...] = ()
-        if journal is not None:
-            last = dict(applied.get(check.uid, {}))
-            note = check.values.get("note")
-            if note:
-                note_fp = journal.fingerprint(note)
-                state = notes.get(check.uid, {}).get(note_fp)
-                if state:
-                    last["note"] = note_fp
-                if state == "pending":
-                    warnings = (PENDING_NOTE_WARNING,)
-        built = build_patch(
-            row.number,
-            check.uid,
-            check.values,
-            default_updated_by=settings.updated_by,
-            last_applied=last,
-            fingerprint_of=journal.fingerprint if journal else fingerprint,
-        )
-        if isinstance(built, Outcome):
-            planned.append(PlannedRow(row, check.uid, None, built, warnings=warnings))
-        else:
-            planned.append(PlannedRow(row, check.uid, built, warnings=warnings))
+    shapes: dict[tuple[str, ...], Outcome | tuple[str, ...]] = {}
+    kept = 0
+    for chunk in _chunks(sheet.rows):
+        checked = list(map(validate, chunk))
+        valid_uids = [c.uid for c in checked if not isinstance(c, InvalidRow)]
+        applied = journal.applied_many(valid_uids) if journal and not full else {}
+        notes = journal.notes_many(valid_uids) if journal else {}
+        for row, check in zip(chunk, checked, strict=True):
+            if isinstance(check, InvalidRow):
+                planned.append(PlannedRow(row.number, check.uid, None, INVALID, check.problems))
+                continue
+            last: dict[str, str] | None = None
+            warnings: tuple[str, ...] = ()
+            if journal is not None:
+                last = dict(applied.get(check.uid, {}))
+                note = check.values.get("note")
+                if note:
+                    note_fp = journal.fingerprint(note)
+                    state = notes.get(check.uid, {}).get(note_fp)
+                    if state:
+                        last["note"] = note_fp
+                    if state == "pending":
+                        warnings = (PENDING_NOTE_WARNING,)
+            keep = bodies is None or kept < bodies
+            if not keep and journal is None:
+                # No body to keep and nothing to compare: what is sent follows from which
+                # fields the row fills in, so build_patch runs once per such shape.
+                shape = tuple(check.values)
+                outcome = shapes.get(shape)
+                if outcome is None:
+                    built = build_patch(
+                        row.number,
+                        check.uid,
+                        check.values,
+                        default_updated_by=settings.updated_by,
+                    )
+                    outcome = built if isinstance(built, Outcome) else built.fields
+                    if OBJECT_FIELDS.isdisjoint(shape) and len(shapes) < _SHAPES_KEPT:
+                        shapes[shape] = outcome
+                if isinstance(outcome, Outcome):
+                    planned.append(PlannedRow(row.number, check.uid, None, outcome))
+                else:
+                    planned.append(PlannedRow(row.number, check.uid, None, fields=outcome))
+                continue
+            built = build_patch(
+                row.number,
+                check.uid,
+                check.values,
+                default_updated_by=settings.updated_by,
+                last_applied=last,
+                fingerprint_of=journal.fingerprint if journal else fingerprint,
+            )
+            if isinstance(built, Outcome):
+                planned.append(PlannedRow(row.number, check.uid, None, built, warnings=warnings))
+                continue
+            kept += keep
+            planned.append(
+                PlannedRow(
+                    row.number,
+                    check.uid,
+                    built if keep else None,
+                    warnings=warnings,
+                    fields=built.fields,
+                )
+            )
     return Plan(sheet=sheet, rows=tuple(planned), full=full)
+
+
+#: Row shapes remembered by a dry run's plan; a sheet has a handful, a hostile one many.
+_SHAPES_KEPT = 10_000
+
+
+INVALID = Outcome.INVALID
+
+
+def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:
+    """The rows a chunk at a time: the journal is asked once per chunk, not once per row."""
+    if isinstance(rows, RowStore):
+        yield from rows.chunks()
+        return
+    for start in range(0, len(rows), CHUNK_ROWS):
+        yield rows[start : start + CHUNK_ROWS]
 
 
 def _settled_result(planned: PlannedRow) -> RowResult:
     assert planned.outcome is not None
     return RowResult(
-        row=planned.row.number,
+        row=planned.row,
         uid=planned.uid,
         outcome=planned.outcome,
         message="; ".join([*planned.warnings, *(str(p) for p in planned.problems)]),
@@ -214,7 +305,7 @@ def _summary(
         dry_run=dry_run,
         aborted=aborted,
         abort_reason=abort_reason,
-        estimate_s=estimate_duration(len(the_plan.patches), settings.rate),
+        estimate_s=estimate_duration(the_plan.sends, settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
     )
 
@@ -230,6 +321,21 @@ def _write(the_plan: Plan, summary: RunSummary, report_path: Path | None) -> Non
         summary=summary,
         source=the_plan.sheet.path,
     )
+
+
+def _fitting_report(path: Path, rows: int) -> Path:
+    """`path`, or a CSV beside it when the rows do not fit in an Excel sheet (with a warning)."""
+    if path.suffix.lower() != ".xlsx" or rows <= XLSX_MAX_ROWS:
+        return path
+    csv_path = path.with_suffix(".csv")
+    log.warning(
+        "%s rows do not fit in an Excel sheet (at most %s): the report is written as CSV, %s",
+        f"{rows:,}",
+        f"{XLSX_MAX_ROWS:,}",
+        csv_path,
+        extra={"event": "report_as_csv"},
+    )
+    return csv_path
 
 
 class _JournaledSender:
@@ -304,9 +410,13 @@ async def run_async(
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
     if path is not None:  # a report that cannot be written must stop the run before it starts
+        path = _fitting_report(path, len(the_plan.rows))
         check_report_path(path, len(the_plan.rows))
-    warnings = {r.row.number: r.warnings for r in the_plan.rows if r.warnings}
+    warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
+    to_send = [r for r in the_plan.rows if r.outcome is None]
     patches = the_plan.patches
+    if not dry_run and len(patches) != len(to_send):
+        raise ValueError("this plan was made without every body (plan(bodies=N)): plan again")
     if not dry_run and credentials is None:
         credentials = Credentials.from_env()
     run_id = (
@@ -326,8 +436,8 @@ async def run_async(
 
     def finish(aborted: bool = False, reason: str = "") -> RunSummary:
         results = [
-            done.get(p.row) or RowResult(p.row, p.uid, Outcome.NOT_SENT, fields=p.fields)
-            for p in patches
+            done.get(r.row) or RowResult(r.row, r.uid, Outcome.NOT_SENT, fields=r.fields)
+            for r in to_send
         ]
         summary = _summary(
             the_plan,
@@ -352,13 +462,13 @@ async def run_async(
         _write(the_plan, summary, path)
         return summary
 
-    settled = [_settled_result(r) for r in the_plan.rows if r.patch is None]
+    settled = [_settled_result(r) for r in the_plan.rows if r.outcome is not None]
     for result in settled:
         if on_result:
             on_result(result)
     if dry_run:
-        for patch in patches:
-            record(RowResult(patch.row, patch.uid, Outcome.WOULD_UPDATE, fields=patch.fields))
+        for r in to_send:
+            record(RowResult(r.row, r.uid, Outcome.WOULD_UPDATE, fields=r.fields))
         return finish()
 
     assert credentials is not None

@@ -30,6 +30,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, TypeAlias, TypeVar
@@ -49,7 +50,9 @@ __all__ = [
     "MAX_COLUMNS",
     "MAX_UNPACKED_BYTES",
     "XLSX_EXTENSIONS",
+    "SheetStream",
     "cell_text",
+    "open_sheet",
     "read_sheet",
 ]
 
@@ -190,6 +193,22 @@ def _float_text(value: float) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
+@dataclass(frozen=True, slots=True)
+class SheetStream:
+    """An open sheet: its header, found and checked, and its data rows, read as iterated.
+
+    `rows` reads the file lazily, so a sheet of a million rows never has to be in memory
+    at once; a problem further down the file is raised (as InputError) while iterating.
+    Only valid inside the `open_sheet` block that gave it.
+    """
+
+    path: Path
+    headers: tuple[str, ...]
+    header_row: int
+    rows: Iterator[SheetRow]
+    sheet_name: str | None = None
+
+
 def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
     """Read a CSV or XLSX file into its header row and data rows, all as text.
 
@@ -197,6 +216,19 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
     for CSV. Raises InputError, naming the file, row and column, for anything that stops
     the sheet from being read, hostile files included (see the module's docstring).
     """
+    with open_sheet(path, sheet=sheet) as stream:
+        return RawSheet(
+            path=stream.path,
+            headers=stream.headers,
+            header_row=stream.header_row,
+            rows=tuple(stream.rows),
+            sheet_name=stream.sheet_name,
+        )
+
+
+@contextlib.contextmanager
+def open_sheet(path: Path, *, sheet: str | None = None) -> Iterator[SheetStream]:
+    """`read_sheet`, streaming: the header at once, the rows as `SheetStream.rows` is iterated."""
     path = Path(path)
     name = path.name
     suffix = path.suffix.lower()
@@ -211,16 +243,22 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
             f"{name}: cannot read a file with {shown}; supported: {_SUPPORTED}",
             fix="save the sheet as .xlsx or .csv (UTF-8) and pass that file",
         )
-    try:
+    with _os_errors(name):
         if not path.exists():
             raise InputError(
                 f"{name}: file not found ({path})", fix="check the path and the file name"
             )
         if path.is_dir():
             raise InputError(f"{name} is a folder, not a file", fix="pass the sheet file itself")
-        if suffix in XLSX_EXTENSIONS:
-            return _read_xlsx(path, sheet)
-        return _read_csv(path)
+        opener = _open_xlsx(path, sheet) if suffix in XLSX_EXTENSIONS else _open_csv(path)
+        with opener as stream:
+            yield replace(stream, rows=_guarded(stream.rows, name))
+
+
+@contextlib.contextmanager
+def _os_errors(name: str) -> Iterator[None]:
+    try:
+        yield
     except PermissionError:
         raise InputError(
             f"{name}: permission denied",
@@ -231,6 +269,12 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
             f"{name} cannot be read: {exc.strerror or exc}",
             fix="check that the file is readable and try again",
         ) from None
+
+
+def _guarded(rows: Iterator[SheetRow], name: str) -> Iterator[SheetRow]:
+    # Rows are read while the caller iterates, outside open_sheet's own try.
+    with _os_errors(name):
+        yield from rows
 
 
 # --------------------------------------------------------------------------- what a file is
@@ -338,11 +382,24 @@ def _open_zip(handle: BinaryIO, path: Path) -> zipfile.ZipFile:
 # --------------------------------------------------------------------------- CSV
 
 
-def _read_csv(path: Path) -> RawSheet:
+@contextlib.contextmanager
+def _open_csv(path: Path) -> Iterator[SheetStream]:
     name = path.name
     encoding, errors = _csv_encoding(path)
     with path.open(encoding=encoding, errors=errors, newline="") as handle:
         delimiter = _detect_delimiter(_Lines(handle))
+
+    def not_text() -> InputError:
+        return InputError(
+            f"{name} is not valid {encoding} text", fix="save the sheet again as CSV UTF-8"
+        )
+
+    def decoded(rows: Iterator[SheetRow]) -> Iterator[SheetRow]:
+        try:
+            yield from rows
+        except UnicodeDecodeError:
+            raise not_text() from None
+
     with (
         path.open(encoding=encoding, errors=errors, newline="") as handle,
         _field_size_limit(MAX_CELL_CHARS),
@@ -350,12 +407,10 @@ def _read_csv(path: Path) -> RawSheet:
         lines = _Lines(handle)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
-            return _build(path, _csv_records(path, reader, lines), _csv_column, None)
+            stream = _start(path, _csv_records(path, reader, lines), _csv_column, None)
         except UnicodeDecodeError:
-            raise InputError(
-                f"{name} is not valid {encoding} text",
-                fix="save the sheet again as CSV UTF-8",
-            ) from None
+            raise not_text() from None
+        yield replace(stream, rows=decoded(stream.rows))
 
 
 def _csv_column(index: int) -> str:
@@ -505,7 +560,8 @@ def _detect_delimiter(lines: Iterable[str]) -> str:
 # --------------------------------------------------------------------------- XLSX
 
 
-def _read_xlsx(path: Path, sheet: str | None) -> RawSheet:
+@contextlib.contextmanager
+def _open_xlsx(path: Path, sheet: str | None) -> Iterator[SheetStream]:
     with path.open("rb") as handle:
         try:
             _check_workbook(handle, path)
@@ -517,6 +573,13 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawSheet:
                 workbook = load_workbook(handle, read_only=True, data_only=True)
         except _XLSX_ERRORS as exc:
             raise _xlsx_error(path, exc) from None
+
+        def checked(rows: Iterator[SheetRow]) -> Iterator[SheetRow]:
+            try:
+                yield from rows
+            except _XLSX_ERRORS as exc:
+                raise _xlsx_error(path, exc) from None
+
         try:
             worksheet = _pick_worksheet(workbook.worksheets, workbook.sheetnames, sheet, path.name)
             if isinstance(worksheet, ReadOnlyWorksheet):
@@ -525,9 +588,10 @@ def _read_xlsx(path: Path, sheet: str | None) -> RawSheet:
                 worksheet.reset_dimensions()
             rows = worksheet.iter_rows(min_row=1, min_col=1, values_only=True)
             try:
-                return _build(path, _xlsx_records(path, rows), _letter, worksheet.title)
+                stream = _start(path, _xlsx_records(path, rows), _letter, worksheet.title)
             except _XLSX_ERRORS as exc:
                 raise _xlsx_error(path, exc) from None
+            yield replace(stream, rows=checked(stream.rows))
         finally:
             workbook.close()
 
@@ -699,13 +763,13 @@ def _letter(index: int) -> str:
 # --------------------------------------------------------------------------- rows
 
 
-def _build(
+def _start(
     path: Path,
     records: Iterable[_Record],
     column_name: _ColumnNamer,
     sheet_name: str | None,
-) -> RawSheet:
-    """Turn numbered records into a RawSheet: find the header, check and align the rows."""
+) -> SheetStream:
+    """Find and check the header among numbered records; the rows below come lazily."""
     name = path.name
     iterator = iter(records)
     header_row, header_cells = 0, []
@@ -727,17 +791,33 @@ def _build(
             fix=f"keep only the candidates' columns (at most {MAX_COLUMNS:,}) and save again",
         )
     header_cells = header_cells[:width]
+    keep = [i for i, h in enumerate(header_cells) if h]
+    return SheetStream(
+        path=path,
+        headers=tuple(header_cells[i] for i in keep),
+        header_row=header_row,
+        rows=_rows(name, iterator, header_cells, header_row, column_name),
+        sheet_name=sheet_name,
+    )
+
+
+def _rows(
+    name: str,
+    records: Iterator[_Record],
+    header_cells: list[str],
+    header_row: int,
+    column_name: _ColumnNamer,
+) -> Iterator[SheetRow]:
+    """The non-blank rows under the header, checked and aligned with the headers."""
+    width = len(header_cells)
     # Columns without a header are dropped when they hold no data (spreadsheet programs
     # leave such columns behind); data in one is an error, found in row order below.
     keep = [i for i, h in enumerate(header_cells) if h]
     unnamed = [i for i, h in enumerate(header_cells) if not h]
     last_header = header_cells[keep[-1]]
-    headers = tuple(header_cells[i] for i in keep)
     plain = not unnamed  # the fast path: nothing to drop
     remap = {old: new for new, old in enumerate(keep)}
-
-    rows: list[SheetRow] = []
-    for number, cells, numeric in iterator:
+    for number, cells, numeric in records:
         if not any(cells):
             continue
         for index in unnamed:
@@ -758,18 +838,11 @@ def _build(
                 ),
             )
         if plain and len(cells) == width:
-            rows.append(SheetRow(number, tuple(cells), numeric))
+            yield SheetRow(number, tuple(cells), numeric)
             continue
         values = tuple(cells[i] if i < len(cells) else "" for i in keep)
         if numeric and not plain:
             numeric = frozenset(remap[i] for i in numeric if i in remap)
         elif numeric:
             numeric = frozenset(i for i in numeric if i < width)
-        rows.append(SheetRow(number, values, numeric))
-    return RawSheet(
-        path=path,
-        headers=headers,
-        header_row=header_row,
-        rows=tuple(rows),
-        sheet_name=sheet_name,
-    )
+        yield SheetRow(number, values, numeric)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import functools
 import re
 import stat
 from collections import Counter
@@ -55,6 +54,7 @@ __all__ = [
     "InvalidRow",
     "Link",
     "ResumeFile",
+    "RowValidator",
     "SourceContact",
     "UpdatedBy",
     "ValidRow",
@@ -152,9 +152,12 @@ def _email(value: str) -> str:
     return value
 
 
+_SPACE = re.compile(r"\s")  # str.isspace's white space, found in C
+
+
 def _host(value: str) -> str | None:
     """The lower-case host of an http(s) URL with well-formed labels, else None."""
-    if any(ch.isspace() for ch in value):
+    if _SPACE.search(value):
         return None
     try:
         parts = urlsplit(value)
@@ -644,10 +647,115 @@ def _required(
     return problems
 
 
-@functools.lru_cache(maxsize=8)
-def _layout(columns: tuple[Column, ...]) -> tuple[dict[str, str], Column | None]:
-    """Field -> header, and the uid column: once per sheet, not once per row."""
-    return {c.field: c.header for c in columns if c.field}, _uid_column(columns)
+#: Fields whose cell -> value conversion reads nothing but the text (not the file system),
+#: so its result can be remembered: a sheet repeats statuses, countries, teams.
+_FILE_FIELDS = frozenset({"resume", "picture", "files"})
+#: Fields checked by code of their own (files, links) rather than by a _CELL_RULES rule.
+_CALLED = _FILE_FIELDS | {"links"}
+#: Conversions remembered per field; past this the memory is cleared (unique values, such
+#: as emails, gain nothing from it, and a million of them must not pile up).
+_MEMO_SIZE = 4096
+
+
+class RowValidator:
+    """`validate_row` for one sheet: the column layout is worked out once, not per row.
+
+    Calling it on a row gives exactly what `validate_row` gives. Conversions of cells that
+    read no file are remembered (a few thousand per field), so the repeated values of a
+    large sheet are checked once.
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[Column],
+        *,
+        base_dir: Path,
+        duplicate_uids: Collection[str] = frozenset(),
+        default_updated_by: Mapping[str, str] = MappingProxyType({}),
+    ) -> None:
+        self.base_dir = base_dir
+        self.duplicate_uids = duplicate_uids
+        self.headers = {c.field: c.header for c in columns if c.field}
+        self.uid_column = _uid_column(columns)
+        # Per data column: a memo of its conversions when it has a rule and reads no file
+        # (the value is then a plain string, safe to share between rows); else None.
+        self.data: list[tuple[int, str, str, dict[str, tuple[Any, list[str]]] | None]] = [
+            (c.index, c.field, c.header, {} if c.field in _CELL_RULES else None)
+            for c in columns
+            if c.field is not None and c.field != "uid"
+        ]
+        self.has_updated_by = any(f.startswith("updated_by.") for f in self.headers)
+        self.has_contact = any(f.startswith("source_contact.") for f in self.headers)
+        self.default_updated_by = {k for k, v in default_updated_by.items() if v}
+
+    def __call__(self, row: SheetRow) -> ValidRow | InvalidRow:
+        problems: list[Problem] = []
+        values: dict[str, Any] = {}
+        cells = row.values
+        width = len(cells)
+        uid_column = self.uid_column
+        if uid_column is None:
+            uid = ""
+            problems.append(Problem(None, "the sheet has no uid column; add one"))
+        else:
+            uid = cells[uid_column.index].strip() if uid_column.index < width else ""
+            # The common case, a well-formed uid typed once, needs none of the checks below.
+            if not (
+                _UID.fullmatch(uid)
+                and uid_column.index not in row.numeric
+                and uid not in self.duplicate_uids
+            ):
+                numeric = uid_column.index in row.numeric
+                for message in _uid_problems(uid, numeric, self.duplicate_uids):
+                    problems.append(Problem(uid_column.header, message))
+
+        sent: list[str] = []  # fields with a non-empty cell, valid or not
+        for index, field, header, memo in self.data:
+            text = cells[index] if index < width else ""
+            if not text:
+                continue
+            text = text.strip()
+            if not text:
+                continue
+            sent.append(field)
+            if memo is None:
+                if field not in _CALLED:
+                    values[field] = text  # free text: nothing to check
+                    continue
+                value, messages = _convert(field, text, self.base_dir)
+            else:
+                known = memo.get(text)
+                if known is None:
+                    if len(memo) >= _MEMO_SIZE:
+                        memo.clear()
+                    known = memo[text] = _convert(field, text, self.base_dir)
+                value, messages = known
+            if messages:
+                problems.extend(Problem(header, m) for m in messages)
+            else:
+                values[field] = value
+
+        if self.has_updated_by or self.default_updated_by:
+            row_updated_by = {f.partition(".")[2] for f in sent if f.startswith("updated_by.")}
+            merged = row_updated_by | self.default_updated_by
+            if merged:
+                problems += _required(
+                    "updated_by",
+                    ("type", "name"),
+                    merged,
+                    self.headers,
+                    " or set [defaults.updated_by] {key}",
+                )
+        if self.has_contact:
+            contact = {f.partition(".")[2] for f in sent if f.startswith("source_contact.")}
+            if contact:
+                problems += _required(
+                    "source_contact", ("full_name", "email"), contact, self.headers, ""
+                )
+
+        if problems:
+            return InvalidRow(uid=uid, problems=tuple(problems))
+        return ValidRow(uid=uid, values=MappingProxyType(values))
 
 
 def validate_row(
@@ -663,42 +771,11 @@ def validate_row(
     File cells are read (relative to `base_dir`, the sheet's folder, and never outside it)
     and sent inline as base64. `default_updated_by` is the config's [defaults.updated_by]:
     it is not put into the values, but the merged updated_by must carry a type and a name.
+    For many rows of one sheet, make a `RowValidator` once and call it on each row.
     """
-    problems: list[Problem] = []
-    values: dict[str, Any] = {}
-    headers, uid_column = _layout(tuple(columns))
-    uid = "" if uid_column is None else _cell(row, uid_column.index)
-    if uid_column is None:
-        problems.append(Problem(None, "the sheet has no uid column; add one"))
-    else:
-        numeric = uid_column.index in row.numeric
-        for message in _uid_problems(uid, numeric, duplicate_uids):
-            problems.append(Problem(uid_column.header, message))
-
-    sent: set[str] = set()  # fields with a non-empty cell, valid or not
-    for column in columns:
-        if column.field is None or column.field == "uid":
-            continue
-        text = _cell(row, column.index)
-        if not text:
-            continue
-        sent.add(column.field)
-        value, messages = _convert(column.field, text, base_dir)
-        if messages:
-            problems.extend(Problem(column.header, m) for m in messages)
-        else:
-            values[column.field] = value
-
-    row_updated_by = {f.partition(".")[2] for f in sent if f.startswith("updated_by.")}
-    merged = row_updated_by | {k for k, v in default_updated_by.items() if v}
-    if merged:
-        problems += _required(
-            "updated_by", ("type", "name"), merged, headers, " or set [defaults.updated_by] {key}"
-        )
-    contact = {f.partition(".")[2] for f in sent if f.startswith("source_contact.")}
-    if contact:
-        problems += _required("source_contact", ("full_name", "email"), contact, headers, "")
-
-    if problems:
-        return InvalidRow(uid=uid, problems=tuple(problems))
-    return ValidRow(uid=uid, values=MappingProxyType(values))
+    return RowValidator(
+        columns,
+        base_dir=base_dir,
+        duplicate_uids=duplicate_uids,
+        default_updated_by=default_updated_by,
+    )(row)

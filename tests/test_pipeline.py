@@ -203,3 +203,115 @@ async def test_cancelling_still_writes_the_report(tmp_path: Path) -> None:
     assert summary.counts[Outcome.NOT_SENT] == 18
     text = (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
     assert text.count("not_sent") == 18
+
+
+# --------------------------------------------------------------------------- large sheets
+
+
+def _varied_sheet(tmp_path: Path) -> Path:
+    """Rows of many shapes: valid, invalid, skipped, duplicates, objects, updated_by."""
+    header = [
+        "uid",
+        "First Name",
+        "Email",
+        "Prospect Status",
+        "Address.Country",
+        "Address.City",
+        "custom_fields.Team",
+        "source_contact.full_name",
+        "source_contact.email",
+        "updated_by.name",
+        "Links",
+    ]
+    rows = [header]
+    for n in range(120):
+        rows.append(
+            [
+                f"AE.{n % 97}" if n % 11 else "",
+                "Dana" if n % 2 else "",
+                f"d{n}@example.com" if n % 3 else ("nope" if n % 9 == 0 else ""),
+                ["interested", "Contacted", "", "maybe"][n % 4],
+                ["IL", "us", "", "ZZ"][n % 4 if n % 5 else 2],
+                "Haifa" if n % 7 else "",
+                "R&D" if n % 4 == 1 else "",
+                "Hunter" if n % 13 == 0 else "",
+                "h@example.com" if n % 26 == 0 else "",
+                "Rita" if n % 6 == 0 else "",
+                "https://example.com/a https://example.com/b" if n % 10 == 0 else "",
+            ]
+        )
+    return _sheet(tmp_path, rows)
+
+
+def test_a_plan_without_bodies_says_the_same_as_one_with(tmp_path: Path) -> None:
+    settings = bu.Settings(updated_by={"type": "app"})
+    sheet = bu.load(_varied_sheet(tmp_path), settings)
+    full = bu.plan(sheet, settings)
+    lean = bu.plan(sheet, settings, bodies=2)
+    assert {r.outcome for r in full.rows} >= {
+        Outcome.INVALID,
+        Outcome.SKIPPED,
+        None,
+    }
+    assert [(r.row, r.uid, r.outcome, r.problems, r.fields) for r in lean.rows] == [
+        (r.row, r.uid, r.outcome, r.problems, r.fields) for r in full.rows
+    ]
+    assert [r.fields for r in full.rows if r.patch] == [
+        r.patch.fields for r in full.rows if r.patch
+    ]
+    assert lean.patches == full.patches[:2]
+    assert lean.sends == full.sends == len(full.patches) > 2
+    assert lean.counts() == full.counts()
+
+
+async def test_a_plan_without_bodies_can_only_be_previewed(tmp_path: Path) -> None:
+    sheet = bu.load(_varied_sheet(tmp_path))
+    lean = bu.plan(sheet, bodies=0)
+    summary = await bu.run_async(lean, dry_run=True, report_path=tmp_path / "r.csv")
+    assert summary.counts[Outcome.WOULD_UPDATE] == lean.sends
+    with pytest.raises(ValueError, match="without every body"):
+        await bu.run_async(lean, credentials=CREDS, report_path=False)
+
+
+def test_load_counts_duplicate_uids_as_it_reads(tmp_path: Path) -> None:
+    from bulk_update.schema import find_duplicate_uids
+
+    sheet = bu.load(_varied_sheet(tmp_path))
+    assert sheet.duplicate_uids == find_duplicate_uids(sheet.rows, sheet.columns)
+    assert "AE.1" in sheet.duplicate_uids and "" not in sheet.duplicate_uids
+
+
+def test_load_keeps_rows_compactly(tmp_path: Path) -> None:
+    from bulk_update.rowstore import RowStore
+
+    sheet = bu.load(_varied_sheet(tmp_path))
+    assert isinstance(sheet.rows, RowStore)
+    assert len(sheet.rows) == 120 and sheet.rows[-1].number == 121
+
+
+def test_an_input_error_far_down_the_sheet_stops_before_anything_is_planned(
+    tmp_path: Path,
+) -> None:
+    rows = [["uid", "email"]] + [[f"AE.{n}", ""] for n in range(5000)]
+    rows.append(["AE.x", "", "beyond the last header"])
+    with pytest.raises(errors.InputError, match="row 5002"):
+        bu.load(_sheet(tmp_path, rows))
+
+
+async def test_an_xlsx_report_too_long_for_excel_is_written_as_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bulk_update import pipeline
+
+    monkeypatch.setattr(pipeline, "XLSX_MAX_ROWS", 100)
+    sheet = bu.load(_varied_sheet(tmp_path))
+    with caplog.at_level("WARNING", logger="bulk_update"):
+        summary = await bu.run_async(
+            bu.plan(sheet), dry_run=True, report_path=tmp_path / "out.xlsx"
+        )
+    assert summary.report_path == tmp_path / "out.csv"
+    assert (tmp_path / "out.csv").exists() and not (tmp_path / "out.xlsx").exists()
+    assert "120 rows do not fit in an Excel sheet (at most 100)" in caplog.text
+    assert "written as CSV" in caplog.text
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
+        assert len(list(csv.reader(fh))) == 121

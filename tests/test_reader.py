@@ -884,3 +884,36 @@ def test_100k_row_csv_reads_fast(tmp_path: Path) -> None:
 def test_nan_never_comes_through() -> None:
     assert cell_text(math.nan)[0] == ""
     assert "nan" not in cell_text(float("-nan"))[0]
+
+
+def test_open_sheet_reads_rows_only_as_they_are_asked_for(tmp_path: Path) -> None:
+    from bulk_update.reader import open_sheet
+
+    path = tmp_path / "s.csv"
+    lines = ["uid,name"] + [f"AE.{n},x" for n in range(3000)] + ["AE.y,x,beyond"]
+    path.write_text("\n".join(lines) + "\n")
+    with open_sheet(path) as stream:
+        assert stream.headers == ("uid", "name") and stream.header_row == 1
+        first = next(stream.rows)  # the header is checked, the bad row not yet reached
+        assert first.number == 2 and first.values == ("AE.0", "x")
+        with pytest.raises(InputError, match="row 3002"):
+            list(stream.rows)
+
+
+def test_open_sheet_gives_what_read_sheet_gives(tmp_path: Path) -> None:
+    from bulk_update.reader import open_sheet
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["uid", "n"])
+    ws.append(["AE.1", 2])
+    ws.append([None, None])
+    ws.append(["AE.2", "x"])
+    wb.save(tmp_path / "s.xlsx")
+    sheet = read_sheet(tmp_path / "s.xlsx")
+    with open_sheet(tmp_path / "s.xlsx") as stream:
+        assert (stream.headers, stream.sheet_name, tuple(stream.rows)) == (
+            sheet.headers,
+            sheet.sheet_name,
+            sheet.rows,
+        )

@@ -686,3 +686,21 @@ def test_default_report_path() -> None:
     assert default_report_path(Path("/x/cands.csv")) == Path("/x/cands.results.xlsx")
     assert default_report_path(Path("/x/cands.xlsx")) == Path("/x/cands.results.xlsx")
     assert default_report_path(Path("cands.v2.csv")) == Path("cands.v2.results.xlsx")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=6) | st.sampled_from(["+1", "'=x", "\x00=", "a\x00b", "-"])))
+def test_a_line_is_defused_like_cell_by_cell(cells: list[str]) -> None:
+    from bulk_update.report import _defused_line
+
+    line: list[str | int | None] = [2, "=u", "updated", None, "", "-m", 1, "email", *cells]
+    assert _defused_line(line) == [defuse_csv_cell(v) if isinstance(v, str) else v for v in line]
+
+
+def test_table_walks_a_row_store_like_a_list() -> None:
+    from bulk_update.rowstore import RowStore
+
+    rows, results = sample()
+    assert list(report_table(HEADERS, RowStore(2, rows), results)) == list(
+        report_table(HEADERS, rows, results)
+    )

@@ -640,3 +640,35 @@ def test_a_validated_row_builds_a_body_the_model_accepts(tmp_path: Path) -> None
 def test_candidate_patch_refuses_what_the_api_would(body: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         CandidatePatch.model_validate(body)
+
+
+def test_a_row_validator_remembers_conversions_and_gives_what_validate_row_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_update import schema
+    from bulk_update.schema import RowValidator, validate_row
+
+    monkeypatch.setattr(schema, "_MEMO_SIZE", 3)
+    columns = resolve_columns(["uid", "Prospect Status", "Address.Country", "Email", "Note"])
+    statuses = ["interested", "Contacted", "nope", "NOT INTERESTED", "sourced"]
+    rows = [
+        SheetRow(
+            n + 2,
+            (
+                f"AE.{n}",
+                statuses[n % 5],
+                ["il", "US", "XX"][n % 3],
+                f"a{n}@example.com" if n % 4 else "bad@",
+                "hi",
+            ),
+        )
+        for n in range(40)
+    ]
+    validate = RowValidator(columns, base_dir=tmp_path)
+    got = [validate(row) for row in rows]
+    assert got == [validate_row(row, columns, base_dir=tmp_path) for row in rows]
+    assert any(isinstance(g, InvalidRow) for g in got)
+    assert any(isinstance(g, ValidRow) and g.values["prospect_status"] == "Interested" for g in got)
+    memos = [memo for *_, memo in validate.data if memo is not None]
+    assert len(memos) == 3  # status, country and email have rules; a note has none
+    assert all(len(memo) <= 3 for memo in memos)
