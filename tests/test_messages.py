@@ -155,6 +155,20 @@ def test_report_path_messages(tmp_path: Path) -> None:
     check_error(lambda: check_report_path(tmp_path / "r.xlsx", 2_000_000))
 
 
+def test_a_report_too_long_for_excel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bulk_update import pipeline
+
+    monkeypatch.setattr(pipeline, "XLSX_MAX_ROWS", 1)
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("uid,email\nAE.1,a@example.com\nAE.2,b@example.com\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
+        pipeline.run(pipeline.plan(pipeline.load(sheet)), dry_run=True)
+    assert (tmp_path / "s.results.csv").exists()
+    check(*(r.getMessage() for r in caplog.records))
+
+
 def test_sandbox_messages(tmp_path: Path) -> None:
     check_error(lambda: load_seed(tmp_path / "missing.json"))
     seed = tmp_path / "seed.json"
