@@ -30,6 +30,7 @@ from .config import Settings, default_state_dir, load_config
 from .errors import BulkUpdateError, RunInterrupted
 from .journal import Journal, RunLock, process_alive, read_runs
 from .models import Outcome, Rate, RowResult, RunSummary
+from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 
 log = logging.getLogger("bulk_update")
@@ -46,6 +47,24 @@ credentials come from the environment: COMEET_API_KEY and COMEET_SECRET.
 
 SHOWN_PATCHES = 5
 SHOWN_PROBLEMS = 20
+
+
+def _api_options(command: argparse.ArgumentParser) -> None:
+    """The options `run` and `serve` share: the config file, the API and its rate limit."""
+    command.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings (default: ./bulk_update.toml if present)",
+    )
+    command.add_argument(
+        "--base-url", metavar="URL", help="API base URL (default: https://api.comeet.co)"
+    )
+    command.add_argument(
+        "--rate",
+        metavar="N/SECONDS",
+        help="at most N requests in any SECONDS window, retries included (default: 100/60)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,12 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("input", metavar="INPUT", type=Path, help="the sheet: .csv or .xlsx")
-    run.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="TOML settings (default: ./bulk_update.toml if present)",
-    )
+    _api_options(run)
     run.add_argument("--sheet", metavar="NAME", help="worksheet of an XLSX (default: the first)")
     run.add_argument(
         "--dry-run",
@@ -86,14 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="FILE",
         help="results sheet, .xlsx or .csv (default: <input stem>.results.xlsx beside the input)",
-    )
-    run.add_argument(
-        "--base-url", metavar="URL", help="API base URL (default: https://api.comeet.co)"
-    )
-    run.add_argument(
-        "--rate",
-        metavar="N/SECONDS",
-        help="at most N requests in any SECONDS window, retries included (default: 100/60)",
     )
     run.add_argument(
         "--concurrency", type=int, metavar="N", help="requests in flight at most (default: 4)"
@@ -158,6 +164,47 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N/SECONDS",
         default="100/60",
         help="the sandbox's own limit (default: 100/60)",
+    )
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the web page for recruiters (upload, preview, run, download)",
+        description="Serve a web page that does what `run` does: upload a CSV or XLSX, map "
+        "unknown columns, preview the dry run, confirm, follow the progress and download the "
+        "results sheet. It listens on 127.0.0.1 only, unless BULK_UPDATE_WEB_PASSWORD is set.",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; any other needs BULK_UPDATE_WEB_PASSWORD)",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any free)")
+    _api_options(serve)
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the journal and the page's results sheets live "
+        "(default: $XDG_STATE_HOME/bulk-update)",
+    )
+    serve.add_argument(
+        "--files-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the Resume, Picture and Files paths of uploaded sheets are looked up "
+        "(default: the current folder; with --sandbox: sample_data)",
+    )
+    serve.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=20.0,
+        metavar="MB",
+        help="largest sheet the page accepts (default: 20)",
+    )
+    serve.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="send to a local stand-in for the Comeet API (no credentials, no journal)",
     )
     return parser
 
@@ -247,28 +294,12 @@ def _print_dry_run(the_plan: Plan, summary: RunSummary, settings: Settings) -> N
         f"the real run would take about {_format_duration(estimate)}."
     )
     for patch in the_plan.patches[:SHOWN_PATCHES]:
-        body = json.dumps(_preview(patch.body), ensure_ascii=False)
+        body = json.dumps(summed_up(patch.body), ensure_ascii=False)
         if len(body) > 600:
             body = body[:600] + "..."
         print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")
     if sends > SHOWN_PATCHES:
         print(f"... and {sends - SHOWN_PATCHES} more")
-
-
-def _preview(value: Any) -> Any:
-    """The body as the dry run shows it: file contents summed up, not dumped as base64."""
-    if isinstance(value, dict):
-        return {
-            k: (
-                f"<{len(v) * 3 // 4 - v.count('='):,} bytes, base64>"
-                if k == "file" and isinstance(v, str)
-                else _preview(v)
-            )
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_preview(v) for v in value]
-    return value
 
 
 _SETTLED = frozenset({Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED})
@@ -530,6 +561,23 @@ def _sandbox_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_command(args: argparse.Namespace) -> int:
+    from .web import serve
+
+    settings = load_config(args.config).with_overrides(
+        base_url=args.base_url, rate=args.rate, state_dir=args.state_dir
+    )
+    serve(
+        settings,
+        host=args.host,
+        port=args.port,
+        sandbox=args.sandbox,
+        files_dir=args.files_dir,
+        max_upload_mb=args.max_upload_mb,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulk-update` console script; returns the exit status."""
     parser = build_parser()
@@ -544,6 +592,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sandbox_command(args)
         if args.command == "history":
             return _history_command(args)
+        if args.command == "serve":
+            return _serve_command(args)
         return asyncio.run(_run_command(args))
     except RunInterrupted as exc:
         if isinstance(exc.summary, RunSummary):

@@ -15,7 +15,7 @@ from typing import Any
 from .models import Outcome, Patch
 from .schema import OBJECT_FIELDS
 
-__all__ = ["body_fields", "build_patch", "fingerprint", "value_at"]
+__all__ = ["body_fields", "build_patch", "fingerprint", "summed_up", "value_at"]
 
 _UPDATED_BY = "updated_by"
 _UPDATED_BY_DOT = "updated_by."
@@ -148,3 +148,19 @@ def body_fields(body: Mapping[str, Any]) -> tuple[str, ...]:
         else:
             paths.append(key)
     return tuple(paths)
+
+
+def summed_up(value: Any) -> Any:
+    """A body as a preview shows it: each file's content summed up, not dumped as base64."""
+    if isinstance(value, Mapping):
+        return {
+            k: (
+                f"<{len(v) * 3 // 4 - v.count('='):,} bytes, base64>"
+                if k == "file" and isinstance(v, str)
+                else summed_up(v)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [summed_up(v) for v in value]
+    return value

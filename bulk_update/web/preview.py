@@ -1,0 +1,201 @@
+"""The sheet steps of the page, each a call into the library: read, map columns, preview.
+
+Nothing here decides a rule of its own: reading is `pipeline.load`, column matching is
+`schema.resolve_columns`, validation and patches are `pipeline.plan`, and the preview's
+counts and its sheet are those of a dry run (`pipeline.run(..., dry_run=True)`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import InputError, UnknownColumnError
+from ..journal import Journal
+from ..limiter import estimate_duration
+from ..models import Outcome, Rate, SheetRow
+from ..patch import summed_up
+from ..pipeline import Sheet, load, plan, run
+from ..reader import read_sheet
+from ..schema import CUSTOM_FIELDS_PREFIX, FIELDS, resolve_columns
+
+__all__ = [
+    "FIELD_CHOICES",
+    "InvalidLine",
+    "PatchLine",
+    "Preview",
+    "UnknownColumn",
+    "find_unknown_columns",
+    "format_duration",
+    "load_upload",
+    "make_preview",
+    "mapped_settings",
+    "shown_body",
+]
+
+#: The fields a column can be mapped to in the mapping step: uid first, then by name.
+FIELD_CHOICES: tuple[str, ...] = ("uid", *sorted(FIELDS - {"uid"}))
+SHOWN_PATCHES = 5
+SHOWN_INVALID = 100
+_BODY_CHARS = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownColumn:
+    """A header the library could not place, with its closest field name."""
+
+    header: str
+    suggestion: str | None
+    examples: tuple[str, ...] = ()
+
+    @property
+    def custom_field(self) -> str:
+        """The custom field this column would feed if the user says it is one."""
+        return CUSTOM_FIELDS_PREFIX + self.header.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidLine:
+    """An invalid row as the preview lists it."""
+
+    row: int
+    uid: str
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PatchLine:
+    """One of the first patches, its body as JSON text (file contents summed up)."""
+
+    row: int
+    uid: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a dry run of the sheet says: counts, invalid rows, first patches, duration."""
+
+    counts: tuple[tuple[Outcome, int], ...]
+    rows: int
+    sends: int
+    estimate_s: float
+    rate: Rate
+    invalid: tuple[InvalidLine, ...]
+    invalid_total: int
+    patches: tuple[PatchLine, ...]
+    report: Path | None
+    journal_used: bool
+
+    def count(self, outcome: Outcome) -> int:
+        """How many rows end with `outcome` in the dry run."""
+        return dict(self.counts).get(outcome, 0)
+
+
+def mapped_settings(settings: Settings, mapping: dict[str, str], ignored: list[str]) -> Settings:
+    """`settings` with the mapping step's choices added to `[columns]` and ignore_columns."""
+    return settings.with_overrides(
+        columns={**settings.columns, **mapping},
+        ignore_columns=(*settings.ignore_columns, *ignored),
+    )
+
+
+def find_unknown_columns(path: Path, settings: Settings) -> list[UnknownColumn]:
+    """Every header of the sheet that is neither a field, nor mapped, nor ignored.
+
+    The library stops at the first such column; asking it again with each one set aside
+    finds them all, so that the mapping step can show every one at once.
+    """
+    raw = read_sheet(path, sheet=settings.sheet)
+    headers = raw.headers
+    ignore = list(settings.ignore_columns)
+    found: list[UnknownColumn] = []
+    for _ in range(len(headers)):
+        try:
+            resolve_columns(headers, mapping=settings.columns, ignore=ignore)
+        except UnknownColumnError as exc:
+            index = headers.index(exc.header)
+            examples = _examples(raw.rows, index)
+            found.append(UnknownColumn(exc.header, exc.suggestion, examples))
+            ignore.append(exc.header)
+            continue
+        except InputError:
+            pass  # another problem of the sheet: loading it again will say which
+        break
+    return found
+
+
+def _examples(rows: Sequence[SheetRow], index: int, count: int = 3) -> tuple[str, ...]:
+    """The first few distinct non-empty cells of a column, shortened, to help map it."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        value = row.values[index] if index < len(row.values) else ""
+        if value:
+            seen[value if len(value) <= 40 else value[:39] + "…"] = None
+            if len(seen) == count:
+                break
+    return tuple(seen)
+
+
+def load_upload(path: Path, settings: Settings, files_dir: Path) -> Sheet:
+    """Read an uploaded sheet (InputError, UnknownColumnError) as if it were in `files_dir`.
+
+    The file itself waits in a private folder, but its Resume, Picture and Files cells give
+    paths relative to the sheet's folder: the sheet is placed, by name only, in `files_dir`,
+    so that those paths are looked up there (and nowhere outside it, as for any sheet).
+    """
+    sheet = load(path, settings)
+    return Sheet(raw=replace(sheet.raw, path=files_dir / path.name), columns=sheet.columns)
+
+
+def make_preview(
+    sheet: Sheet, settings: Settings, *, journal: Journal | None, report_path: Path | None
+) -> Preview:
+    """Plan the sheet and dry-run it (blocking: call it in a worker thread).
+
+    With a `journal`, fields already applied are left out, exactly as the run will do.
+    """
+    # Only the bodies shown are kept, as `run --dry-run` does: a large sheet's would not fit.
+    the_plan = plan(sheet, settings, journal=journal, bodies=SHOWN_PATCHES)
+    summary = run(the_plan, settings, dry_run=True, report_path=report_path or False)
+    invalid = [r for r in the_plan.rows if r.outcome is Outcome.INVALID]
+    patches = the_plan.patches
+    return Preview(
+        counts=tuple((o, n) for o in Outcome if (n := summary.counts.get(o, 0))),
+        rows=len(the_plan.rows),
+        sends=the_plan.sends,
+        estimate_s=estimate_duration(the_plan.sends, settings.rate),
+        rate=settings.rate,
+        invalid=tuple(
+            InvalidLine(r.row, r.uid, tuple(str(p) for p in r.problems))
+            for r in invalid[:SHOWN_INVALID]
+        ),
+        invalid_total=len(invalid),
+        patches=tuple(PatchLine(p.row, p.uid, shown_body(p.body)) for p in patches[:SHOWN_PATCHES]),
+        report=report_path,
+        journal_used=journal is not None,
+    )
+
+
+def shown_body(body: Any) -> str:
+    """A PATCH body as indented JSON, file contents summed up, cut past 1,500 characters."""
+    text = json.dumps(summed_up(body), ensure_ascii=False, indent=2)
+    return text if len(text) <= _BODY_CHARS else text[:_BODY_CHARS] + "\n…"
+
+
+def format_duration(seconds: float) -> str:
+    """`about 3 min 20 s`, `about 1 h 05 min`; `a few seconds` under 5 s."""
+    if seconds < 5:
+        return "a few seconds"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"about {hours} h {minutes:02d} min"
+    if minutes:
+        return f"about {minutes} min {secs:02d} s" if secs else f"about {minutes} min"
+    return f"about {secs} s"

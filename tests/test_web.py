@@ -1,0 +1,504 @@
+"""The web page (bulk_update.web) through aiohttp's test client, against the sandbox.
+
+Flows (upload, mapping, preview, run, progress events, results), the safety rules (CSRF,
+password, Host header, size cap, private uploads, one run at a time, secrets never sent to
+the browser) and the small pure pieces. The real-browser test is test_web_browser.py.
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import FormData
+from aiohttp.test_utils import TestClient, TestServer
+from openpyxl import load_workbook
+
+from bulk_update.auth import Credentials
+from bulk_update.cli import main
+from bulk_update.config import Settings
+from bulk_update.errors import ConfigError
+from bulk_update.journal import RunLock, read_runs
+from bulk_update.models import Rate
+from bulk_update.pipeline import load, plan
+from bulk_update.report import OUTCOME_COLOURS
+from bulk_update.sandbox import ThreadedSandbox, load_seed
+from bulk_update.web import WebConfig, check_bind, create_app
+from bulk_update.web.app import STATE, outcome_css
+from bulk_update.web.preview import format_duration, shown_body
+from bulk_update.web.security import LoginThrottle, Sessions, host_allowed, is_loopback
+from bulk_update.web.uploads import safe_name
+
+from .conftest import SAMPLE
+
+CANDIDATES = (SAMPLE / "candidates.csv").read_bytes()
+KEY = "web-test-key-7Qz1"
+SECRET = "web-test-secret-Xy93-not-for-browsers"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ThreadedSandbox]:
+    with ThreadedSandbox(load_seed(), api_key=KEY, secret=SECRET) as sb:
+        yield sb
+
+
+@dataclass
+class Page:
+    """A test client that remembers the CSRF token and every byte it was sent."""
+
+    client: TestClient[Any, Any]
+    csrf: str = ""
+    seen: list[str] = field(default_factory=list)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with self.client.get(path, **kwargs) as resp:
+            text = await resp.text()
+            self._saw(resp, text)
+            found = re.search(r'name="csrf_token" value="([^"]+)"', text)
+            if found:
+                self.csrf = found.group(1)
+            return resp.status, text
+
+    async def post(self, path: str, data: Any = None, **kwargs: Any) -> tuple[int, str, str]:
+        kwargs.setdefault("allow_redirects", False)
+        async with self.client.post(path, data=data, **kwargs) as resp:
+            text = await resp.text()
+            self._saw(resp, text)
+            return resp.status, resp.headers.get("Location", ""), text
+
+    async def upload(self, name: str, content: bytes, token: str | None = None) -> Any:
+        form = FormData()
+        form.add_field("csrf_token", self.csrf if token is None else token)
+        form.add_field("sheet", content, filename=name)
+        return await self.post("/upload", form)
+
+    def _saw(self, resp: Any, text: str) -> None:
+        self.seen.append(text)
+        self.seen.extend(f"{k}: {v}" for k, v in resp.headers.items())
+
+
+def _settings(tmp_path: Path, base_url: str, **changes: Any) -> Settings:
+    return Settings(
+        base_url=base_url,
+        state_dir=tmp_path / "state",
+        max_attempts=2,
+        retry_base_s=0.0,
+        retry_max_s=0.0,
+        **changes,
+    )
+
+
+@asynccontextmanager
+async def page_for(config: WebConfig) -> AsyncIterator[Page]:
+    app = create_app(config)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        page = Page(client)
+        await page.get("/")
+        yield page
+
+
+def _config(tmp_path: Path, sandbox: ThreadedSandbox, **changes: Any) -> WebConfig:
+    options: dict[str, Any] = {
+        "settings": _settings(tmp_path, sandbox.base_url),
+        "credentials": Credentials(KEY, SECRET),
+        "files_dir": SAMPLE,
+        "upload_parent": tmp_path / "uploads",
+        "reports_dir": tmp_path / "reports",
+        "sse_interval_s": 0.01,
+    }
+    options.update(changes)
+    return WebConfig(**options)
+
+
+def _counts(html: str, ident: str) -> dict[str, int]:
+    block = html.split(f'id="{ident}"', 1)[1].split("</ul>", 1)[0]
+    return {o: int(n) for o, n in re.findall(r'data-outcome="(\w+)" data-count="(\d+)"', block)}
+
+
+async def _run_to_the_end(page: Page, run_path: str) -> list[str]:
+    async with page.client.get(run_path + "/events") as resp:
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        body = (await resp.read()).decode()
+    page.seen.append(body)
+    return body.split("\n\n")
+
+
+# --- flows ----------------------------------------------------------------------------------
+
+
+async def test_upload_preview_run_download_and_the_journal(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    config = _config(tmp_path, sandbox)
+    expected = plan(load(SAMPLE / "candidates.csv")).counts(dry_run=True)
+    async with page_for(config) as page:
+        status, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        assert status == 303 and where.endswith("/preview")
+        status, html = await page.get(where)
+        assert status == 200
+        assert _counts(html, "preview-counts") == {o.value: n for o, n in expected.items() if n}
+        assert "PATCH /candidates/AE.17934" in html and "bytes, base64" in html
+        assert "Hot lead" in html  # an invalid row's message, from the library
+        status, run_path, _ = await page.post(
+            where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+        )
+        assert status == 303 and run_path.startswith("/runs/")
+        events = await _run_to_the_end(page, run_path)
+        assert events[0].startswith("event: progress")
+        assert '"total": 31' in events[-3] and '"over": true' in events[-3]
+        assert events[-2] == "event: end\ndata: {}"
+        status, html = await page.get(run_path)
+        assert "Finished" in html and _counts(html, "run-counts")["updated"] == 27
+        async with page.client.get(run_path + "/report") as resp:
+            assert resp.status == 200 and "attachment" in resp.headers["Content-Disposition"]
+            report = load_workbook(BytesIO(await resp.read()), read_only=True)["Results"]
+        outcomes = Counter(r[2] for r in list(report.iter_rows(values_only=True))[1:])
+        assert outcomes == {
+            "updated": 27,
+            "skipped": 1,
+            "invalid": 8,
+            "not_found": 1,
+            "rejected": 2,
+            "failed": 1,
+        }
+        # The run is in the journal, with its report; the runs page lists it once.
+        (record,) = read_runs(tmp_path / "state")
+        assert record.status == "finished" and record.counts["updated"] == 27
+        assert record.report is not None and record.report.parent == tmp_path / "reports"
+        status, html = await page.get("/runs")
+        assert html.count("candidates.csv") == 1 and "27 updated" in html
+        async with page.client.get(f"/journal/{record.id}/report") as resp:
+            assert resp.status == 200 and resp.content_type.endswith("spreadsheetml.sheet")
+        async with page.client.get(f"/journal/{record.id + 1}/report") as resp:
+            assert resp.status == 404
+
+        # The same sheet again: the journal knows what was applied, so the preview says so.
+        await page.get("/")
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        _, html = await page.get(where)
+        again = _counts(html, "preview-counts")
+        assert again["unchanged"] == 27 and again["would_update"] == 4
+    assert not any(config.upload_parent.iterdir())  # type: ignore[union-attr]
+
+
+async def test_unknown_columns_go_through_the_mapping_step(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    sheet = (
+        b"UID,E-mail address,Desk,Team size\n"
+        b"C1.9D2E4,eitan@example.com,3F,12\n"
+        b"B4.B5F21,noa@example.com,,8\n"
+    )
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        status, where, _ = await page.upload("team.csv", sheet)
+        assert status == 303 and where.endswith("/mapping")
+        _, html = await page.get(where)
+        for header in ("E-mail address", "Desk", "Team size"):
+            assert f'data-header="{header}"' in html
+        assert "eitan@example.com" in html  # the first values help say what a column is
+        # A value that is no choice for that column is refused.
+        form = {"csrf_token": page.csrf, "column-0": "email", "column-1": "password"}
+        status, _, html = await page.post(where, form)
+        assert status == 400 and "choose what column" in html
+        # Two columns into one field: the library's own rule, shown on the mapping page.
+        form = {"csrf_token": page.csrf, "column-0": "email", "column-1": "email"}
+        form["column-2"] = "__ignore__"
+        status, _, html = await page.post(where, form)
+        assert status == 400 and "both feed the field email" in html
+        form["column-1"] = "__ignore__"
+        form["column-2"] = "custom_fields.Team size"
+        status, preview, _ = await page.post(where, form)
+        assert status == 303 and preview.endswith("/preview")
+        _, html = await page.get(preview)
+        assert _counts(html, "preview-counts") == {"would_update": 2}
+        assert "&#34;email&#34;: &#34;eitan@example.com&#34;" in html
+        assert "&#34;Team size&#34;: &#34;12&#34;" in html and "3F" not in html
+
+
+async def test_a_file_that_is_not_a_sheet_gets_the_readers_message(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    picture = (SAMPLE / "files" / "maya-peretz.png").read_bytes()
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        status, _, html = await page.upload("people.csv", picture)
+        assert status == 400
+        assert "people.csv is really a picture (PNG)" in html and "How to fix" in html
+        status, _, html = await page.upload("cv.pdf", b"%PDF-1.4 ...")
+        assert status == 400 and "cannot read a file with &#39;.pdf&#39;" in html
+        status, _, html = await page.upload("empty.csv", b"")
+        assert status == 400 and "empty.csv is empty" in html
+        assert not any(page.client.app[STATE].uploads.root.iterdir())  # type: ignore[index]
+
+
+async def test_uploads_are_size_capped(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    config = _config(tmp_path, sandbox, max_upload_bytes=2000)
+    async with page_for(config) as page:
+        status, _, html = await page.upload("candidates.csv", CANDIDATES)
+        assert status == 413 and "larger than" in html and "bulk-update run" in html
+        assert 'data-max-bytes="2000"' in html  # the page checks before sending, too
+        assert not any(page.client.app[STATE].uploads.root.iterdir())  # type: ignore[index]
+        status, _, _ = await page.upload("small.csv", b"uid\nAE.17934\n")
+        assert status == 303
+
+
+async def test_uploads_are_private_and_cleaned_up(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    config = _config(tmp_path, sandbox)
+    app = create_app(config)
+    root = app[STATE].uploads.root
+    async with TestClient(TestServer(app)) as client:
+        page = Page(client)
+        await page.get("/")
+        _, where, _ = await page.upload("../../evil name.csv", CANDIDATES)
+        upload_id = where.split("/")[2]
+        upload = app[STATE].uploads.get(upload_id, next(iter(app[STATE].sessions._by_token)))
+        assert upload is not None and upload.folder.parent == root
+        assert "/" not in upload.name and upload.name.endswith("evil_20name.csv")
+        assert stat.S_IMODE(root.stat().st_mode) == 0o700
+        assert stat.S_IMODE(upload.folder.stat().st_mode) == 0o700
+        assert not upload.path.exists()  # read, then deleted: the rows are in memory
+        assert app[STATE].uploads.get(upload_id, "another session") is None
+        status, where, _ = await page.post(
+            f"/uploads/{upload_id}/discard", {"csrf_token": page.csrf}
+        )
+        assert status == 303 and not upload.folder.exists()
+    assert not root.exists()  # the server stopped: nothing left behind
+
+
+async def test_a_run_can_be_stopped_and_its_report_says_what_was_not_sent(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    settings = _settings(tmp_path, sandbox.base_url, rate=Rate(4, 1.0))
+    async with page_for(_config(tmp_path, sandbox, settings=settings)) as page:
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        _, run_path, _ = await page.post(
+            where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+        )
+        status, again, _ = await page.post(run_path + "/stop", {"csrf_token": page.csrf})
+        assert status == 303 and again == run_path
+        await _run_to_the_end(page, run_path)
+        _, html = await page.get(run_path)
+        assert "The run was stopped" in html
+        counts = _counts(html, "run-counts")
+        assert counts["not_sent"] > 20 and sum(counts.values()) == 40
+
+
+# --- safety ---------------------------------------------------------------------------------
+
+
+async def test_requests_without_the_csrf_token_are_refused(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        confirm = where.replace("/preview", "/run")
+        for data in ({}, {"csrf_token": "forged"}):
+            status, _, html = await page.post(confirm, data)
+            assert status == 403 and "security token" in html
+        status, _, _ = await page.upload("candidates.csv", CANDIDATES, token="forged")
+        assert status == 403
+        status, _, _ = await page.post("/upload", {"sheet": "uid\nAE.17934\n"})
+        assert status == 403
+        status, _, html = await page.post(
+            confirm, {"csrf_token": page.csrf}, headers={"Origin": "https://evil.example"}
+        )
+        assert status == 403 and "another site" in html
+        assert page.client.app[STATE].runs.active() is None  # type: ignore[index]
+        # The header works as well as the field (for scripts).
+        status, run_path, _ = await page.post(confirm, headers={"X-CSRF-Token": page.csrf})
+        assert status == 303
+        await _run_to_the_end(page, run_path)
+
+
+async def test_the_password_is_asked_and_checked(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    clock = Clock()
+    config = _config(tmp_path, sandbox, password="correct horse", host="0.0.0.0", clock=clock)
+    async with page_for(config) as page:
+        async with page.client.get("/", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/login"
+        status, _, _ = await page.upload("candidates.csv", CANDIDATES)
+        assert status == 403
+        status, html = await page.get("/login")
+        assert status == 200 and 'type="password"' in html
+        status, _, _ = await page.post("/login", {"password": "correct horse"})
+        assert status == 403  # no CSRF token: refused before the password is looked at
+        status, _, html = await page.post("/login", {"csrf_token": page.csrf, "password": "nope"})
+        assert status == 401 and "not the password" in html
+        old = page.client.session.cookie_jar.filter_cookies(page.client.make_url("/"))
+        status, where, _ = await page.post(
+            "/login", {"csrf_token": page.csrf, "password": "correct horse"}
+        )
+        assert status == 303 and where == "/"
+        new = page.client.session.cookie_jar.filter_cookies(page.client.make_url("/"))
+        assert new["bulk_update_session"].value != old["bulk_update_session"].value
+        status, html = await page.get("/")
+        assert status == 200 and "Sign out" in html
+        status, where, _ = await page.post("/logout", {"csrf_token": page.csrf})
+        assert where == "/login"
+        # Five wrong passwords in a minute: the next try waits.
+        await page.get("/login")
+        for _ in range(5):
+            await page.post("/login", {"csrf_token": page.csrf, "password": "guess"})
+        status, _, html = await page.post("/login", {"csrf_token": page.csrf, "password": "x"})
+        assert status == 429 and "Try again in" in html
+        clock.now += 61
+        status, _, _ = await page.post(
+            "/login", {"csrf_token": page.csrf, "password": "correct horse"}
+        )
+        assert status == 303
+
+
+async def test_only_loopback_host_headers_are_answered(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        async with page.client.get("/", headers={"Host": "rebind.evil.example:8080"}) as resp:
+            assert resp.status == 421
+        page.client.session.cookie_jar.clear()
+        async with page.client.get("/", headers={"Host": "localhost:8080"}) as resp:
+            assert resp.status == 200
+            assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+            assert "; HttpOnly; Path=/; SameSite=Strict" in resp.headers["Set-Cookie"]
+
+
+async def test_one_run_at_a_time_per_api_key(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    config = _config(tmp_path, sandbox)
+    async with page_for(config) as page:
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        with RunLock(tmp_path / "state", api_key=KEY):  # a run from a terminal, say
+            status, _, html = await page.post(
+                where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+            )
+        assert status == 409 and "another run (process" in html and "How to fix" in html
+
+
+async def test_without_credentials_the_page_previews_but_does_not_send(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    async with page_for(_config(tmp_path, sandbox, credentials=None)) as page:
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        status, html = await page.get(where)
+        assert status == 200 and 'id="confirm-button" disabled' in html
+        status, _, html = await page.post(
+            where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+        )
+        assert status == 409 and "COMEET_API_KEY" in html
+
+
+async def test_secrets_never_reach_the_browser(tmp_path: Path, sandbox: ThreadedSandbox) -> None:
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        _, where, _ = await page.upload("candidates.csv", CANDIDATES)
+        await page.get(where)
+        _, run_path, _ = await page.post(
+            where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+        )
+        await _run_to_the_end(page, run_path)
+        for path in (run_path, "/runs", "/", "/static/app.js", "/outcomes.css", where):
+            await page.get(path)
+        async with page.client.get(run_path + "/report") as resp:
+            page.seen.append((await resp.read()).decode("latin-1"))
+        assert sandbox.snapshot().requests  # the run did talk to the API with them
+    everything = "\n".join(page.seen)
+    assert len(everything) > 10_000
+    for secret in (KEY, SECRET, "Bearer", "eyJ"):
+        assert secret not in everything
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def test_serve_refuses_other_addresses_without_a_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("BULK_UPDATE_WEB_PASSWORD", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve on 0.0.0.0 without a password" in err
+    assert "Fix: set BULK_UPDATE_WEB_PASSWORD" in err
+
+
+# --- the pure parts -------------------------------------------------------------------------
+
+
+def test_check_bind_and_host_headers() -> None:
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert is_loopback(host)
+        check_bind(host, None)
+    for host in ("0.0.0.0", "192.168.1.5", "::", "example.com"):
+        assert not is_loopback(host)
+        with pytest.raises(ConfigError):
+            check_bind(host, None)
+        check_bind(host, "a password")
+    assert host_allowed("127.0.0.1:8080", "127.0.0.1")
+    assert host_allowed("[::1]:8080", "127.0.0.1")
+    assert host_allowed("localhost", "127.0.0.1")
+    assert not host_allowed("evil.example:8080", "127.0.0.1")
+    assert not host_allowed(None, "127.0.0.1")
+    assert host_allowed("hr-tools.internal:8080", "0.0.0.0")
+
+
+def test_sessions_expire_and_compare_in_constant_time() -> None:
+    clock = Clock()
+    sessions = Sessions("pw", ttl_s=100, limit=3, clock=clock)
+    first = sessions.new()
+    assert not first.authenticated and sessions.password_required
+    assert sessions.get(first.token) is first
+    assert first.csrf_ok(first.csrf) and not first.csrf_ok("x") and not first.csrf_ok(None)
+    assert sessions.password_ok("pw") and not sessions.password_ok("pW")
+    logged = sessions.login(first)
+    assert logged.authenticated and sessions.get(first.token) is None
+    clock.now += 101
+    assert sessions.get(logged.token) is None
+    many = [sessions.new() for _ in range(4)]
+    assert sessions.get(many[0].token) is None and sessions.get(many[-1].token) is not None
+    assert "pw" not in repr(sessions)
+    assert Sessions(None).new().authenticated
+
+
+def test_login_throttle_forgets_after_the_window() -> None:
+    clock = Clock()
+    throttle = LoginThrottle(3, 60, clock=clock)
+    for _ in range(3):
+        assert throttle.blocked_for("1.2.3.4") == 0
+        throttle.failed("1.2.3.4")
+        clock.now += 1
+    assert throttle.blocked_for("1.2.3.4") == pytest.approx(57)
+    assert throttle.blocked_for("5.6.7.8") == 0
+    clock.now += 57
+    assert throttle.blocked_for("1.2.3.4") == 0
+    throttle.failed("1.2.3.4")
+    throttle.succeeded("1.2.3.4")
+    assert throttle.blocked_for("1.2.3.4") == 0
+
+
+def test_safe_names_and_display_helpers() -> None:
+    assert safe_name("C:\\Users\\rita\\Q3 hires.xlsx") == "Q3 hires.xlsx"
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name(".hidden.csv") == "hidden.csv"
+    assert safe_name("a<b>|c.csv") == "a_b_c.csv"
+    assert safe_name("") == "sheet"
+    assert len(safe_name("x" * 500 + ".csv")) == 120
+    assert format_duration(0) == "a few seconds"
+    assert format_duration(45) == "about 45 s"
+    assert format_duration(200) == "about 3 min 20 s"
+    assert format_duration(3900) == "about 1 h 05 min"
+    body = shown_body({"resume": {"name": "cv.pdf", "file": "QUJD" * 10}, "note": "hi"})
+    assert "<30 bytes, base64>" in body and "QUJD" not in body
+    css = outcome_css()
+    for outcome, colour in OUTCOME_COLOURS.items():
+        assert f".outcome-{outcome.value} {{ --outcome: #{colour}; }}" in css

@@ -1,0 +1,228 @@
+"""The web page in a real browser: Playwright driving Debian's Chromium, headless.
+
+The whole flow against `serve --sandbox` (a subprocess, as a newcomer would start it):
+upload sample_data/candidates.csv, preview counts equal to the command line's dry run,
+confirm, follow the progress, download the results sheet; a sheet with an unknown column
+through the mapping step; a file that is not a sheet; a POST without the CSRF token; and
+`serve --host 0.0.0.0` without a password. Screenshots of each step go to docs/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from playwright.sync_api import Page, expect, sync_playwright
+
+from .conftest import ROOT, SAMPLE, run_cli
+
+DOCS = ROOT / "docs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DESKTOP = {"width": 1280, "height": 860}
+PHONE = {"width": 390, "height": 844}
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COMEET_") and k != "BULK_UPDATE_WEB_PASSWORD"
+    }
+    env["PYTHONPATH"] = str(ROOT)
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    return env
+
+
+@pytest.fixture
+def page_url(tmp_path: Path) -> Iterator[str]:
+    """`bulk-update serve --sandbox --port 0` in a subprocess; yields its URL."""
+    proc = subprocess.Popen(
+        # 8 requests a second: the progress is there to be seen for a few seconds.
+        [sys.executable, "-m", "bulk_update", "serve", "--sandbox", "--port", "0", "--rate", "8/1"],
+        cwd=tmp_path,
+        env=_clean_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("Bulk update page at http://127.0.0.1:"), first
+        yield first.split()[4].rstrip("/")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
+            proc.kill()
+
+
+def _counts(page: Page, selector: str) -> dict[str, int]:
+    items = page.locator(f"{selector} [data-outcome]")
+    return {
+        items.nth(i).get_attribute("data-outcome") or "": int(
+            items.nth(i).get_attribute("data-count") or 0
+        )
+        for i in range(items.count())
+    }
+
+
+def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
+    page.screenshot(path=str(DOCS / f"{name}.png"), full_page=full_page)
+
+
+def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
+    DOCS.mkdir(exist_ok=True)
+    # What the command line's dry run says about the same sheet.
+    dry = run_cli(
+        "run",
+        SAMPLE / "candidates.csv",
+        "--dry-run",
+        "--sandbox",
+        "--report",
+        tmp_path / "dry.xlsx",
+        "--log-format",
+        "json",
+        env={"XDG_STATE_HOME": str(tmp_path / "state")},
+    )
+    cli_counts = {o: n for o, n in json.loads(dry.out.splitlines()[-1])["counts"].items() if n}
+    assert cli_counts["would_update"] > 20 and cli_counts["invalid"] == 8
+
+    # A sheet with columns the tool does not know: it goes through the mapping step.
+    unknown = tmp_path / "new-hires.csv"
+    unknown.write_text(
+        "UID,Mail,Recruiter notes,Prospect Status\n"
+        "C1.9D2E4,eitan@example.com,call back,Contacted\n"
+        "B4.B5F21,noa@example.com,met at fair,Interested\n"
+        "9B.C0DE5,not-an-email,,Responded\n",
+        encoding="utf-8",
+    )
+    not_a_sheet = tmp_path / "headshot.csv"
+    not_a_sheet.write_bytes((SAMPLE / "files" / "maya-peretz.png").read_bytes())
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=DESKTOP, accept_downloads=True).new_page()
+            page.set_default_timeout(15_000)
+
+            # -- a file that is not a sheet: a clear message in the page ---------------------
+            page.goto(page_url + "/")
+            page.set_input_files("#sheet-input", str(not_a_sheet))
+            page.click("#upload-button")
+            error = page.locator("#page-error")
+            expect(error).to_contain_text("headshot.csv")
+            expect(error).to_contain_text("How to fix")
+
+            # -- the mapping step ------------------------------------------------------------
+            page.set_input_files("#sheet-input", str(unknown))
+            page.click("#upload-button")
+            page.wait_for_url("**/mapping")
+            expect(page.locator("select[data-header]")).to_have_count(2)
+            page.select_option('select[data-header="Mail"]', "email")
+            page.select_option('select[data-header="Recruiter notes"]', "__ignore__")
+            _shot(page, "web-mapping")
+            page.click("#mapping-button")
+            page.wait_for_url("**/preview")
+            assert _counts(page, "#preview-counts") == {"would_update": 2, "invalid": 1}
+            expect(page.locator("#invalid-rows")).to_contain_text("Mail: 'not-an-email'")
+            expect(page.locator("#first-patches")).to_contain_text('"email": "eitan@example.com"')
+            expect(page.locator("#first-patches")).not_to_contain_text("call back")
+            page.click("#confirm-button")
+            expect(page.locator("#run")).to_have_attribute("data-over", "true")
+            assert _counts(page, "#run-counts") == {"updated": 2, "invalid": 1}
+            page.click("text=Upload another sheet")
+            page.wait_for_url(page_url + "/")
+
+            # -- upload the sample sheet: the preview equals the command line's dry run -------
+            page.set_input_files("#sheet-input", str(SAMPLE / "candidates.csv"))
+            expect(page.locator("#chosen-file")).to_contain_text("candidates.csv")
+            _shot(page, "web-upload")
+            page.click("#upload-button")
+            page.wait_for_url("**/preview")
+            assert _counts(page, "#preview-counts") == cli_counts
+            expect(page.locator("#preview-summary")).to_contain_text(
+                f"{cli_counts['would_update']} to send"
+            )
+            expect(page.locator("#invalid-rows tbody tr")).to_have_count(cli_counts["invalid"])
+            expect(page.locator("#first-patches")).to_contain_text("PATCH /candidates/AE.17934")
+            _shot(page, "web-preview")
+            page.set_viewport_size(PHONE)
+            _shot(page, "web-preview-phone", full_page=False)
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= PHONE["width"], f"the preview is {wide}px wide on a phone"
+            page.set_viewport_size(DESKTOP)
+
+            # -- a POST without the CSRF token is refused ------------------------------------
+            preview_url = page.url
+            refused = page.request.post(preview_url.replace("/preview", "/run"), form={})
+            assert refused.status == 403
+            assert "security token" in refused.text()
+
+            # -- confirm, follow the progress, download the results --------------------------
+            page.click("#confirm-button")
+            page.wait_for_url("**/runs/*")
+            expect(page.locator("#run-state")).to_have_text("Sending")
+            # (The page's Content-Security-Policy forbids the eval of wait_for_function.)
+            expect(page.locator("#run-done")).to_have_text(re.compile(r"^(9|[1-3][0-9])$"))
+            _shot(page, "web-progress")
+            expect(page.locator("#run")).to_have_attribute("data-over", "true", timeout=40_000)
+            expect(page.locator("#run-state")).to_have_text("Finished")
+            _shot(page, "web-done")
+            with page.expect_download() as download_info:
+                page.click("#download-report")
+            results = tmp_path / "results.xlsx"
+            download_info.value.save_as(results)
+            sheet = load_workbook(results, read_only=True)["Results"]
+            rows = list(sheet.iter_rows(values_only=True))
+            assert rows[0][:3] == ("row", "uid", "outcome")
+            outcome_of = {int(r[0]): r[2] for r in rows[1:]}
+            assert Counter(outcome_of.values()) == {
+                "updated": 27,
+                "skipped": 1,
+                "invalid": 8,
+                "not_found": 1,
+                "rejected": 2,
+                "failed": 1,
+            }
+            assert (outcome_of[38], outcome_of[39], outcome_of[41]) == (
+                "not_found",
+                "rejected",
+                "failed",
+            )
+            shown = _counts(page, "#run-counts")
+            assert shown == dict(Counter(outcome_of.values()))
+
+            # -- the runs list -----------------------------------------------------------------
+            page.click("nav >> text=Runs")
+            expect(page.locator("#runs-table tbody tr")).to_have_count(2)
+            expect(page.locator("#runs-table")).to_contain_text("candidates.csv")
+            expect(page.locator("#runs-table")).to_contain_text("27 updated")
+            _shot(page, "web-runs")
+        finally:
+            browser.close()
+
+
+def test_serve_on_every_address_without_a_password_refuses_to_start(tmp_path: Path) -> None:
+    res = run_cli("serve", "--host", "0.0.0.0", "--port", "0", env=_clean_env(tmp_path))
+    assert res.code == 2
+    assert "refusing to serve on 0.0.0.0 without a password" in res.err
+    assert "BULK_UPDATE_WEB_PASSWORD" in res.err
