@@ -201,7 +201,9 @@ def plan(
         notes = journal.notes_many(valid_uids) if journal else {}
         for row, check in zip(chunk, checked, strict=True):
             if isinstance(check, InvalidRow):
-                planned.append(PlannedRow(row.number, check.uid, None, INVALID, check.problems))
+                planned.append(
+                    PlannedRow(row.number, check.uid, None, Outcome.INVALID, check.problems)
+                )
                 continue
             last: dict[str, str] | None = None
             warnings: tuple[str, ...] = ()
@@ -262,9 +264,6 @@ def plan(
 
 #: Row shapes remembered by a dry run's plan; a sheet has a handful, a hostile one many.
 _SHAPES_KEPT = 10_000
-
-
-INVALID = Outcome.INVALID
 
 
 def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:

@@ -647,8 +647,8 @@ def _required(
     return problems
 
 
-#: Fields whose cell -> value conversion reads nothing but the text (not the file system),
-#: so its result can be remembered: a sheet repeats statuses, countries, teams.
+#: Fields whose cells name files: their conversion reads the file system, so it is never
+#: remembered (every other rule reads the text alone; a sheet repeats statuses, countries).
 _FILE_FIELDS = frozenset({"resume", "picture", "files"})
 #: Fields checked by code of their own (files, links) rather than by a _CELL_RULES rule.
 _CALLED = _FILE_FIELDS | {"links"}
