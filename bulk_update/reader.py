@@ -407,7 +407,8 @@ def _open_csv(path: Path) -> Iterator[SheetStream]:
         lines = _Lines(handle)
         reader = csv.reader(lines, delimiter=delimiter)
         try:
-            stream = _start(path, _csv_records(path, reader, lines), _csv_column, None)
+            records = _csv_records(path, reader, lines, delimiter)
+            stream = _start(path, records, _csv_column, None)
         except UnicodeDecodeError:
             raise not_text() from None
         yield replace(stream, rows=decoded(stream.rows))
@@ -427,6 +428,8 @@ class _Lines:
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
         self.cut = False
+        self.ended = False  # the end of the file was reached
+        self.record: list[str] = []  # the lines read since the caller last emptied it
 
     def __iter__(self) -> _Lines:
         return self
@@ -434,10 +437,12 @@ class _Lines:
     def __next__(self) -> str:
         line = self._handle.readline(_MAX_LINE)
         if not line:
+            self.ended = True
             raise StopIteration
         # A CR at the very limit may be the first half of a CRLF: that counts as cut too.
         if len(line) >= _MAX_LINE and not line.endswith("\n"):
             self.cut = True
+        self.record.append(line)
         return line
 
 
@@ -451,10 +456,13 @@ def _field_size_limit(limit: int) -> Iterator[None]:
         csv.field_size_limit(previous)
 
 
-def _csv_records(path: Path, reader: Iterator[list[str]], lines: _Lines) -> Iterator[_Record]:
+def _csv_records(
+    path: Path, reader: Iterator[list[str]], lines: _Lines, delimiter: str
+) -> Iterator[_Record]:
     number = 0
     while True:
         number += 1
+        lines.record = []
         try:
             record = next(reader)
         except StopIteration:
@@ -479,7 +487,26 @@ def _csv_records(path: Path, reader: Iterator[list[str]], lines: _Lines) -> Iter
                 f"{path.name}, row {number} is larger than {_LINE_MB}",
                 fix="check that this is the right file: a candidate's row is never that long",
             )
+        if lines.ended and _unclosed_quote(lines.record, delimiter):
+            raise InputError(
+                f"{path.name}, row {number}: a quote opened in this row is never closed, so "
+                "the rest of the file would be read as one cell",
+                fix="close the quote in that row (or remove it), or save the sheet again as CSV",
+            )
         yield number, [c.strip() for c in record], frozenset()
+
+
+def _unclosed_quote(record: list[str], delimiter: str) -> bool:
+    """True when a record that ran into the end of the file is inside a quoted cell there.
+
+    The csv module, lenient, reads such a quote as a cell running to the end of the file;
+    parsed again strictly, the record says so. Only the file's last record can be one.
+    """
+    try:
+        next(csv.reader(record, delimiter=delimiter, strict=True), None)
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
 
 
 def _csv_encoding(path: Path) -> tuple[str, str]:

@@ -253,6 +253,7 @@ def test_input_file_messages(tmp_path: Path) -> None:
     (tmp_path / "garbage.xlsx").write_bytes(b"not a zip at all" * 10)
     check_error(lambda: load(tmp_path / "garbage.xlsx"))
     check_error(lambda: load(write_csv(tmp_path / "quote.csv", 'uid\n"AE.1\n' + "x" * 2_000_000)))
+    check_error(lambda: load(write_csv(tmp_path / "open.csv", 'uid,note\nAE.1,"open\nAE.2,x\n')))
     utf16 = tmp_path / "utf16.csv"
     utf16.write_bytes(b"\xff\xfeu\x00i\x00d\x00\n\x00\x00\xd8")  # a lone surrogate half
     check_error(lambda: load(utf16))

@@ -594,6 +594,31 @@ def test_workbook_named_csv(tmp_path: Path) -> None:
     assert error.fix and "export.xlsx" in error.fix
 
 
+@pytest.mark.parametrize("end", ["\n", "", "\r\n"])
+def test_csv_unclosed_quote_that_runs_to_the_end_of_the_file(tmp_path: Path, end: str) -> None:
+    data = f'uid,note\nAE.1,ok\nAE.2,"Dana, call back\nAE.3,Noa\nAE.4,Avi{end}'
+    error = input_error(write_bytes(tmp_path, "q.csv", data.encode()))
+    assert error.message == (
+        "q.csv, row 3: a quote opened in this row is never closed, so the rest of the file "
+        "would be read as one cell"
+    )
+    assert error.fix and "close the quote" in error.fix
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        'uid,note\nAE.1,"two\nlines"\nAE.2,"last\nrecord"',  # no newline at the end
+        'uid,note\nAE.1,"two\nlines"\nAE.2,"last\nrecord"\n',
+        'uid,note\nAE.1,say "hi"\n',  # a quote inside an unquoted cell is text
+        'uid;note\nAE.1;"a;\nb"\n',
+    ],
+)
+def test_csv_quotes_that_close_are_not_mistaken_for_unclosed(tmp_path: Path, data: str) -> None:
+    sheet = read_sheet(write_bytes(tmp_path, "ok.csv", data.encode()))
+    assert sheet.rows and all(len(row.values) == 2 for row in sheet.rows)
+
+
 def test_csv_unclosed_quote_running_past_the_cell_limit(tmp_path: Path) -> None:
     data = b'uid,note\nAE.1,"' + b"x" * (reader.MAX_CELL_CHARS + 10)  # runs to the end
     error = input_error(write_bytes(tmp_path, "quote.csv", data))
