@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bulk_update.journal import JOURNAL_FILE, Journal  # noqa: E402
 from bulk_update.models import Outcome, RowResult  # noqa: E402
-from bulk_update.pipeline import _journal_result, load, plan  # noqa: E402
+from bulk_update.pipeline import _journal_results, load, plan  # noqa: E402
 from bulk_update.sandbox import (  # noqa: E402
     DEMO_API_KEY,
     DEMO_SECRET,
@@ -108,11 +108,13 @@ def fill_journal(sheet_path: Path, state_dir: Path, base_url: str) -> Fill:
         planned = time.perf_counter()
         patches = the_plan.patches
         run_id = journal.start_run(sheet=sheet_path, report=None, dry_run=False, full=False)
+        notes = {p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body}
         for patch in patches:
-            note = patch.body.get("note")
+            # One row, one transaction: a run whose answers come one at a time.
             result = RowResult(patch.row, patch.uid, Outcome.UPDATED, 200, attempts=1)
-            note_fp = journal.fingerprint(note) if note is not None else None
-            _journal_result(journal, run_id, patch, result, note_fp)
+            _journal_results(
+                journal, run_id, [result], {patch.row: patch}, notes, planned_with=journal
+            )
         recorded = time.perf_counter()
         journal.finish_run(
             run_id,

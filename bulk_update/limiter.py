@@ -19,8 +19,8 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from .models import Rate
 
@@ -63,7 +63,13 @@ class SlidingWindowLimiter:
         # One head waiter at a time computes when it may go; asyncio.Lock queues the rest in
         # arrival order, which is what makes the limiter fair.
         self._lock = asyncio.Lock()
+        # Acquirers inside the slow path (queued on the lock, or its holder): while there is
+        # one, a newcomer must queue too, or it could take a slot ahead of them.
+        self._waiting = 0
         self._release_waiter: asyncio.Future[None] | None = None
+        # One stateless context manager serves every `slot()`: a class, not a generator
+        # (asynccontextmanager), because each request goes through it.
+        self._slot = _Slot(self)
 
     @property
     def sends(self) -> Sequence[float]:
@@ -77,15 +83,7 @@ class SlidingWindowLimiter:
 
     def slot(self) -> AbstractAsyncContextManager[None]:
         """Wait for a slot, hold it while the body sends one request, then release it."""
-        return self._slot()
-
-    @asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
-        await self._acquire()
-        try:
-            yield
-        finally:
-            self._release()
+        return self._slot
 
     def pause(self, retry_after: float | None) -> None:
         """Hold every acquirer back after a 429.
@@ -128,14 +126,30 @@ class SlidingWindowLimiter:
         return wait if wait > _EPSILON else 0.0
 
     async def _acquire(self) -> None:
+        if not self._waiting:
+            # Fast path, no one ahead: the usual case below the limit.
+            now = self._clock()
+            if self._wait_time(now) == 0.0:
+                self._grant(now)
+                return
+        self._waiting += 1
+        try:
+            await self._acquire_in_turn()
+        finally:
+            self._waiting -= 1
+
+    def _grant(self, now: float) -> None:
+        self._in_flight += 1
+        self._sends.append(now)
+
+    async def _acquire_in_turn(self) -> None:
         async with self._lock:
             while True:
                 # Re-check after every wake-up: a pause may have moved the goal meanwhile.
                 now = self._clock()
                 wait = self._wait_time(now)
                 if wait == 0.0:
-                    self._in_flight += 1
-                    self._sends.append(now)
+                    self._grant(now)
                     return
                 if wait is None:
                     waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -155,6 +169,21 @@ class SlidingWindowLimiter:
         waiter = self._release_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+
+class _Slot(AbstractAsyncContextManager[None]):
+    """`limiter.slot()`: acquire on entry, release on exit (however the body ends)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+        self._limiter = limiter
+
+    async def __aenter__(self) -> None:
+        await self._limiter._acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._limiter._release()
 
 
 def estimate_duration(requests: int, rate: Rate) -> float:

@@ -134,13 +134,17 @@ class Patch:
     """The smallest PATCH body for one row.
 
     `fields` lists the dotted leaf paths of the data sent (without `updated_by.*`), in
-    column order: the `fields` column of the results sheet.
+    column order: the `fields` column of the results sheet. `fingerprints`, when the plan
+    compared the row with the journal, maps each of `fields` but `note` to the journal's
+    fingerprint of its value: computed for that comparison, kept so that recording the
+    confirmed row does not compute them again.
     """
 
     row: int
     uid: str
     body: Mapping[str, Any]
     fields: tuple[str, ...]
+    fingerprints: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,10 +84,10 @@ def build_patch(
     if not data:
         return Outcome.SKIPPED
     send: Collection[str] = data
+    fps: dict[str, str] | None = None
     if last_applied is not None:
-        send = {
-            path for path, value in data.items() if last_applied.get(path) != fingerprint_of(value)
-        }
+        fps = {path: fingerprint_of(value) for path, value in data.items()}
+        send = {path for path, fp in fps.items() if last_applied.get(path) != fp}
         if not send:
             return Outcome.UNCHANGED
         # The API refuses a source_contact without full_name and email, so when any part of
@@ -122,7 +122,13 @@ def build_patch(
         if len(_FIELDS_BY_SHAPE) >= _SHAPES_KEPT:
             _FIELDS_BY_SHAPE.clear()
         fields = _FIELDS_BY_SHAPE[key] = body_fields(body)
-    return Patch(row=row_number, uid=uid, body=body, fields=fields)
+    # Kept for the journal when each field is a column (a file object's leaves are not).
+    kept = (
+        {path: fps[path] for path in fields if path != "note"}
+        if fps is not None and all(path in fps for path in fields)
+        else None
+    )
+    return Patch(row=row_number, uid=uid, body=body, fields=fields, fingerprints=kept)
 
 
 def value_at(body: Mapping[str, Any], path: str) -> Any:

@@ -15,7 +15,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,8 @@ class Plan:
     sheet: Sheet
     rows: tuple[PlannedRow, ...]
     full: bool = False
+    #: The journal the patches' fingerprints were computed with (they hold only for it).
+    journal: Journal | None = field(default=None, compare=False, repr=False)
 
     @property
     def patches(self) -> tuple[Patch, ...]:
@@ -259,7 +261,7 @@ def plan(
                     fields=built.fields,
                 )
             )
-    return Plan(sheet=sheet, rows=tuple(planned), full=full)
+    return Plan(sheet=sheet, rows=tuple(planned), full=full, journal=journal)
 
 
 #: Row shapes remembered by a dry run's plan; a sheet has a handful, a hostile one many.
@@ -353,23 +355,40 @@ class _JournaledSender:
         self.client.refresh_token()
 
 
-def _journal_result(
-    journal: Journal, run_id: int, patch: Patch, result: RowResult, note_fp: str | None
+def _journal_results(
+    journal: Journal,
+    run_id: int,
+    results: Iterable[RowResult],
+    patches: Mapping[int, Patch],
+    notes: Mapping[str, str],
+    *,
+    planned_with: Journal | None,
 ) -> None:
-    """Record what the API confirmed, the moment it is known."""
-    if result.outcome is Outcome.UPDATED:
-        fields = {
-            path: journal.fingerprint(value_at(patch.body, path))
-            for path in patch.fields
-            if path != "note"
-        }
-        journal.record_applied(patch.uid, fields, run_id, note_fp=note_fp)
-    elif note_fp is not None and (
-        result.outcome in (Outcome.NOT_FOUND, Outcome.REJECTED) or result.attempts == 0
-    ):
-        # Refused for sure, or never sent: the note was not added. Anything else (a timeout,
-        # a dropped connection) may have added it, so it stays pending and is not re-sent.
-        journal.forget_pending(patch.uid, note_fp)
+    """Record what the API confirmed (the fields applied, the notes added or surely not)."""
+    confirmed: list[tuple[str, Mapping[str, str], str | None]] = []
+    fingerprint = journal.fingerprint
+    for result in results:
+        patch = patches[result.row]
+        note_fp = notes.get(patch.uid)
+        if result.outcome is Outcome.UPDATED:
+            fields = patch.fingerprints if planned_with is journal else None
+            if fields is None:  # planned without this journal, or a file object's leaves
+                body = patch.body
+                fields = {
+                    path: fingerprint(value_at(body, path))
+                    for path in patch.fields
+                    if path != "note"
+                }
+            confirmed.append((patch.uid, fields, note_fp))
+        elif note_fp is not None and (
+            result.outcome in (Outcome.NOT_FOUND, Outcome.REJECTED) or result.attempts == 0
+        ):
+            # Refused for sure, or never sent: the note was not added. Anything else (a
+            # timeout, a dropped connection) may have added it, so it stays pending and is
+            # not re-sent.
+            journal.forget_pending(patch.uid, note_fp)
+    if confirmed:
+        journal.record_applied_many(confirmed, run_id)
 
 
 def _with_warnings(result: RowResult, warnings: Sequence[str]) -> RowResult:
@@ -482,19 +501,28 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
-        on_pool_result = record
+        on_pool_result: Callable[[RowResult], None] | None = record
+        on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
         if journal is not None and run_id is not None:
             notes = {
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
             by_row = {p.row: p for p in patches}
-            sender = _JournaledSender(sender, journal, run_id, notes)
+            if notes:
+                sender = _JournaledSender(sender, journal, run_id, notes)
 
-            def on_pool_result(result: RowResult) -> None:
+            def journal_then_record(results: Sequence[RowResult]) -> None:
+                # The rows that finished in one turn of the event loop are journaled with one
+                # write, and reported only once it is done: a row the report calls updated
+                # is in the journal.
                 assert journal is not None and run_id is not None
-                patch = by_row[result.row]
-                _journal_result(journal, run_id, patch, result, notes.get(patch.uid))
-                record(result)
+                _journal_results(
+                    journal, run_id, results, by_row, notes, planned_with=the_plan.journal
+                )
+                for result in results:
+                    record(result)
+
+            on_pool_result, on_pool_results = None, journal_then_record
 
         pool = await run_pool(
             patches,
@@ -505,6 +533,7 @@ async def run_async(
             rng=rng,
             on_result=on_pool_result,
             stop=stop,
+            on_results=on_pool_results,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.

@@ -101,13 +101,18 @@ async def run_pool(
     rng: random.Random | None = None,
     on_result: Callable[[RowResult], None] | None = None,
     stop: asyncio.Event | None = None,
+    on_results: Callable[[Sequence[RowResult]], None] | None = None,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
     `on_result` is called once per row as soon as its result is known (rows left `not_sent`
-    by a halt are reported at the end, in input order). The result is `aborted` when a halt
-    left some row `not_sent`; a stop that comes after every row is done changes nothing.
-    Cancelling the caller cancels every request and propagates.
+    by a halt are reported at the end, in input order). `on_results` gets the same results
+    in batches: the rows that finished during one turn of the event loop, in the order
+    they finished, at the start of the next turn; so a caller can journal a batch with one
+    write, then report its rows. Every result is delivered to both before
+    `run_pool` returns or raises, cancellation included. The result is `aborted` when a
+    halt left some row `not_sent`; a stop that comes after every row is done changes
+    nothing. Cancelling the caller cancels every request and propagates.
     """
     if concurrency < 1:
         raise ConfigError(
@@ -115,8 +120,11 @@ async def run_pool(
             fix="pass --concurrency 1 or more (4 is the default)",
         )
     rng = rng if rng is not None else random.Random()
-    run = _Run(patches, sender, limiter, retry, sleep, rng, on_result, stop)
-    return await run.execute(min(concurrency, len(patches)))
+    run = _Run(patches, sender, limiter, retry, sleep, rng, on_result, stop, on_results)
+    try:
+        return await run.execute(min(concurrency, len(patches)))
+    finally:
+        run.deliver()
 
 
 @dataclass
@@ -140,6 +148,7 @@ class _Run:
         rng: random.Random,
         on_result: Callable[[RowResult], None] | None,
         stop: asyncio.Event | None,
+        on_results: Callable[[Sequence[RowResult]], None] | None = None,
     ) -> None:
         self.patches = patches
         self.sender = sender
@@ -148,7 +157,11 @@ class _Run:
         self.sleep = sleep
         self.rng = rng
         self.on_result = on_result
+        self.on_results = on_results
         self.stop = stop
+        # Results not yet handed to `on_results`, and the callback that will hand them over.
+        self.batch: list[RowResult] = []
+        self.delivery: asyncio.Handle | None = None
         self.queue: deque[int] = deque(range(len(patches)))
         self.results: list[RowResult | None] = [None] * len(patches)
         self.progress = [_Progress() for _ in patches]
@@ -266,6 +279,24 @@ class _Run:
             except Exception:
                 # A failing progress callback must not lose the rows still to come.
                 logger.exception("on_result callback failed for row %d", result.row)
+        if self.on_results is not None:
+            if self.delivery is None:
+                # call_soon runs in the next turn of the loop: every answer processed in this
+                # turn joins the batch first.
+                self.delivery = asyncio.get_running_loop().call_soon(self.deliver)
+            self.batch.append(result)
+
+    def deliver(self) -> None:
+        """Hand the results gathered so far to `on_results` (a no-op when there are none)."""
+        if self.delivery is not None:
+            self.delivery.cancel()
+            self.delivery = None
+        batch, self.batch = self.batch, []
+        if batch and self.on_results is not None:
+            try:
+                self.on_results(batch)
+            except Exception:
+                logger.exception("on_results callback failed for rows %s", _rows(batch))
 
     def _final_results(self) -> tuple[RowResult, ...]:
         final: list[RowResult] = []
@@ -300,3 +331,8 @@ def _result(patch: Patch, outcome: Outcome, response: Response, attempts: int) -
         attempts=attempts,
         fields=patch.fields,
     )
+
+
+def _rows(results: Sequence[RowResult]) -> str:
+    rows = [str(result.row) for result in results]
+    return ", ".join(rows) if len(rows) <= 10 else f"{', '.join(rows[:10])}, ... ({len(rows)})"

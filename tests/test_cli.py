@@ -105,6 +105,26 @@ def _sheet(tmp_path: Path) -> Path:
     return path
 
 
+def test_a_run_freezes_the_plan_for_the_garbage_collector_before_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from bulk_update import cli
+
+    state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
+    sent_before_freeze: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: sent_before_freeze.append(len(state.requests)))
+    for name, value in CREDS.items():
+        monkeypatch.setenv(name, value)
+    with ThreadedSandbox(state) as sb:
+        args = ["run", str(_sheet(tmp_path)), "--base-url", sb.base_url, "--quiet"]
+        args += ["--state-dir", str(tmp_path / "state"), "--report", str(tmp_path / "r.csv")]
+        assert cli.main(args) == 1  # AE.2's e-mail is invalid
+    assert sent_before_freeze == [0]
+    assert len(state.requests) == 2
+
+
 def test_json_log_format(tmp_path: Path) -> None:
     state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
     with ThreadedSandbox(state) as sb:

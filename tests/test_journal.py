@@ -105,6 +105,78 @@ def test_a_journal_from_a_newer_version_cannot_start(state: Path) -> None:
         Journal.open(state, base_url=BASE, api_key=KEY)
 
 
+def test_a_version_1_journal_is_brought_to_version_2_keeping_what_was_applied(
+    state: Path,
+) -> None:
+    # A journal as version 1 wrote it: one row per uid and field.
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        email, team, phone = j.fingerprint("a@b.co"), j.fingerprint("Core"), j.fingerprint("1")
+        scope = j._scope
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    with conn:
+        conn.execute("DROP TABLE applied")
+        for statement in journal_module._SCHEMA_V1.split(";"):
+            if "CREATE TABLE applied" in statement:
+                conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO applied (scope, uid, field, fp, run, at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (scope, "AE.1", "email", bytes.fromhex(email), 1, 100),
+                (scope, "AE.1", "custom_fields.Team", bytes.fromhex(team), 2, 200),
+                (scope, "AE.2", "phone", bytes.fromhex(phone), 1, 100),
+                (scope + 1, "AE.1", "phone", bytes.fromhex(phone), 1, 100),  # another scope
+            ],
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        assert j.applied_many(["AE.1", "AE.2", "AE.3"]) == {
+            "AE.1": {"email": email, "custom_fields.Team": team},
+            "AE.2": {"phone": phone},
+            "AE.3": {},
+        }
+        j.record_applied("AE.1", {"email": j.fingerprint("new@b.co")}, 3)
+        assert j.applied("AE.1") == {"email": j.fingerprint("new@b.co"), "custom_fields.Team": team}
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    rows = conn.execute("SELECT scope, uid, run, at FROM applied ORDER BY scope, uid").fetchall()
+    conn.close()
+    assert rows[:2] == [(scope, "AE.1", 3, rows[0][3]), (scope, "AE.2", 1, 100)]
+    assert rows[2][:2] == (scope + 1, "AE.1")
+
+
+@pytest.mark.parametrize("json_patch", [True, False], ids=["json_patch", "read-merge-write"])
+def test_record_applied_keeps_the_fields_it_is_not_given(jnl: Journal, json_patch: bool) -> None:
+    assert jnl.json_patch  # this machine's SQLite has JSON functions; both ways are tested
+    jnl.json_patch = json_patch
+    first = {"email": jnl.fingerprint("a@b.co"), "phone": jnl.fingerprint("1")}
+    jnl.record_applied("AE.1", first, 1)
+    jnl.record_applied("AE.1", {"phone": jnl.fingerprint("2")}, 2)
+    jnl.record_applied("AE.1", {}, 3)  # a note-only row changes no field
+    assert jnl.applied("AE.1") == {"email": first["email"], "phone": jnl.fingerprint("2")}
+    jnl.record_applied_many(
+        [
+            ("AE.2", {"email": jnl.fingerprint("x")}, None),
+            ("AE.1", {"email": jnl.fingerprint("y"), "team": jnl.fingerprint("z")}, None),
+            ("AE.2", {"phone": jnl.fingerprint("3")}, None),  # the same uid twice: both
+        ],
+        4,
+    )
+    assert jnl.applied_many(["AE.1", "AE.2"]) == {
+        "AE.1": {
+            "email": jnl.fingerprint("y"),
+            "phone": jnl.fingerprint("2"),
+            "team": jnl.fingerprint("z"),
+        },
+        "AE.2": {"email": jnl.fingerprint("x"), "phone": jnl.fingerprint("3")},
+    }
+    with pytest.raises(ValueError, match="fingerprint"):
+        jnl.record_applied("AE.1", {"email": "a@b.co"}, 4)  # a value, not its fingerprint
+    with pytest.raises(ValueError, match="fingerprint"):  # 63 and 65 digits: 128 in all
+        jnl.record_applied("AE.1", {"email": "a" * 63, "phone": "b" * 65}, 4)
+    assert jnl.applied("AE.1")["email"] == jnl.fingerprint("y")
+
+
 # -- fingerprints ----------------------------------------------------------------------------
 
 
@@ -181,11 +253,10 @@ def test_applied_many_for_100000_uids(jnl: Journal, state: Path) -> None:
     conn = sqlite3.connect(state / JOURNAL_FILE)
     with conn:
         conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99999),"
-            " f(name) AS (VALUES (?), (?), (?), (?), (?))"
-            " INSERT INTO applied (scope, uid, field, fp, run, at)"
-            " SELECT 1, 'AE.' || i, name, randomblob(32), 1, 0 FROM n, f",
-            fields,
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99999)"
+            " INSERT INTO applied (scope, uid, fps, run, at)"
+            " SELECT 1, 'AE.' || i, '{' || ? || '}', 1, 0 FROM n",
+            (",".join(f'"{name}":"{"ab" * 32}"' for name in fields),),
         )
     conn.close()
     jnl.record_applied("AE.77", {"email": jnl.fingerprint("known")}, 1)
@@ -229,6 +300,124 @@ def test_forget_pending(jnl: Journal) -> None:
     jnl.note_pending("AE.1", second, 1)
     jnl.forget_pending("AE.1", first)
     assert jnl.notes("AE.1") == {second: "pending"}
+
+
+# -- the log of confirmations ---------------------------------------------------------------
+
+
+def _applied_rows(state: Path) -> int:
+    """Rows of `applied` as another connection (another process) sees them."""
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    try:
+        return int(conn.execute("SELECT count(*) FROM applied").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _log(state: Path) -> Path:
+    (path,) = state.glob("confirmed-*.log")
+    return path
+
+
+def test_confirmed_rows_go_to_the_log_and_into_sqlite_by_the_hundred(
+    jnl: Journal, state: Path
+) -> None:
+    run = jnl.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
+    fps = {f"AE.{i}": {"email": jnl.fingerprint(f"{i}@example.com")} for i in range(3)}
+    note = jnl.fingerprint("Called on Monday")
+    jnl.record_applied_many([(uid, f, note) for uid, f in fps.items()], run)
+    assert _applied_rows(state) == 0  # in the log only
+    assert len(_log(state).read_bytes().splitlines()) == 3
+    assert stat.S_IMODE(_log(state).stat().st_mode) == 0o600
+    assert jnl.applied_many(fps) == fps  # a read folds the log in first
+    assert _applied_rows(state) == 3 and _log(state).stat().st_size == 0
+    assert jnl.notes("AE.2") == {note: "applied"}
+    many = [(f"AE.{i}", {"email": jnl.fingerprint(str(i))}, None) for i in range(10, 510)]
+    jnl.record_applied_many(many[:-1], run)
+    assert _applied_rows(state) == 3
+    jnl.record_applied_many(many[-1:], run)  # the 500th row: folded without being asked
+    assert _applied_rows(state) == 503 and _log(state).stat().st_size == 0
+    jnl.record_applied("AE.9", {"email": jnl.fingerprint("x")}, run)
+    jnl.finish_run(run, counts={"updated": 504}, status="finished", duration_s=1)
+    assert _applied_rows(state) == 504  # a finished run is all in SQLite
+
+
+def test_a_log_with_a_live_writer_is_left_alone(jnl: Journal, state: Path) -> None:
+    jnl.record_applied("AE.1", {"email": jnl.fingerprint("x")}, 1)  # jnl writes the log
+    with Journal.open(state, base_url=BASE, api_key=KEY) as other:
+        assert _log(state).stat().st_size > 0  # not taken over: jnl is alive
+        other.record_applied("AE.2", {"email": other.fingerprint("y")}, 1)
+        assert _applied_rows(state) == 1  # straight to SQLite, the log being jnl's
+    assert jnl.applied_many(["AE.1", "AE.2"]) == {
+        "AE.1": {"email": jnl.fingerprint("x")},
+        "AE.2": {"email": jnl.fingerprint("y")},
+    }
+
+
+def test_a_torn_or_damaged_tail_of_the_log_is_not_replayed(state: Path) -> None:
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        good = [[f"AE.{i}", {"email": j.fingerprint(str(i))}, None, 1, 0] for i in range(3)]
+        path = state / f"confirmed-{j._scope}.log"
+    lines = [json.dumps(r).encode() + b"\n" for r in good]
+    path.write_bytes(lines[0] + lines[1] + b"\x00" * 100 + b"\n" + lines[2] + lines[2][:30])
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        assert path.stat().st_size == 0  # folded in, then emptied
+        assert j.applied_many(["AE.0", "AE.1", "AE.2"]) == {
+            "AE.0": {"email": j.fingerprint("0")},
+            "AE.1": {"email": j.fingerprint("1")},
+            "AE.2": {},  # after the damage: not trusted
+        }
+    path.write_bytes(json.dumps(["AE.3", {"email": "not a fingerprint"}, None, 1, 0]).encode())
+    path.write_bytes(path.read_bytes() + b"\n")
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        assert j.applied("AE.3") == {}
+
+
+def test_a_fold_that_fails_keeps_the_rows_in_the_log_and_tries_again(
+    jnl: Journal, state: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = sqlite3.connect(state / JOURNAL_FILE)
+    with conn:
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON applied"
+            " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
+        )
+    rows = [(f"AE.{i}", {"email": jnl.fingerprint(str(i))}, None) for i in range(500)]
+    jnl.record_applied_many(rows, 1)  # the fold fails: the rows are in the log all the same
+    assert "could not fold" in caplog.text
+    with pytest.raises(sqlite3.IntegrityError):
+        jnl.applied("AE.1")  # a read says so
+    with conn:
+        conn.execute("DROP TRIGGER refuse")
+    conn.close()
+    assert jnl.applied("AE.499") == {"email": jnl.fingerprint("499")}
+    assert _applied_rows(state) == 500
+
+
+LOGGING_CHILD = """
+    import os, signal, sys
+    from pathlib import Path
+    from bulk_update.journal import Journal
+
+    state, base, key = Path(sys.argv[1]), "https://api.comeet.co", "api-key-7f3a9c1e5b"
+    j = Journal.open(state, base_url=base, api_key=key)
+    for start in range(0, 1200, 7):  # two folds on the way, the rest in the log
+        rows = range(start, min(start + 7, 1200))
+        confirmed = [(f"AE.{i}", {"email": j.fingerprint(f"c{i}")}, None) for i in rows]
+        j.record_applied_many(confirmed, 1)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_process_keeps_every_row_it_logged(state: Path) -> None:
+    child = _child(LOGGING_CHILD, str(state))
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, err
+    assert 0 < _applied_rows(state) < 1200 and _log(state).stat().st_size > 0
+    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+        assert _applied_rows(state) == 1200  # the next journal to open folds the log in
+        found = j.applied_many(f"AE.{i}" for i in range(1200))
+        assert found == {f"AE.{i}": {"email": j.fingerprint(f"c{i}")} for i in range(1200)}
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -389,8 +578,11 @@ def test_the_journal_holds_no_personal_data_nor_the_key(state: Path) -> None:
             note = j.fingerprint(f"Called Dana Cohen about {KEY}")
             j.note_pending(f"AE.{i}", note, run)
             j.record_applied(f"AE.{i}", fields, run, note_fp=note)
+        logged = _log(state).read_bytes()  # the log of confirmations, before it is folded in
+        assert b"AE.49" in logged
         j.finish_run(run, counts={"updated": 50}, status="finished", duration_s=1)
         raw = (state / JOURNAL_FILE).read_bytes() + (state / f"{JOURNAL_FILE}-wal").read_bytes()
+        raw += logged
         assert b"AE.49" in raw  # the bytes do hold what was written
     raw += (state / JOURNAL_FILE).read_bytes()  # after closing: the WAL folded into the file
     for secret in secrets:
@@ -493,7 +685,7 @@ def test_a_pid_we_may_not_signal_is_alive(state: Path, monkeypatch: pytest.Monke
     state.mkdir(parents=True)
     lock = RunLock(state, api_key=KEY)
     lock.path.write_text("1\n")
-    monkeypatch.setattr(journal_module.os, "kill", refuse)
+    monkeypatch.setattr(os, "kill", refuse)  # the os module journal.py calls
     assert process_alive(4321) is True
     assert lock.acquire() is None  # not a dead process: no takeover message
     lock.release()

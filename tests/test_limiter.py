@@ -395,3 +395,33 @@ def test_a_leaky_bucket_lets_nearly_2n_into_one_window_where_this_limiter_lets_n
     in_first_window = sum(1 for t in bucket_grants if t < period)
     assert in_first_window > limit  # 19 of 20 within [0, 10): over the API's limit
     assert sum(1 for t in our_grants if t < period) == limit
+
+
+def test_a_newcomer_never_takes_the_slot_of_a_waiter_whose_turn_has_come() -> None:
+    """The fast path (no lock when nobody waits) must not let a newcomer jump the queue."""
+    rate = Rate(1, 1.0)
+    granted: list[str] = []
+
+    async def main(clock: VirtualClock) -> Sequence[float]:
+        newcomer: list[asyncio.Task[None]] = []
+
+        async def take(name: str) -> None:
+            async with limiter.slot():
+                granted.append(name)
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(seconds)
+            if not newcomer:
+                # The window has room again; a newcomer arrives before the waiter goes on.
+                newcomer.append(asyncio.create_task(take("C")))
+                await asyncio.sleep(0)
+
+        limiter = SlidingWindowLimiter(rate, clock=clock.clock, sleep=sleep)
+        await take("A")
+        await take("B")  # waits for A's slot to leave the window, then meets C
+        await newcomer[0]
+        return limiter.sends
+
+    sends = run_virtual(main)
+    assert granted == ["A", "B", "C"]
+    assert list(sends) == [0.0, pytest.approx(1.0), pytest.approx(2.0)]

@@ -130,6 +130,19 @@ def test_an_empty_last_applied_sends_everything() -> None:
     assert _patch({"note": "x"}, last_applied={}).fields == ("note",)
 
 
+def test_the_fingerprints_compared_are_kept_for_the_fields_sent_but_the_note() -> None:
+    values = {"first_name": "Jane", "email": "jane@x.io", "note": "hi", "updated_by.name": "K"}
+    applied = {"first_name": fingerprint("Jane")}
+    patch = _patch(values, last_applied=applied)
+    assert patch.fields == ("email", "note")
+    assert patch.fingerprints == {"email": fingerprint("jane@x.io")}
+    assert _patch(values).fingerprints is None  # nothing compared, nothing kept
+    # A file object's leaves are columns but not fields: its fingerprint is the journal's
+    # to compute when the row is confirmed.
+    resume = _patch({"resume.name": "cv.pdf", "resume.file": "eA=="}, last_applied={})
+    assert resume.fields == ("resume",) and resume.fingerprints is None
+
+
 def test_source_contact_keeps_its_required_parts_when_any_part_changes() -> None:
     values = {
         "source_contact.full_name": "Michael Rosen",

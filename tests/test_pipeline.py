@@ -160,6 +160,46 @@ async def test_run_async_against_the_sandbox(tmp_path: Path) -> None:
     assert state.candidates["AE.1"]["first_name"] == "Ann"
 
 
+async def test_a_run_journals_with_its_own_journal_even_when_planned_with_another(
+    tmp_path: Path,
+) -> None:
+    # The plan keeps the fingerprints it compared, to record them without hashing again;
+    # they hold only for the journal (the scope's salt) that made them.
+    from bulk_update.journal import Journal
+
+    path = _sheet(
+        tmp_path,
+        [["uid", "first_name", "email"], ["AE.1", "Ann", "ann@example.com"], ["AE.2", "Bo", ""]],
+    )
+    state = SandboxState(candidates={"AE.1": {"uid": "AE.1"}, "AE.2": {"uid": "AE.2"}})
+    async with SandboxServer(state) as server:
+        settings = bu.Settings(base_url=server.base_url)
+        with (
+            Journal.open(tmp_path / "a", base_url=server.base_url, api_key="k1") as mine,
+            Journal.open(tmp_path / "b", base_url=server.base_url, api_key="k2") as other,
+        ):
+            own = bu.plan(bu.load(path), settings, journal=mine)
+            first = own.rows[0].patch
+            assert first is not None and first.fingerprints == {
+                "first_name": mine.fingerprint("Ann"),
+                "email": mine.fingerprint("ann@example.com"),
+            }
+            await bu.run_async(own, settings, CREDS, report_path=False, journal=mine)
+            foreign = bu.plan(bu.load(path), settings, journal=mine, full=True)
+            await bu.run_async(foreign, settings, CREDS, report_path=False, journal=other)
+            for journal in (mine, other):
+                assert journal.applied_many(["AE.1", "AE.2"]) == {
+                    "AE.1": {
+                        "first_name": journal.fingerprint("Ann"),
+                        "email": journal.fingerprint("ann@example.com"),
+                    },
+                    "AE.2": {"first_name": journal.fingerprint("Bo")},
+                }
+            assert mine.fingerprint("Ann") != other.fingerprint("Ann")
+            again = bu.plan(bu.load(path), settings, journal=other)
+    assert again.counts() == {Outcome.UNCHANGED: 2}
+
+
 def test_dry_run_needs_no_credentials_and_writes_would_update(tmp_path: Path) -> None:
     path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])
     summary = bu.run(bu.plan(bu.load(path)), dry_run=True, report_path=tmp_path / "r.csv")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -493,3 +493,113 @@ def test_delay_is_pure_given_the_rng() -> None:
 def test_max_attempts_below_one_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="max_attempts"):
         RetryPolicy(max_attempts=0)
+
+
+# -- results in batches (on_results) ---------------------------------------------------------
+
+
+@dataclass
+class Batched:
+    result: PoolResult
+    batches: list[tuple[float, list[RowResult]]]  # each with the clock time it came
+    single: list[RowResult]  # what on_result got
+    delivered_on_return: int  # rows handed to on_results when run_pool returned
+
+
+def run_batched(
+    script: Mapping[str, Sequence[Step]],
+    *,
+    concurrency: int = 3,
+    stop_at: float | None = None,
+    on_results: Callable[[Sequence[RowResult]], None] | None = None,
+) -> Batched:
+    """Run the pool with `on_results` (default: collect), each request lasting 1 s."""
+    batches: list[tuple[float, list[RowResult]]] = []
+    single: list[RowResult] = []
+
+    async def main(clock: VirtualClock) -> Batched:
+        stop = asyncio.Event()
+        if stop_at is not None:
+            clock.call_at(stop_at, stop.set)
+        result = await run_pool(
+            patches(*script),
+            sender=FakeSender(clock, script, 1.0),
+            limiter=SlidingWindowLimiter(ROOMY, clock=clock.clock),
+            concurrency=concurrency,
+            on_result=single.append,
+            on_results=on_results or (lambda batch: batches.append((clock.now, list(batch)))),
+            stop=stop,
+        )
+        delivered = sum(len(batch) for _, batch in batches)
+        return Batched(result, batches, single, delivered)
+
+    return run_virtual(main)
+
+
+def test_on_results_gets_the_rows_that_finished_in_one_turn_together() -> None:
+    script = {f"AE.{i}": [OK] for i in range(6)}
+    run = run_batched(script, concurrency=3)
+    # Three requests end at t=1 in the same turn of the loop, three more at t=2.
+    assert [when for when, _ in run.batches] == [pytest.approx(1.0), pytest.approx(2.0)]
+    assert [sorted(r.uid for r in batch) for _, batch in run.batches] == [
+        ["AE.0", "AE.1", "AE.2"],
+        ["AE.3", "AE.4", "AE.5"],
+    ]
+    # The same results as on_result, in the order they finished.
+    assert [r for _, batch in run.batches for r in batch] == run.single
+    assert sorted(run.single, key=lambda r: r.row) == list(run.result.results)
+    assert run.delivered_on_return == 6
+
+
+def test_on_results_gets_the_not_sent_rows_before_run_pool_returns() -> None:
+    script = {f"AE.{i}": [OK] for i in range(5)}
+    run = run_batched(script, concurrency=1, stop_at=1.5)
+    assert run.result.aborted
+    delivered = [r for _, batch in run.batches for r in batch]
+    assert sorted(r.uid for r in delivered) == sorted(script)  # each row exactly once
+    assert [r.outcome for r in delivered].count(Outcome.NOT_SENT) == 3
+    assert run.delivered_on_return == 5
+
+
+def test_a_failing_on_results_is_logged_and_later_batches_still_come(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[list[str]] = []
+
+    def flaky(batch: Sequence[RowResult]) -> None:
+        seen.append([r.uid for r in batch])
+        if len(seen) == 1:
+            raise RuntimeError("journal is full")
+
+    script = {f"AE.{i}": [OK] for i in range(4)}
+    run = run_batched(script, concurrency=2, on_results=flaky)
+    assert [r.outcome for r in run.result.results] == [Outcome.UPDATED] * 4
+    assert sorted(uid for batch in seen for uid in batch) == sorted(script)
+    assert "on_results callback failed for rows 2, 3" in caplog.text
+
+
+def test_cancelling_delivers_the_finished_rows_before_propagating() -> None:
+    batches: list[list[str]] = []
+
+    async def main(clock: VirtualClock) -> None:
+        script = {"AE.1": [OK], "AE.2": [OK]}
+        sender = FakeSender(clock, script, duration={"AE.1": 1.0, "AE.2": 10.0})
+        task: asyncio.Task[PoolResult]
+
+        def cancel_at_once(result: RowResult) -> None:
+            task.cancel()  # in the very turn AE.1 finishes, before its batch is handed over
+
+        task = asyncio.create_task(
+            run_pool(
+                patches("AE.1", "AE.2"),
+                sender=sender,
+                limiter=SlidingWindowLimiter(ROOMY, clock=clock.clock),
+                on_result=cancel_at_once,
+                on_results=lambda batch: batches.append([r.uid for r in batch]),
+            )
+        )
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert batches == [["AE.1"]]  # handed over before the cancellation came out
+
+    run_virtual(main)
