@@ -105,7 +105,7 @@ def _sheet(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_run_freezes_the_plan_for_the_garbage_collector_before_sending(
+def test_a_run_tunes_the_garbage_collector_and_freezes_the_plan_before_sending(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gc
@@ -115,6 +115,8 @@ def test_a_run_freezes_the_plan_for_the_garbage_collector_before_sending(
     state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
     sent_before_freeze: list[int] = []
     monkeypatch.setattr(gc, "freeze", lambda: sent_before_freeze.append(len(state.requests)))
+    thresholds: list[tuple[int, ...]] = []
+    monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))
     for name, value in CREDS.items():
         monkeypatch.setenv(name, value)
     with ThreadedSandbox(state) as sb:
@@ -122,6 +124,7 @@ def test_a_run_freezes_the_plan_for_the_garbage_collector_before_sending(
         args += ["--state-dir", str(tmp_path / "state"), "--report", str(tmp_path / "r.csv")]
         assert cli.main(args) == 1  # AE.2's e-mail is invalid
     assert sent_before_freeze == [0]
+    assert thresholds == [(200_000, 30, 30)]  # the young generation collected less often
     assert len(state.requests) == 2
 
 

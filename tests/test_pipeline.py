@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import inspect
+import time
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,23 @@ def test_dry_run_needs_no_credentials_and_writes_would_update(tmp_path: Path) ->
     assert summary.counts[Outcome.WOULD_UPDATE] == 1
     assert summary.estimate_s == 0.0
     assert "would_update" in (tmp_path / "r.csv").read_text(encoding="utf-8-sig")
+
+
+def test_the_summary_time_includes_writing_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_update import pipeline
+
+    write = pipeline._write
+
+    def slow_write(*args: object) -> None:
+        time.sleep(0.3)
+        write(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_write", slow_write)
+    path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])
+    summary = bu.run(bu.plan(bu.load(path)), dry_run=True, report_path=tmp_path / "r.csv")
+    assert summary.duration_s >= 0.3
 
 
 def test_run_without_credentials_is_refused(
