@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -378,11 +378,30 @@ class _Progress:
 
 async def _run_command(args: argparse.Namespace) -> int:
     args.started = time.monotonic()
-    # A large sheet keeps millions of small objects alive from reading to the report, and
-    # the collector's default thresholds walk them all again and again (a quarter of a
-    # million-row dry run). Collect the youngest generation every 200,000 allocations, as
-    # mypy does for the same reason; nothing here depends on prompt collection of cycles.
+    with _collector_tuned():
+        return await _run(args)
+
+
+@contextlib.contextmanager
+def _collector_tuned() -> Iterator[None]:
+    """The garbage collector tuned for a run, as it was afterwards (for callers in-process).
+
+    A large sheet keeps millions of small objects alive from reading to the report, and the
+    collector's default thresholds walk them all again and again (a quarter of a
+    million-row dry run). The youngest generation is collected every 200,000 allocations, as
+    mypy does for the same reason; nothing here depends on prompt collection of cycles.
+    `_send` also freezes the plan before the first request.
+    """
+    thresholds = gc.get_threshold()
     gc.set_threshold(200_000, 30, 30)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+async def _run(args: argparse.Namespace) -> int:
     settings = load_config(args.config)
     settings = settings.with_overrides(
         base_url=args.base_url,

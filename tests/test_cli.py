@@ -117,6 +117,8 @@ def test_a_run_tunes_the_garbage_collector_and_freezes_the_plan_before_sending(
     monkeypatch.setattr(gc, "freeze", lambda: sent_before_freeze.append(len(state.requests)))
     thresholds: list[tuple[int, ...]] = []
     monkeypatch.setattr(gc, "set_threshold", lambda *t: thresholds.append(t))
+    unfrozen: list[bool] = []
+    monkeypatch.setattr(gc, "unfreeze", lambda: unfrozen.append(True))
     for name, value in CREDS.items():
         monkeypatch.setenv(name, value)
     with ThreadedSandbox(state) as sb:
@@ -124,7 +126,8 @@ def test_a_run_tunes_the_garbage_collector_and_freezes_the_plan_before_sending(
         args += ["--state-dir", str(tmp_path / "state"), "--report", str(tmp_path / "r.csv")]
         assert cli.main(args) == 1  # AE.2's e-mail is invalid
     assert sent_before_freeze == [0]
-    assert thresholds == [(200_000, 30, 30)]  # the young generation collected less often
+    # The young generation collected less often during the run, as it was afterwards.
+    assert thresholds == [(200_000, 30, 30), gc.get_threshold()] and unfrozen == [True]
     assert len(state.requests) == 2
 
 
