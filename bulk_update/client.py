@@ -40,6 +40,7 @@ class Kind(Enum):
     AUTH = "auth"  # 401 other than duplicate_candidate: mint a new token, retry once
     RATE_LIMITED = "rate_limited"  # 429: pause every worker, then retry
     RETRY = "retry"  # 5xx, 3xx, 408, timeouts, connection errors: back off and retry
+    GIVE_UP = "give_up"  # never from the API: sending again could do harm, the row fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class Response:
 
     `status` is None when no HTTP answer came back (timeout, connection error). `error`
     and `message` come from the API's JSON error body, or `message` holds the raw body.
+    `unsent` is True when the request surely never reached the server (the connection could
+    not be made), so sending it again cannot apply it twice.
     """
 
     kind: Kind
@@ -55,6 +58,19 @@ class Response:
     error: str = ""
     message: str = ""
     retry_after: float | None = None
+    unsent: bool = False
+
+    @property
+    def unclear(self) -> bool:
+        """Whether the attempt may have been applied though no answer said so.
+
+        A timeout, a connection dropped after the request went out, or a server error: the
+        server may have done the work before failing to say so. A 429, 408, 3xx or refused
+        connection did not apply anything.
+        """
+        if self.kind is not Kind.RETRY or self.unsent:
+            return False
+        return self.status is None or self.status >= 500
 
 
 def classify(
@@ -202,6 +218,9 @@ class ComeetClient:
             return Response(
                 Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"
             )
+        except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
+            message = _scrub(exc, token)
+            return Response(Kind.RETRY, None, "connection_error", message, unsent=True)
         except (aiohttp.ClientError, OSError) as exc:
             return Response(Kind.RETRY, None, "connection_error", _scrub(exc, token))
         if not (response.error or response.message):

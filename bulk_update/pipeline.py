@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import aiohttp
 
 from . import __version__
 from .auth import Credentials, TokenMinter
-from .client import ComeetClient, Response
+from .client import ComeetClient, Kind, Response
 from .config import Settings
 from .errors import RunInterrupted
 from .journal import Journal
@@ -56,6 +56,11 @@ USER_AGENT = f"bulk-update/{__version__}"
 log = logging.getLogger("bulk_update")
 
 
+NOTE_RETRY_WARNING = (
+    "note not sent again: an attempt that carried it got no clear answer (a timeout, a "
+    "dropped connection or a server error), so it may have been added; check the candidate "
+    "in Comeet and add it by hand if missing"
+)
 PENDING_NOTE_WARNING = (
     "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
     "asked whether it arrived; check the candidate in Comeet and add it by hand if missing"
@@ -339,17 +344,39 @@ def _fitting_report(path: Path, rows: int) -> Path:
     return csv_path
 
 
-class _JournaledSender:
-    """Marks a row's note `pending` in the journal, durably, right before it is sent."""
+class _NoteSender:
+    """Sends each row's note at most once.
 
-    def __init__(self, client: Sender, journal: Journal, run_id: int, notes: Mapping[str, str]):
+    Before a note goes out, it is marked `pending` in the journal (when there is one),
+    durably. After an attempt with a note that may have been applied without saying so
+    (`Response.unclear`: a timeout, a dropped connection, a server error), the row's
+    retries go without the note (the row is then reported with NOTE_RETRY_WARNING), and a
+    row that carried nothing else fails at once: its note may be there already.
+    """
+
+    def __init__(
+        self,
+        client: Sender,
+        journal: Journal | None,
+        run_id: int | None,
+        notes: Mapping[str, str],
+    ) -> None:
         self.client, self.journal, self.run_id, self.notes = client, journal, run_id, notes
+        #: uids whose note is not sent again in this run.
+        self.held_back: set[str] = set()
 
     async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
-        note_fp = self.notes.get(uid)
-        if note_fp is not None:
-            self.journal.note_pending(uid, note_fp, self.run_id)
-        return await self.client.patch(uid, body)
+        if "note" in body:
+            if uid in self.held_back:
+                body = {key: value for key, value in body.items() if key != "note"}
+                if body.keys() <= {"updated_by"}:
+                    return Response(Kind.GIVE_UP, None, "note_not_resent", NOTE_RETRY_WARNING)
+            elif self.journal is not None and self.run_id is not None:
+                self.journal.note_pending(uid, self.notes[uid], self.run_id)
+        response = await self.client.patch(uid, body)
+        if "note" in body and response.unclear:
+            self.held_back.add(uid)
+        return response
 
     def refresh_token(self) -> None:
         self.client.refresh_token()
@@ -363,13 +390,18 @@ def _journal_results(
     notes: Mapping[str, str],
     *,
     planned_with: Journal | None,
+    held_back: Collection[str] = frozenset(),
 ) -> None:
-    """Record what the API confirmed (the fields applied, the notes added or surely not)."""
+    """Record what the API confirmed (the fields applied, the notes added or surely not).
+
+    The note of a uid in `held_back` went out with an attempt that got no clear answer and
+    was left out of the next ones: it stays `pending` whatever the row's outcome.
+    """
     confirmed: list[tuple[str, Mapping[str, str], str | None]] = []
     fingerprint = journal.fingerprint
     for result in results:
         patch = patches[result.row]
-        note_fp = notes.get(patch.uid)
+        note_fp = None if patch.uid in held_back else notes.get(patch.uid)
         if result.outcome is Outcome.UPDATED:
             fields = patch.fingerprints if planned_with is journal else None
             if fields is None:  # planned without this journal, or a file object's leaves
@@ -445,9 +477,13 @@ async def run_async(
         else None
     )
     done: dict[int, RowResult] = {}
+    held_back: set[str] = set()  # uids whose note this run does not send again
 
     def record(result: RowResult) -> None:
-        result = _with_warnings(result, warnings.get(result.row, ()))
+        said = warnings.get(result.row, ())
+        if result.outcome is Outcome.UPDATED and result.uid in held_back:
+            said = (*said, NOTE_RETRY_WARNING)
+        result = _with_warnings(result, said)
         done[result.row] = result
         if on_result:
             on_result(result)
@@ -505,13 +541,17 @@ async def run_async(
         )
         on_pool_result: Callable[[RowResult], None] | None = record
         on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
-        if journal is not None and run_id is not None:
+        notes: dict[str, str] = {}
+        if journal is not None:
             notes = {
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
+        if any("note" in p.body for p in patches):
+            guard = _NoteSender(sender, journal, run_id, notes)
+            held_back = guard.held_back
+            sender = guard
+        if journal is not None and run_id is not None:
             by_row = {p.row: p for p in patches}
-            if notes:
-                sender = _JournaledSender(sender, journal, run_id, notes)
 
             def journal_then_record(results: Sequence[RowResult]) -> None:
                 # The rows that finished in one turn of the event loop are journaled with one
@@ -519,7 +559,13 @@ async def run_async(
                 # is in the journal.
                 assert journal is not None and run_id is not None
                 _journal_results(
-                    journal, run_id, results, by_row, notes, planned_with=the_plan.journal
+                    journal,
+                    run_id,
+                    results,
+                    by_row,
+                    notes,
+                    planned_with=the_plan.journal,
+                    held_back=held_back,
                 )
                 for result in results:
                     record(result)

@@ -35,6 +35,7 @@ _FINAL: Mapping[Kind, Outcome] = {
     Kind.OK: Outcome.UPDATED,
     Kind.NOT_FOUND: Outcome.NOT_FOUND,
     Kind.REJECTED: Outcome.REJECTED,
+    Kind.GIVE_UP: Outcome.FAILED,
 }
 
 

@@ -480,11 +480,18 @@ def test_faults_every_row_ends_right_and_none_is_applied_twice(
     assert len(state.requests) + 0 > 80
     applied = Counter(uid for uid, _ in state.applied)
     assert applied == Counter(uids)  # every row applied exactly once
-    assert all(state.notes[u] == [f"note for {u}"] for u in uids)
     assert all(state.candidates[u]["first_name"] == f"Name {u}" for u in uids)
     report = {r["uid"]: r for r in report_rows(tmp_path / "out.xlsx")}
     assert {r["outcome"] for r in report.values()} == {"updated"}
     assert max(r["attempts"] for r in report.values()) > 1
+    # A note never goes twice: after a 5xx or a dropped connection it may have arrived (not
+    # with this sandbox, which fails before applying; with a real server it could), so the
+    # row's retries go without it and its message says so. Every other note arrives once.
+    held_back = {u for u, r in report.items() if "note not sent again" in (r["message"] or "")}
+    assert held_back and len(held_back) < len(uids)
+    assert {u: state.notes.get(u, []) for u in uids} == {
+        u: [] if u in held_back else [f"note for {u}"] for u in uids
+    }
 
 
 def test_tokens_expire_during_the_run(tmp_path: Path, sandbox: Any) -> None:

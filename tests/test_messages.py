@@ -39,7 +39,7 @@ from bulk_update.errors import BulkUpdateError
 from bulk_update.journal import Journal, RunLock
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import Column, Patch, Rate, RowResult, SheetRow
-from bulk_update.pipeline import PENDING_NOTE_WARNING, load, plan
+from bulk_update.pipeline import NOTE_RETRY_WARNING, PENDING_NOTE_WARNING, load, plan
 from bulk_update.pool import PoolResult, RetryPolicy, run_pool
 from bulk_update.report import check_report_path
 from bulk_update.sandbox import (
@@ -360,6 +360,7 @@ def test_the_pending_note_warning(tmp_path: Path) -> None:
         (row,) = plan(load(sheet), journal=journal).rows
     assert row.warnings == (PENDING_NOTE_WARNING,)
     check(*row.warnings)
+    check(NOTE_RETRY_WARNING)  # its run-time sibling: tests/test_note_retry.py
 
 
 # --------------------------------------------------------------------------- API outcomes
