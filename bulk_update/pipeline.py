@@ -360,10 +360,11 @@ class _NoteSender:
         journal: Journal | None,
         run_id: int | None,
         notes: Mapping[str, str],
+        held_back: set[str],
     ) -> None:
         self.client, self.journal, self.run_id, self.notes = client, journal, run_id, notes
-        #: uids whose note is not sent again in this run.
-        self.held_back: set[str] = set()
+        #: uids whose note is not sent again in this run (added to as answers come).
+        self.held_back = held_back
 
     async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
         if "note" in body:
@@ -547,9 +548,7 @@ async def run_async(
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
         if any("note" in p.body for p in patches):
-            guard = _NoteSender(sender, journal, run_id, notes)
-            held_back = guard.held_back
-            sender = guard
+            sender = _NoteSender(sender, journal, run_id, notes, held_back)
         if journal is not None and run_id is not None:
             by_row = {p.row: p for p in patches}
 

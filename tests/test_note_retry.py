@@ -180,7 +180,7 @@ class _Scripted:
 )
 async def test_which_answers_hold_the_note_back(first: Response, held_back: bool) -> None:
     client = _Scripted(first, Response(Kind.OK, 200))
-    sender = _NoteSender(client, None, None, {})
+    sender = _NoteSender(client, None, None, {}, set())
     await sender.patch("AE.1", {"email": "a@b.co", "note": "hi"})
     await sender.patch("AE.1", {"email": "a@b.co", "note": "hi"})
     assert ("note" in client.bodies[1]) is not held_back
