@@ -482,8 +482,8 @@ async def run_async(
 
     def record(result: RowResult) -> None:
         said = warnings.get(result.row, ())
-        if result.outcome is Outcome.UPDATED and result.uid in held_back:
-            said = (*said, NOTE_RETRY_WARNING)
+        if result.uid in held_back and result.error != "note_not_resent":
+            said = (*said, NOTE_RETRY_WARNING)  # whatever came of the rest of the row
         result = _with_warnings(result, said)
         done[result.row] = result
         if on_result:

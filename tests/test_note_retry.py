@@ -77,6 +77,10 @@ def _error_then_ok(attempt: int) -> web.StreamResponse:
     return web.json_response({"uid": "x"})
 
 
+def _always_error(attempt: int) -> web.StreamResponse:
+    return web.json_response({"error": "server_error", "message": "boom"}, status=503)
+
+
 def _throttled_then_ok(attempt: int) -> web.StreamResponse:
     if attempt == 1:
         return web.json_response(
@@ -95,7 +99,14 @@ async def test_after_a_timeout_the_row_is_retried_without_its_note(
     tmp_path: Path, api: tuple[str, list[dict[str, Any]], dict[str, Answer]]
 ) -> None:
     base_url, bodies, answers = api
-    answers.update({"AE.1": _hang_then_ok, "AE.2": _error_then_ok, "AE.3": _throttled_then_ok})
+    answers.update(
+        {
+            "AE.1": _hang_then_ok,
+            "AE.2": _error_then_ok,
+            "AE.3": _throttled_then_ok,
+            "AE.4": _always_error,
+        }
+    )
     path = _sheet(
         tmp_path,
         [
@@ -103,6 +114,7 @@ async def test_after_a_timeout_the_row_is_retried_without_its_note(
             ["AE.1", "a@example.com", "Called"],  # timeout, then without the note
             ["AE.2", "b@example.com", "Called"],  # 500, then without the note
             ["AE.3", "c@example.com", "Called"],  # 429 applied nothing: the note goes again
+            ["AE.4", "d@example.com", "Called"],  # 503 every time: failed, and it says why
         ],
     )
     settings = _settings(base_url)
@@ -111,10 +123,11 @@ async def test_after_a_timeout_the_row_is_retried_without_its_note(
         summary = await bu.run_async(the_plan, settings, CREDS, report_path=False, journal=journal)
         by_uid = {r.uid: r for r in summary.results}
         note = journal.fingerprint("Called")
-        assert journal.notes_many(["AE.1", "AE.2", "AE.3"]) == {
+        assert journal.notes_many(["AE.1", "AE.2", "AE.3", "AE.4"]) == {
             "AE.1": {note: "pending"},  # it may be there: never sent again, by any run
             "AE.2": {note: "pending"},
             "AE.3": {note: "applied"},
+            "AE.4": {note: "pending"},
         }
         assert journal.applied("AE.1") == {"email": journal.fingerprint("a@example.com")}
     sent = {uid: [b for b in bodies if b["uid"] == uid] for uid in ("AE.1", "AE.2", "AE.3")}
@@ -126,6 +139,12 @@ async def test_after_a_timeout_the_row_is_retried_without_its_note(
         assert NOTE_RETRY_WARNING in by_uid[uid].message
     assert [b["note"] for b in sent["AE.3"]] == ["Called", "Called"]
     assert by_uid["AE.3"].outcome is Outcome.UPDATED and not by_uid["AE.3"].message
+    failed = by_uid["AE.4"]
+    assert failed.outcome is Outcome.FAILED and failed.attempts == settings.max_attempts
+    assert NOTE_RETRY_WARNING in failed.message and "boom" in failed.message
+    assert [("note" in b) for b in bodies if b["uid"] == "AE.4"] == [True] + [False] * (
+        settings.max_attempts - 1
+    )
 
 
 async def test_a_row_with_only_a_note_fails_rather_than_send_it_again(
