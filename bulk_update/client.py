@@ -184,7 +184,6 @@ class ComeetClient:
         self._tokens = tokens
         self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._user_agent = user_agent
         self._headers = {
             "User-Agent": user_agent,
             "Content-Type": "application/json",

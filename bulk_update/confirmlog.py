@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfirmLog", "Record", "fields_json"]
+__all__ = ["ConfirmLog", "Record", "fields_json", "is_fingerprint"]
 
 #: A confirmed row: [uid, {field path: fingerprint}, note fingerprint or None, run id, unix
 #: time]; a note about to be sent: [uid, None, note fingerprint, run id, unix time]. In
@@ -150,11 +150,11 @@ def _well_formed(record: Any) -> bool:
     return (
         isinstance(uid, str)
         and (
-            (fields is None and _is_fp(note))
+            (fields is None and is_fingerprint(note))
             or (
                 isinstance(fields, dict)
-                and all(isinstance(k, str) and _is_fp(v) for k, v in fields.items())
-                and (note is None or _is_fp(note))
+                and all(isinstance(k, str) and is_fingerprint(v) for k, v in fields.items())
+                and (note is None or is_fingerprint(note))
             )
         )
         and isinstance(run, int)
@@ -162,7 +162,8 @@ def _well_formed(record: Any) -> bool:
     )
 
 
-def _is_fp(value: Any) -> bool:
+def is_fingerprint(value: Any) -> bool:
+    """Whether `value` is a journal fingerprint: 64 lowercase hex digits."""
     return isinstance(value, str) and _FP.fullmatch(value) is not None
 
 

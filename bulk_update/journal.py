@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from .confirmlog import ConfirmLog, Record, fields_json
+from .confirmlog import ConfirmLog, Record, fields_json, is_fingerprint
 from .errors import CannotStartError, LockError
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _to_v2(conn: sqlite3.Connection) -> None:
 
     def flush() -> None:
         if key is not None:
-            batch.append((*key, _dumps(fps), run, at))
+            batch.append((*key, fields_json(fps), run, at))
 
     for scope, uid, field_path, fp, field_run, field_at in rows:
         if (scope, uid) != key:
@@ -154,8 +154,6 @@ def _to_v2(conn: sqlite3.Connection) -> None:
 #: user_version -> what brings the file from the previous version to it (a script or a
 #: function of the connection, run inside the migration's transaction).
 _MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {1: _SCHEMA_V1, 2: _to_v2}
-#: The JSON of a uid's fingerprints: compact, and the same text for the same object.
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _utcnow() -> datetime:
@@ -181,7 +179,7 @@ def _check_fps(fields: Mapping[str, str]) -> None:
 
 
 def _fp_bytes(fingerprint: str) -> bytes:
-    if len(fingerprint) != 64 or not _HEX64S.fullmatch(fingerprint):
+    if not is_fingerprint(fingerprint):
         raise ValueError("a fingerprint is 64 lowercase hex digits (Journal.fingerprint)")
     return bytes.fromhex(fingerprint)
 
