@@ -4,18 +4,22 @@ Builds an N-row x 12-column CSV (default 1,000,000 rows) of realistic candidate 
 then, in the same run and alternating, measures in child processes:
 
 - the real command line: `python -m bulk_update run sheet.csv --dry-run --report out.csv`
-  (no COMEET_API_KEY, so no journal: read, validate, plan, write the CSV report);
-- the baseline: `pandas.read_csv(sheet, dtype=str, keep_default_na=False)`, nothing else.
+  (no COMEET_API_KEY, so no journal: read, validate, plan, write the CSV report), which
+  takes the column-at-a-time path (bulk_update/columnar.py) for such a sheet;
+- the baseline: `pandas.read_csv(sheet, dtype=str, keep_default_na=False)`, nothing else;
+- with `--general`, also the general path the columnar one stands in for (load, plan,
+  run_async(dry_run=True), with the command line's garbage-collector setting), and a
+  byte-for-byte comparison of the two reports.
 
-Each child's wall time (interpreter start included, for both) and its own peak RSS (wait4).
+Each child's wall time (interpreter start included, for all) and its own peak RSS (wait4).
 Prints the best of `--repeat` runs of each and the ratio; goals: ratio <= 3, peak RSS of
 the dry run <= 1 GiB. Run from the repository root::
 
-    /work/venv/bin/python bench/size.py [--rows 1000000] [--repeat 3]
+    /work/venv/bin/python bench/size.py [--rows 1000000] [--repeat 3] [--general]
 
-Exits 1 when the dry run did not exit 0, reported other than every row `would_update`, or
-the RSS goal was missed (the time ratio is printed, not enforced: a shared machine's load
-moves it).
+Exits 1 when the dry run did not exit 0, reported other than every row `would_update`, the
+RSS goal was missed or (with --general) the two reports differ (the time ratio is printed,
+not enforced: a shared machine's load moves it).
 """
 
 from __future__ import annotations
@@ -59,6 +63,15 @@ PANDAS = """
 import sys, pandas
 frame = pandas.read_csv(sys.argv[1], dtype=str, keep_default_na=False)
 assert len(frame) == int(sys.argv[2]), len(frame)
+"""
+
+GENERAL = """
+import asyncio, gc, sys
+from pathlib import Path
+import bulk_update as bu
+gc.set_threshold(200_000, 30, 30)  # as the command line sets it
+the_plan = bu.plan(bu.load(sys.argv[1]), bodies=5)
+asyncio.run(bu.run_async(the_plan, dry_run=True, report_path=Path(sys.argv[2])))
 """
 
 
@@ -127,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows (default 1000000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
+    parser.add_argument(
+        "--general", action="store_true", help="also time the general path; compare reports"
+    )
     args = parser.parse_args(argv)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
@@ -141,12 +157,17 @@ def main(argv: list[str] | None = None) -> int:
             "--report", str(report), "--quiet", "--state-dir", str(tmp / "state"),
         ]  # fmt: skip
         pandas_argv = [sys.executable, "-c", PANDAS, str(sheet), str(args.rows)]
+        general_report = tmp / "general.csv"
+        general_argv = [sys.executable, "-c", GENERAL, str(sheet), str(general_report)]
         tools: list[Child] = []
         bases: list[Child] = []
+        generals: list[Child] = []
         for _ in range(args.repeat):
             bases.append(run_child(pandas_argv, tmp, env))
             tools.append(run_child(tool_argv, tmp, env))
-        failed = [c for c in [*tools, *bases] if c.code != 0]
+            if args.general:
+                generals.append(run_child(general_argv, tmp, env))
+        failed = [c for c in [*tools, *bases, *generals] if c.code != 0]
         if failed:
             print(f"a child failed (exit {failed[0].code}):\n{failed[0].stderr[-2000:]}")
             return 1
@@ -156,18 +177,28 @@ def main(argv: list[str] | None = None) -> int:
         rss = max(c.max_rss_kib for c in tools) * 1024
         ratio = tool.wall_s / base.wall_s
         print(f"{'':40} {'best wall s':>12} {'all runs':>24} {'peak RSS':>10}")
-        for name, best, runs in (
-            ("pandas.read_csv (baseline)", base, bases),
-            ("bulk-update run --dry-run (CSV report)", tool, tools),
-        ):
+        rows = [
+            ("pandas.read_csv (baseline)", bases),
+            ("bulk-update run --dry-run (CSV report)", tools),
+        ]
+        if generals:
+            rows.append(("general path (load, plan, run_async)", generals))
+        for name, runs in rows:
             walls = " ".join(f"{c.wall_s:.2f}" for c in runs)
             peak = max(c.max_rss_kib for c in runs) / 1024
-            print(f"{name:40} {best.wall_s:12.2f} {walls:>24} {peak:8.0f} MiB")
+            best = min(c.wall_s for c in runs)
+            print(f"{name:40} {best:12.2f} {walls:>24} {peak:8.0f} MiB")
         print(f"ratio dry run / pandas: {ratio:.2f} (goal <= 3)")
         print(f"dry run peak RSS: {rss / 2**20:.0f} MiB (goal <= 1024 MiB)")
         print(f"rows per second (dry run): {args.rows / tool.wall_s:,.0f}")
         print(f"report outcomes: {counts}")
         ok = counts == {"would_update": args.rows} and rss <= GIB
+        if generals:
+            same = report.read_bytes() == general_report.read_bytes()
+            general = min(c.wall_s for c in generals)
+            print(f"general path / dry run: {general / tool.wall_s:.1f}x")
+            print(f"reports byte for byte: {'identical' if same else 'DIFFERENT'}")
+            ok = ok and same
         return 0 if ok else 1
 
 

@@ -43,9 +43,9 @@ from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import open_sheet
 from .report import (
-    XLSX_MAX_ROWS,
     check_report_path,
     default_report_path,
+    fitting_report,
     restore_cell,
     write_report,
 )
@@ -329,21 +329,6 @@ def _write(the_plan: Plan, summary: RunSummary, report_path: Path | None) -> Non
     )
 
 
-def _fitting_report(path: Path, rows: int) -> Path:
-    """`path`, or a CSV beside it when the rows do not fit in an Excel sheet (with a warning)."""
-    if path.suffix.lower() != ".xlsx" or rows <= XLSX_MAX_ROWS:
-        return path
-    csv_path = path.with_suffix(".csv")
-    log.warning(
-        "%s rows do not fit in an Excel sheet (at most %s): the report is written as CSV, %s",
-        f"{rows:,}",
-        f"{XLSX_MAX_ROWS:,}",
-        csv_path,
-        extra={"event": "report_as_csv"},
-    )
-    return csv_path
-
-
 class _NoteSender:
     """Sends each row's note at most once.
 
@@ -461,7 +446,7 @@ async def run_async(
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
     if path is not None:  # a report that cannot be written must stop the run before it starts
-        path = _fitting_report(path, len(the_plan.rows))
+        path = fitting_report(path, len(the_plan.rows))
         check_report_path(path, len(the_plan.rows))
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]

@@ -48,12 +48,15 @@ __all__ = [
     "CSV_EXTENSIONS",
     "MAX_CELL_CHARS",
     "MAX_COLUMNS",
+    "MAX_LINE_CHARS",
     "MAX_UNPACKED_BYTES",
     "XLSX_EXTENSIONS",
+    "CsvFormat",
     "SheetStream",
     "cell_text",
     "open_sheet",
     "read_sheet",
+    "sniff_csv",
 ]
 
 CSV_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
@@ -82,11 +85,11 @@ _DELIMITERS = (",", ";", "\t")
 _CHUNK = 1 << 20
 #: A CSV line is read at most this many characters at a time. Twice the cell limit: a cell
 #: over the limit after any shorter start of its line still makes the csv module refuse it.
-_MAX_LINE = 2 * MAX_CELL_CHARS
+MAX_LINE_CHARS = 2 * MAX_CELL_CHARS
 #: How much of a CSV file's start the delimiter is guessed from: a header is never longer.
 _SNIFF_CHARS = 1 << 16
 _MB = f"{MAX_CELL_CHARS >> 20} MB"
-_LINE_MB = f"{_MAX_LINE >> 20} MB"
+_LINE_MB = f"{MAX_LINE_CHARS >> 20} MB"
 
 _UNTRUSTED_FIX = (
     "do not open it; ask whoever sent it for the sheet again, saved by Excel, LibreOffice "
@@ -382,12 +385,31 @@ def _open_zip(handle: BinaryIO, path: Path) -> zipfile.ZipFile:
 # --------------------------------------------------------------------------- CSV
 
 
-@contextlib.contextmanager
-def _open_csv(path: Path) -> Iterator[SheetStream]:
-    name = path.name
+@dataclass(frozen=True, slots=True)
+class CsvFormat:
+    """How a CSV file is read: its text encoding (with the decoding errors policy) and delimiter."""
+
+    encoding: str
+    errors: str
+    delimiter: str
+
+
+def sniff_csv(path: Path) -> CsvFormat:
+    """The encoding (BOM, else UTF-8 if every byte is valid, else cp1252) and the delimiter.
+
+    Raises InputError for a file that is not text (a workbook, a picture, binary data).
+    """
     encoding, errors = _csv_encoding(path)
     with path.open(encoding=encoding, errors=errors, newline="") as handle:
         delimiter = _detect_delimiter(_Lines(handle))
+    return CsvFormat(encoding, errors, delimiter)
+
+
+@contextlib.contextmanager
+def _open_csv(path: Path) -> Iterator[SheetStream]:
+    name = path.name
+    fmt = sniff_csv(path)
+    encoding, errors, delimiter = fmt.encoding, fmt.errors, fmt.delimiter
 
     def not_text() -> InputError:
         return InputError(
@@ -419,7 +441,7 @@ def _csv_column(index: int) -> str:
 
 
 class _Lines:
-    """The physical lines of a text file, each read at most _MAX_LINE characters at a time.
+    """The physical lines of a text file, each read at most MAX_LINE_CHARS characters at a time.
 
     A file of one 100 MB line would otherwise be read whole by the csv module before its
     cell size limit could act. `cut` says a line was longer than that.
@@ -435,12 +457,12 @@ class _Lines:
         return self
 
     def __next__(self) -> str:
-        line = self._handle.readline(_MAX_LINE)
+        line = self._handle.readline(MAX_LINE_CHARS)
         if not line:
             self.ended = True
             raise StopIteration
         # A CR at the very limit may be the first half of a CRLF: that counts as cut too.
-        if len(line) >= _MAX_LINE and not line.endswith("\n"):
+        if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
             self.cut = True
         self.record.append(line)
         return line
@@ -482,7 +504,7 @@ def _csv_records(
                 fix="check the quotes around that row, or save the sheet again as CSV",
             ) from None
         if lines.cut:
-            # The line broke off at _MAX_LINE with no cell over the limit: many cells.
+            # The line broke off at MAX_LINE_CHARS with no cell over the limit: many cells.
             raise InputError(
                 f"{path.name}, row {number} is larger than {_LINE_MB}",
                 fix="check that this is the right file: a candidate's row is never that long",

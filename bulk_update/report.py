@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import io
 import itertools
+import logging
 import os
 import re
 import uuid
@@ -45,12 +46,17 @@ __all__ = [
     "OUTCOME_COLOURS",
     "XLSX_MAX_ROWS",
     "check_report_path",
+    "create_temp",
     "default_report_path",
     "defuse_csv_cell",
+    "fits_in_excel",
+    "fitting_report",
     "report_table",
     "restore_cell",
     "write_report",
 ]
+
+log = logging.getLogger("bulk_update")
 
 #: Fill colour (hex RGB) of each outcome's cell; the web page uses the same colours.
 #: Green: done or fine; grey: nothing to do; orange: fix the row; red: the API said no or
@@ -146,6 +152,26 @@ def check_report_path(path: Path, rows: int | None = None) -> None:
         )
 
 
+def fits_in_excel(rows: int) -> bool:
+    """True when a report of `rows` result lines fits in one Excel sheet."""
+    return rows <= XLSX_MAX_ROWS
+
+
+def fitting_report(path: Path, rows: int) -> Path:
+    """`path`, or a CSV beside it when the rows do not fit in an Excel sheet (with a warning)."""
+    if path.suffix.lower() != ".xlsx" or fits_in_excel(rows):
+        return path
+    csv_path = path.with_suffix(".csv")
+    log.warning(
+        "%s rows do not fit in an Excel sheet (at most %s): the report is written as CSV, %s",
+        f"{rows:,}",
+        f"{XLSX_MAX_ROWS:,}",
+        csv_path,
+        extra={"event": "report_as_csv"},
+    )
+    return csv_path
+
+
 def report_table(
     headers: Sequence[str], rows: Sequence[SheetRow], results: Sequence[RowResult]
 ) -> Iterator[list[_Value]]:
@@ -202,7 +228,7 @@ def write_report(
     extension, a missing folder, or more rows than an Excel sheet holds.
     """
     check_report_path(path, len(results))
-    tmp = _create_temp(path)
+    tmp = create_temp(path)
     try:
         if path.suffix.lower() == ".csv":
             _write_csv(tmp, report_table(headers, rows, results))
@@ -215,7 +241,7 @@ def write_report(
     return path
 
 
-def _create_temp(path: Path) -> Path:
+def create_temp(path: Path) -> Path:
     """An empty, new file beside `path`, for the atomic replace.
 
     Made with os.open rather than tempfile.mkstemp: mkstemp's 0600 mode would carry over

@@ -50,6 +50,7 @@ __all__ = [
     "UPDATED_BY_TYPES",
     "Address",
     "CandidatePatch",
+    "ColumnCheck",
     "FileObject",
     "InvalidRow",
     "Link",
@@ -58,9 +59,11 @@ __all__ = [
     "SourceContact",
     "UpdatedBy",
     "ValidRow",
+    "column_check",
     "find_duplicate_uids",
     "normalize_header",
     "resolve_columns",
+    "uid_check",
     "validate_row",
 ]
 
@@ -324,6 +327,54 @@ _CELL_RULES: dict[str, tuple[TypeAdapter[Any], str]] = {
 _EMAIL_RULE = (TypeAdapter(Email), "is not an email address; write it like jane@example.com")
 for _field in ("email", "updated_by.email", "source_contact.email"):
     _CELL_RULES[_field] = _EMAIL_RULE
+
+#: A LinkedIn address `_linkedin_url` accepts as it is, in a form any regex engine reads: a
+#: lower-case http(s) scheme, a lower-case host that is linkedin.com or ends in .linkedin.com
+#: (non-empty labels), then nothing or a path of printable ASCII without white space. The
+#: network location then ends at the first '/', so urlsplit's host is exactly that host.
+_PLAIN_LINKEDIN = r"https?://(?:[a-z0-9-]+\.)*linkedin\.com(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/?#-]*)?"
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnCheck:
+    """A column's rule in a form a column-at-a-time engine can apply (columnar.py).
+
+    It only ever ACCEPTS cells that `RowValidator` accepts as they are (the API value is the
+    stripped cell text): `kind` is `any` (every non-empty cell), `values` (exactly one of
+    `values`), `pattern` (a full match of `pattern`, Python `re` syntax), or `row` (never:
+    the rule reads files, or the row's other cells). A filled cell it does not accept, and
+    its whole row, go to `RowValidator`, which has the last word and writes the messages.
+    An empty cell is accepted unless `required`.
+    """
+
+    kind: Literal["any", "values", "pattern", "row"]
+    values: tuple[str, ...] = ()
+    pattern: str = ""
+    required: bool = False
+
+
+def column_check(field: str) -> ColumnCheck:
+    """The `ColumnCheck` of a data column feeding `field` (the uid column: `uid_check`)."""
+    if field.startswith(("updated_by.", "source_contact.")) or field in _CALLED:
+        # Required together (updated_by, source_contact), or files and links.
+        return ColumnCheck("row")
+    if field == "email":
+        return ColumnCheck("pattern", pattern=_EMAIL.pattern)
+    if field == "prospect_status":
+        return ColumnCheck("values", values=PROSPECT_STATUSES)
+    if field == "address.country":
+        return ColumnCheck("values", values=tuple(sorted(ISO_COUNTRY_CODES)))
+    if field == "linkedin_url":
+        return ColumnCheck("pattern", pattern=_PLAIN_LINKEDIN)
+    if field in _CELL_RULES:
+        return ColumnCheck("row")  # a rule with no column form (yet)
+    return ColumnCheck("any")  # free text
+
+
+#: The uid cells `RowValidator` accepts in a text file (no cell is a number there), besides
+#: being typed on one row only.
+uid_check = ColumnCheck("pattern", pattern=_UID.pattern, required=True)
+
 
 # --- column matching ----------------------------------------------------------------------
 

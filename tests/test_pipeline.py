@@ -359,9 +359,9 @@ def test_an_input_error_far_down_the_sheet_stops_before_anything_is_planned(
 async def test_an_xlsx_report_too_long_for_excel_is_written_as_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bulk_update import pipeline
+    from bulk_update import report
 
-    monkeypatch.setattr(pipeline, "XLSX_MAX_ROWS", 100)
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 100)
     sheet = bu.load(_varied_sheet(tmp_path))
     with caplog.at_level("WARNING", logger="bulk_update"):
         summary = await bu.run_async(

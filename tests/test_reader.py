@@ -645,7 +645,7 @@ def test_csv_records_over_many_lines_are_numbered_in_cell_limit_errors(tmp_path:
 
 
 def test_csv_long_line_of_many_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "_MAX_LINE", 40)
+    monkeypatch.setattr(reader, "MAX_LINE_CHARS", 40)
     ok = write_bytes(tmp_path, "ok.csv", b"uid,a,b\r\nAE.1," + b"x" * 20 + b",y\r\n")
     assert read_sheet(ok).rows[0].values == ("AE.1", "x" * 20, "y")
     long = write_bytes(tmp_path, "long.csv", b"uid,a,b\nAE.1,x\n" + b"AE.2" + b",abcdefgh" * 6)

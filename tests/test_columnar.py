@@ -1,0 +1,488 @@
+"""The column-at-a-time dry run of a CSV (columnar.py) against the general path.
+
+The general path (load -> plan -> run_async(dry_run=True)) is the reference: on every sheet
+the columnar path takes, it must give the same report byte for byte, the same counts,
+preview bodies and problem rows; on every sheet it cannot do exactly it must step aside
+(None) without leaving a file behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from bulk_update import cli, columnar, report
+from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
+from bulk_update.config import Settings
+from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
+from bulk_update.pipeline import load, plan, run_async
+from bulk_update.schema import (
+    FIELDS,
+    ISO_COUNTRY_CODES,
+    PROSPECT_STATUSES,
+    RowValidator,
+    ValidRow,
+    column_check,
+    uid_check,
+)
+
+# --- the general path, as the reference ----------------------------------------------------
+
+
+def general(
+    path: Path, report_path: Path, settings: Settings | None = None
+) -> tuple[Any, int, tuple[Patch, ...], tuple[RowResult, ...]]:
+    """The general path's dry run: (counts, sends, first 5 bodies, problem rows)."""
+    settings = settings or Settings()
+    the_plan = plan(load(path, settings), settings, bodies=5)
+    summary = asyncio.run(run_async(the_plan, settings, dry_run=True, report_path=report_path))
+    problems = tuple(r for r in summary.results if r.outcome.is_problem)
+    return summary.counts, the_plan.sends, the_plan.patches[:5], problems
+
+
+def assert_same(path: Path, tmp: Path, settings: Settings | None = None) -> CsvDryRun | None:
+    """Both paths on `path`: the columnar one is None or gives exactly what the other gives."""
+    fast_report, slow_report = tmp / "fast.csv", tmp / "slow.csv"
+    for old in (fast_report, slow_report):
+        old.unlink(missing_ok=True)
+    fast = dry_run_csv(path, settings, report_path=fast_report)
+    try:
+        expected = general(path, slow_report, settings)
+    except Exception:
+        assert fast is None, "the columnar path read a sheet the general path refuses"
+        raise
+    if fast is None:
+        assert not fast_report.exists()
+        assert not [p for p in tmp.iterdir() if p.name.startswith(".fast.csv")]
+        return None
+    counts, sends, patches, problems = expected
+    assert fast.summary.counts == counts
+    assert fast.sends == sends
+    assert fast.patches == patches
+    assert fast.summary.results == problems
+    assert fast.summary.exit_code == (1 if problems else 0)
+    assert fast_report.read_bytes() == slow_report.read_bytes()
+    return fast
+
+
+def write(path: Path, text: str, *, bom: bool = False) -> Path:
+    path.write_bytes((codecs.BOM_UTF8 if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+
+def test_py_space_is_what_str_isspace_accepts() -> None:
+    assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == PY_SPACE
+
+
+def test_re2_spells_out_unicode_white_space_and_refuses_other_classes() -> None:
+    translated = _re2(r"[^@\s]+@x\sy")
+    assert translated.startswith("^(?:") and translated.endswith(")$")
+    assert "\\s" not in translated and "\\x{3000}" in translated
+    for other in (r"\d+", r"\w", r"a\b", r"\S"):
+        with pytest.raises(ValueError, match="another meaning in RE2"):
+            _re2(other)
+
+
+def _re2_matches(pattern: str, texts: list[str]) -> list[bool]:
+    found = pc.match_substring_regex(pa.array(texts, pa.string()), _re2(pattern))
+    return [bool(x) for x in found.to_pylist()]
+
+
+_TRICKY = st.text(
+    alphabet=st.sampled_from(
+        [*"aZ09.@-_/:?#%+ \t\r\n\"',;=", "\u00a0", "\u3000", "\x85", "é", "\x1c"]
+    ),
+    max_size=30,
+)
+_PATTERNS = [uid_check.pattern] + [
+    column_check(f).pattern for f in sorted(FIELDS) if column_check(f).kind == "pattern"
+]
+
+
+@given(st.lists(_TRICKY, min_size=1, max_size=20))
+def test_re2_patterns_match_as_python_fullmatch(texts: list[str]) -> None:
+    for pattern in _PATTERNS:
+        assert _re2_matches(pattern, texts) == [bool(re.fullmatch(pattern, t)) for t in texts], (
+            pattern
+        )
+
+
+def _valid_value(field: str, text: str) -> Any:
+    """The value RowValidator gives a row holding `text` under `field`, or None if invalid."""
+    columns = (Column(0, "uid", "uid"), Column(1, field, field))
+    checked = RowValidator(columns, base_dir=Path("."))(SheetRow(2, ("AE.1", text)))
+    return checked.values.get(field) if isinstance(checked, ValidRow) else None
+
+
+_LINKEDIN_LIKE = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}{path}",
+    st.sampled_from(["http", "https", "HTTPS", "ftp", "https:"]),
+    st.sampled_from(
+        [
+            *("linkedin.com", "www.linkedin.com", "il.linkedin.com", "linkedin.com.evil.io"),
+            *("x..linkedin.com", "LinkedIn.com", "linkedin.com:443", "a@linkedin.com"),
+            "-.linkedin.com",
+        ]
+    ),
+    st.one_of(st.just(""), _TRICKY.map(lambda t: "/" + t)),
+)
+_CELL_TEXTS = st.one_of(
+    _TRICKY,
+    st.sampled_from(PROSPECT_STATUSES + tuple(sorted(ISO_COUNTRY_CODES))[:20]),
+    _LINKEDIN_LIKE,
+    st.from_regex(r"[a-z.]{1,8}@[a-z]{1,5}(\.[a-z]{1,3}){1,2}", fullmatch=True),
+)
+
+
+@given(_CELL_TEXTS)
+def test_every_column_check_accepts_only_what_the_validator_accepts_unchanged(
+    text: str,
+) -> None:
+    """The vectorized checks may send a good cell to the validator, never pass a bad one."""
+    text = text.strip()
+    assume(text)
+    for field in sorted(FIELDS - {"uid"}):
+        check = column_check(field)
+        if check.kind == "row":
+            continue
+        accepted = (
+            check.kind == "any"
+            or (check.kind == "values" and text in check.values)
+            or (check.kind == "pattern" and bool(re.fullmatch(check.pattern, text)))
+        )
+        if accepted:
+            assert _valid_value(field, text) == text, (field, text)
+
+
+def test_custom_fields_are_free_text_and_the_uid_is_required() -> None:
+    assert column_check("custom_fields.Team Size").kind == "any"
+    assert column_check("updated_by.type").kind == "row"
+    assert column_check("source_contact.email").kind == "row"
+    assert column_check("resume").kind == "row"
+    assert uid_check.required and not column_check("email").required
+
+
+# --- the same dry run -----------------------------------------------------------------------
+
+_HEADERS = {
+    "uid": "UID",
+    "first_name": "First Name",
+    "email": "Email",
+    "phone": "Phone",
+    "prospect_status": "Prospect Status",
+    "address.country": "Address.Country",
+    "linkedin_url": "LinkedIn URL",
+    "note": "Note",
+    "custom_fields.Team": "custom_fields.Team",
+    "updated_by.type": "Updated By.Type",
+    "updated_by.name": "Updated By.Name",
+    "source_contact.full_name": "Source Contact.Full Name",
+    "source_contact.email": "Source Contact.Email",
+    "links": "Links",
+}
+_GOOD = {
+    "first_name": st.sampled_from(["Dana", "José", "  Noa ", "=1+2", "-", "'@x", "+972"]),
+    "email": st.sampled_from(["dana@example.com", "a.b@x.co.il", "bad@", "a @b.c", "x@y"]),
+    "phone": st.sampled_from(["+972-54-000", "054 000", "=cmd|' /C calc'!A0", "@SUM(1)"]),
+    "prospect_status": st.sampled_from(
+        [*PROSPECT_STATUSES, "sourced", " CONTACTED ", "Maybe", "Not  interested"]
+    ),
+    "address.country": st.sampled_from(["IL", "US", "il", "XX", " GB ", "U S"]),
+    "linkedin_url": st.one_of(
+        _LINKEDIN_LIKE, st.just("https://www.linkedin.com/in/dana-cohen-123")
+    ),
+    "note": st.sampled_from(["Called", 'said "hi", twice', "line one\nline two", "a\r\nb"]),
+    "custom_fields.Team": st.sampled_from(["R&D", "Sales; EU", "\t+tab", "\u00a0x\u3000"]),
+    "updated_by.type": st.sampled_from(["user", "USER", "robot"]),
+    "updated_by.name": st.sampled_from(["Avi", "Tamar"]),
+    "source_contact.full_name": st.sampled_from(["Head Hunter"]),
+    "source_contact.email": st.sampled_from(["hh@agency.com", "nope"]),
+    "links": st.sampled_from(["https://a.example https://b.example", "not a link"]),
+}
+_UIDS = st.sampled_from(
+    ["AE.1", "AE.2", "AE.3", "BX.17934", "SZ.9.1", "1234", "AE 1", "", " AE.4 ", "=AE.5", "ae.6"]
+)
+_NOISE = st.text(alphabet=st.sampled_from([*" ,;\t\"'=+-@\r\nxé", "\u00a0", "\x85"]), max_size=6)
+
+
+@st.composite
+def sheets(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
+    fields = draw(st.lists(st.sampled_from(sorted(_GOOD)), min_size=1, max_size=7, unique=True))
+    order = draw(st.permutations(["uid", *fields]))
+    headers = [_HEADERS[f] for f in order]
+    rows = []
+    for _ in range(draw(st.integers(0, 30))):
+        row = []
+        for field in order:
+            strategy = _UIDS if field == "uid" else _GOOD[field]
+            row.append(draw(st.one_of(strategy, strategy, st.just(""), st.just(" "), _NOISE)))
+        rows.append(row)
+    return headers, rows
+
+
+def _csv_text(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    delimiter: str,
+    quote_all: bool,
+    line_end: str,
+    last_newline: bool,
+    blank_every: int,
+) -> str:
+    """A CSV as spreadsheet programs write it: a cell with the delimiter, a quote, CR or LF
+    is quoted (csv.writer would leave a CR bare with LF line ends), quotes doubled."""
+
+    def cell(text: str) -> str:
+        if quote_all or any(c in text for c in (delimiter, '"', "\r", "\n")):
+            return '"' + text.replace('"', '""') + '"'
+        return text
+
+    lines = [delimiter.join(map(cell, headers))]
+    for i, row in enumerate(rows):
+        if blank_every and i % blank_every == 1:
+            lines.append("")  # an empty line: a row number, no report line
+        lines.append(delimiter.join(map(cell, row)))
+    return line_end.join(lines) + (line_end if last_newline else "")
+
+
+_WRITING = st.tuples(
+    st.sampled_from([",", ",", ";", "\t"]),
+    st.booleans(),
+    st.sampled_from(["\r\n", "\n"]),
+    st.booleans(),
+    st.sampled_from([0, 0, 3]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sheets(), _WRITING)
+def test_well_formed_sheets_give_the_same_dry_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    sheet: tuple[list[str], list[list[str]]],
+    writing: tuple[str, bool, str, bool, int, bool],
+) -> None:
+    """Any sheet a spreadsheet program writes: the columnar path takes it, same results."""
+    headers, rows = sheet
+    delimiter, quote_all, line_end, last_newline, blank_every, bom = writing
+    tmp = tmp_path_factory.mktemp("same")
+    text = _csv_text(headers, rows, delimiter, quote_all, line_end, last_newline, blank_every)
+    path = write(tmp / "sheet.csv", text, bom=bom)
+    fast = assert_same(path, tmp)
+    # pyarrow cannot read a header alone without a line end; such a sheet is no work.
+    if rows or last_newline:
+        assert fast is not None, "a well-formed sheet must not need the general path"
+
+
+_RAW_CELL = st.text(alphabet=st.sampled_from([*'ab",; \r\n\t=', "\u00a0"]), max_size=8)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.lists(_RAW_CELL, min_size=1, max_size=4), max_size=8),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.booleans(),
+)
+def test_malformed_csv_gives_the_same_dry_run_or_none(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[list[str]],
+    line_end: str,
+    last_newline: bool,
+) -> None:
+    """Cells joined without quoting rules (stray and unclosed quotes, short rows, CRs)."""
+    tmp = tmp_path_factory.mktemp("raw")
+    lines = ["uid,Note,First Name"] + [",".join(r) for r in rows]
+    text = line_end.join(lines) + (line_end if last_newline else "")
+    path = write(tmp / "sheet.csv", text)
+    try:
+        assert_same(path, tmp)
+    except Exception as exc:  # the general path refused it: so did the columnar one
+        if type(exc).__name__ != "InputError":
+            raise
+
+
+def _block_sheet(tmp: Path, rows: int) -> Path:
+    lines = ["UID,First Name,Email,Prospect Status,Address.Country,Note"]
+    for i in range(rows):
+        uid = "AE.7" if i in (5, rows - 3) else f"AE.{1000 + i}"  # a duplicate far apart
+        status = "Sourced" if i % 7 else "sourced"  # lower case: to the validator
+        email = f"p{i}@example.com" if i % 11 else "nobody"
+        note = '"a note, with a comma"' if i % 5 == 0 else ""
+        lines.append(f"{uid},Dana {i},{email},{status},IL,{note}")
+        if i % 97 == 0:
+            lines.append(",,,,,")  # a row of empty cells
+    return write(tmp / "big.csv", "\n".join(lines) + "\n")
+
+
+def test_many_blocks_give_the_same_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 4 kB: duplicates across blocks, first bodies, blank rows, row numbers."""
+    monkeypatch.setattr(columnar, "BLOCK_BYTES", 4096)
+    fast = assert_same(_block_sheet(tmp_path, 3000), tmp_path)
+    assert fast is not None and fast.rows == 3000
+    assert fast.summary.counts[Outcome.INVALID] > 250
+    # a bad email, a duplicate uid, a bad email
+    assert [r.row for r in fast.summary.results][:3] == [2, 8, 14]
+
+
+def test_config_mapping_ignore_and_updated_by_defaults(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "s.csv",
+        "Candidate,Mail,Internal,Note\nAE.1,a@example.com,x,hi\nAE.2,nope,,\nAE.3,,,\n",
+    )
+    mapped = Settings(
+        columns={"Candidate": "uid", "Mail": "email"},
+        ignore_columns=("Internal",),
+        updated_by={"type": "app", "name": "bulk-update"},
+    )
+    fast = assert_same(path, tmp_path, mapped)
+    assert fast is not None
+    assert fast.patches[0].body["updated_by"] == {"type": "app", "name": "bulk-update"}
+    assert fast.summary.counts[Outcome.SKIPPED] == 1
+
+
+# --- where it steps aside ---------------------------------------------------------------
+
+
+_ASIDE = {
+    "cp1252 text": "uid,First Name\nAE.1,Jos\xe9\n",
+    "a padded header": "uid, First Name\nAE.1,Dana\n",
+    "an empty header": "uid,,First Name\nAE.1,,Dana\n",
+    "a blank line before the header": "\nuid,First Name\nAE.1,Dana\n",
+    "a short row": "uid,First Name\nAE.1\nAE.2,Dana\n",
+    "a row with a cell past the headers": "uid,First Name\nAE.1,Dana,x\n",
+    "a row with an empty cell past the headers": "uid,First Name\nAE.1,Dana,\n",
+    "a quote open at the end": 'uid,First Name\nAE.1,"Dana\nAE.2,Noa\n',
+    "a quote open in the last line": 'uid,First Name\nAE.1,"Dana',
+    "a re-uploaded results sheet": (
+        "row,uid,outcome,http_status,error,message,attempts,fields,uid,First Name\n"
+        "2,AE.1,invalid,,,,0,,AE.1,'=Dana\n"
+    ),
+    "an unknown column": "uid,Favourite Colour\nAE.1,red\n",
+    "no uid column": "First Name\nDana\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_ASIDE))
+def test_sheets_it_cannot_do_exactly_go_to_the_general_path(tmp_path: Path, case: str) -> None:
+    text = _ASIDE[case]
+    path = tmp_path / "s.csv"
+    path.write_bytes(text.encode("cp1252" if case == "cp1252 text" else "utf-8"))
+    assert dry_run_csv(path, report_path=tmp_path / "fast.csv") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+    try:
+        assert_same(path, tmp_path)
+    except Exception as exc:
+        assert type(exc).__name__ in ("InputError", "UnknownColumnError")
+
+
+def test_a_row_near_the_size_limits_goes_to_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(columnar, "MAX_LINE_CHARS", 110)  # the longer row: 2 x 49 + 2 x 3
+    path = write(tmp_path / "s.csv", f"uid,Note\nAE.1,{'x' * 30}\nAE.2,{'y' * 45}\n")
+    assert dry_run_csv(path, report_path=tmp_path / "a.csv") is not None
+    monkeypatch.setattr(columnar, "MAX_LINE_CHARS", 104)
+    assert dry_run_csv(path, report_path=tmp_path / "b.csv") is None
+
+
+def test_more_than_62_data_columns_go_to_the_general_path(tmp_path: Path) -> None:
+    headers = ["uid", *(f"custom_fields.F{i}" for i in range(63))]
+    path = write(tmp_path / "s.csv", ",".join(headers) + "\nAE.1" + ",x" * 63 + "\n")
+    assert dry_run_csv(path, report_path=tmp_path / "a.csv") is None
+    path.write_text(",".join(headers[:63]) + "\nAE.1" + ",x" * 62 + "\n", encoding="utf-8")
+    assert assert_same(path, tmp_path) is not None
+
+
+def test_updated_by_defaults_that_leave_rows_invalid_go_to_the_general_path(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "s.csv", "uid,Note\nAE.1,hi\n")
+    half = Settings(updated_by={"name": "bulk-update"})  # no type: every row is invalid
+    assert dry_run_csv(path, half, report_path=tmp_path / "a.csv") is None
+    assert assert_same(path, tmp_path, half) is None
+
+
+def test_an_excel_report_is_left_to_the_general_path_unless_too_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write(tmp_path / "s.csv", "uid,Note\nAE.1,a\nAE.2,b\n\nAE.3,c\n")
+    assert dry_run_csv(path, report_path=tmp_path / "r.xlsx") is None
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
+        done = dry_run_csv(path, report_path=tmp_path / "r.xlsx")
+    assert done is not None and done.summary.report_path == tmp_path / "r.csv"
+    assert "3 rows do not fit in an Excel sheet (at most 2)" in caplog.text
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 3)  # 4 lines, one blank: 3 rows fit
+    assert dry_run_csv(path, report_path=tmp_path / "t.xlsx") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "s.csv"]
+
+
+def test_xlsx_input_and_a_missing_file_go_to_the_general_path(tmp_path: Path) -> None:
+    assert dry_run_csv(tmp_path / "none.csv", report_path=tmp_path / "r.csv") is None
+    assert dry_run_csv(tmp_path / "s.xlsx", report_path=tmp_path / "r.csv") is None
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    timings = r"in \d+\.\d+s|\"(duration_s|time)\": [^,]+|^\S+ \S+ (?=INFO|WARNING)"
+    return code, re.sub(timings, "T", out, flags=re.M), re.sub(timings, "T", err, flags=re.M)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_command_line_prints_the_same_dry_run_either_way(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    log_format: str,
+) -> None:
+    monkeypatch.delenv("COMEET_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    sheet = _block_sheet(tmp_path, 200)
+    used: list[CsvDryRun | None] = []
+
+    def spy(*args: Any, **kwargs: Any) -> CsvDryRun | None:
+        used.append(dry_run_csv(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(cli, "dry_run_csv", spy)
+    argv = ["run", str(sheet), "--dry-run", "--log-format", log_format, "--state-dir", "st"]
+    fast = _cli([*argv, "--report", "fast.csv"], capsys)
+    assert used and used[-1] is not None
+    monkeypatch.setattr(cli, "dry_run_csv", lambda *a, **k: None)
+    slow = _cli([*argv, "--report", "slow.csv"], capsys)
+    assert fast[0] == slow[0] == 1  # invalid rows
+    assert fast[1].replace("fast.csv", "slow.csv") == slow[1]
+    assert fast[2].replace("fast.csv", "slow.csv") == slow[2]
+    assert "Would send" in fast[1] or log_format == "json"
+    assert "row 8 (uid AE.7): invalid" in fast[2] or log_format == "json"
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "slow.csv").read_bytes()
+
+
+def test_a_dry_run_with_a_journal_takes_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COMEET_API_KEY", "key")
+    monkeypatch.chdir(tmp_path)
+    sheet = write(tmp_path / "s.csv", "uid,Note\nAE.1,hi\n")
+    monkeypatch.setattr(cli, "dry_run_csv", lambda *a, **k: pytest.fail("a journal is open"))
+    code, out, _ = _cli(["run", str(sheet), "--dry-run", "--report", "r.csv",
+                         "--state-dir", "st"], capsys)  # fmt: skip
+    assert code == 0 and "Would send 1 request" in out
