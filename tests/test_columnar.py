@@ -486,3 +486,11 @@ def test_a_dry_run_with_a_journal_takes_the_general_path(
     code, out, _ = _cli(["run", str(sheet), "--dry-run", "--report", "r.csv",
                          "--state-dir", "st"], capsys)  # fmt: skip
     assert code == 0 and "Would send 1 request" in out
+
+
+def test_the_demo_sheet_gives_the_same_dry_run(tmp_path: Path) -> None:
+    """The sample sheet (files, links, every kind of mistake) is taken, with the same results."""
+    demo = Path(__file__).resolve().parents[1] / "sample_data" / "candidates.csv"
+    fast = assert_same(demo, tmp_path)
+    assert fast is not None
+    assert fast.summary.counts[Outcome.INVALID] > 0 and fast.sends > 0
