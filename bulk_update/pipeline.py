@@ -134,6 +134,16 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
     """
     settings = settings or Settings()
     with open_sheet(Path(path), sheet=sheet or settings.sheet) as stream:
+        if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
+            log.info(
+                "%s has %d worksheets (%s): reading the first, '%s'; --sheet NAME (or [input] "
+                "sheet) reads another",
+                stream.path.name,
+                len(stream.worksheets),
+                ", ".join(f"'{name}'" for name in stream.worksheets),
+                stream.sheet_name,
+                extra={"event": "worksheet"},
+            )
         headers, rows = stream.headers, stream.rows
         if headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
             headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)

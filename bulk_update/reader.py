@@ -33,12 +33,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, TypeAlias, TypeVar
+from typing import IO, Any, BinaryIO, Protocol, TypeAlias, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
+from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from .errors import InputError
@@ -53,7 +54,9 @@ __all__ = [
     "XLSX_EXTENSIONS",
     "CsvFormat",
     "SheetStream",
+    "WorksheetInfo",
     "cell_text",
+    "list_worksheets",
     "open_sheet",
     "read_sheet",
     "sniff_csv",
@@ -210,6 +213,8 @@ class SheetStream:
     header_row: int
     rows: Iterator[SheetRow]
     sheet_name: str | None = None
+    #: Every worksheet of a workbook, by name, in order (empty for a CSV).
+    worksheets: tuple[str, ...] = ()
 
 
 def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
@@ -611,6 +616,22 @@ def _detect_delimiter(lines: Iterable[str]) -> str:
 
 @contextlib.contextmanager
 def _open_xlsx(path: Path, sheet: str | None) -> Iterator[SheetStream]:
+    with _workbook(path) as workbook:
+
+        def checked(rows: Iterator[SheetRow]) -> Iterator[SheetRow]:
+            try:
+                yield from rows
+            except _XLSX_ERRORS as exc:
+                raise _xlsx_error(path, exc) from None
+
+        worksheet = _pick_worksheet(workbook.worksheets, workbook.sheetnames, sheet, path.name)
+        stream = _worksheet_stream(path, worksheet)
+        yield replace(stream, rows=checked(stream.rows), worksheets=tuple(workbook.sheetnames))
+
+
+@contextlib.contextmanager
+def _workbook(path: Path) -> Iterator[Workbook]:
+    """The workbook at `path`, checked for hostile content, opened read-only."""
     with path.open("rb") as handle:
         try:
             _check_workbook(handle, path)
@@ -622,27 +643,51 @@ def _open_xlsx(path: Path, sheet: str | None) -> Iterator[SheetStream]:
                 workbook = load_workbook(handle, read_only=True, data_only=True)
         except _XLSX_ERRORS as exc:
             raise _xlsx_error(path, exc) from None
-
-        def checked(rows: Iterator[SheetRow]) -> Iterator[SheetRow]:
-            try:
-                yield from rows
-            except _XLSX_ERRORS as exc:
-                raise _xlsx_error(path, exc) from None
-
         try:
-            worksheet = _pick_worksheet(workbook.worksheets, workbook.sheetnames, sheet, path.name)
-            if isinstance(worksheet, ReadOnlyWorksheet):
-                # The <dimension> record is written by the producing program and is sometimes
-                # wrong; trusting it could cut rows off. Without it every row is read.
-                worksheet.reset_dimensions()
-            rows = worksheet.iter_rows(min_row=1, min_col=1, values_only=True)
-            try:
-                stream = _start(path, _xlsx_records(path, rows), _letter, worksheet.title)
-            except _XLSX_ERRORS as exc:
-                raise _xlsx_error(path, exc) from None
-            yield replace(stream, rows=checked(stream.rows))
+            yield workbook
         finally:
             workbook.close()
+
+
+def _worksheet_stream(path: Path, worksheet: Any) -> SheetStream:  # a read-only worksheet
+    """A worksheet's header, found and checked, and its rows (read as iterated)."""
+    if isinstance(worksheet, ReadOnlyWorksheet):
+        # The <dimension> record is written by the producing program and is sometimes
+        # wrong; trusting it could cut rows off. Without it every row is read.
+        worksheet.reset_dimensions()
+    rows = worksheet.iter_rows(min_row=1, min_col=1, values_only=True)
+    try:
+        return _start(path, _xlsx_records(path, rows), _letter, worksheet.title)
+    except _XLSX_ERRORS as exc:
+        raise _xlsx_error(path, exc) from None
+
+
+@dataclass(frozen=True, slots=True)
+class WorksheetInfo:
+    """One worksheet of a workbook: its name and its header row (empty if it has none)."""
+
+    name: str
+    headers: tuple[str, ...]
+
+
+def list_worksheets(path: Path) -> tuple[WorksheetInfo, ...]:
+    """The worksheets of an XLSX workbook in order, each with its header row; () otherwise.
+
+    For choosing which one to read (`read_sheet(path, sheet=name)`). Raises InputError for
+    a workbook that cannot be read, as `read_sheet` does.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in XLSX_EXTENSIONS:
+        return ()
+    found = []
+    with _os_errors(path.name), _workbook(path) as workbook:
+        for worksheet in workbook.worksheets:
+            try:
+                headers = _worksheet_stream(path, worksheet).headers
+            except InputError:  # no header row (an empty worksheet), or one not usable
+                headers = ()
+            found.append(WorksheetInfo(worksheet.title, headers))
+    return tuple(found)
 
 
 def _check_workbook(handle: BinaryIO, path: Path) -> None:

@@ -169,6 +169,19 @@ def test_a_report_too_long_for_excel(
     check(*(r.getMessage() for r in caplog.records))
 
 
+def test_a_workbook_of_several_worksheets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    workbook = Workbook()
+    first = workbook.active
+    assert first is not None
+    first.append(["uid"])
+    first.append(["AE.1"])
+    workbook.create_sheet("Old")
+    workbook.save(tmp_path / "two.xlsx")
+    with caplog.at_level(logging.INFO, logger="bulk_update"):
+        load(tmp_path / "two.xlsx")
+    check(*(r.getMessage() for r in caplog.records))
+
+
 def test_sandbox_messages(tmp_path: Path) -> None:
     check_error(lambda: load_seed(tmp_path / "missing.json"))
     seed = tmp_path / "seed.json"

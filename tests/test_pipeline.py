@@ -373,3 +373,29 @@ async def test_an_xlsx_report_too_long_for_excel_is_written_as_csv(
     assert "written as CSV" in caplog.text
     with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
         assert len(list(csv.reader(fh))) == 121
+
+
+def test_loading_a_workbook_of_several_worksheets_says_which_was_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    first = workbook.active
+    assert first is not None
+    first.title = "Candidates"
+    first.append(["uid", "Note"])
+    first.append(["AE.1", "hi"])
+    workbook.create_sheet("Archive").append(["uid"])
+    path = tmp_path / "book.xlsx"
+    workbook.save(path)
+    with caplog.at_level("INFO", logger="bulk_update"):
+        assert bu.load(path).raw.sheet_name == "Candidates"
+    assert (
+        "book.xlsx has 2 worksheets ('Candidates', 'Archive'): reading the first, 'Candidates'; "
+        "--sheet NAME (or [input] sheet) reads another" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="bulk_update"):
+        assert bu.load(path, bu.Settings(sheet="Archive")).raw.sheet_name == "Archive"
+    assert "worksheets" not in caplog.text

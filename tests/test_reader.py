@@ -513,6 +513,24 @@ def test_xlsx_sheet_selection(tmp_path: Path) -> None:
     assert read_sheet(path, sheet="second").sheet_name == "Second"
 
 
+def test_list_worksheets_gives_each_name_and_header_row(tmp_path: Path) -> None:
+    path = write_xlsx(tmp_path, [["Notes"]], title="Read me", extra_sheets=["Candidates", "Old"])
+    workbook = openpyxl.load_workbook(path)
+    workbook.create_sheet("Empty")
+    workbook.save(path)
+    found = reader.list_worksheets(path)
+    assert [(w.name, w.headers) for w in found] == [
+        ("Read me", ("Notes",)),
+        ("Candidates", ("uid", "from")),
+        ("Old", ("uid", "from")),
+        ("Empty", ()),
+    ]
+    assert reader.list_worksheets(write_bytes(tmp_path, "s.csv", b"uid\nAE.1\n")) == ()
+    bad = write_bytes(tmp_path, "bad.xlsx", b"uid\nAE.1\n")
+    with pytest.raises(InputError, match="really a text file"):
+        reader.list_worksheets(bad)
+
+
 def test_xlsx_unknown_sheet_lists_the_sheets(tmp_path: Path) -> None:
     path = write_xlsx(tmp_path, [["uid"]], title="First", extra_sheets=["Second"])
     error = input_error(path, sheet="Candidates")

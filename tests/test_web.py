@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
 
 from bulk_update.auth import Credentials
 from bulk_update.cli import main
@@ -229,6 +229,62 @@ async def test_unknown_columns_go_through_the_mapping_step(
         assert _counts(html, "preview-counts") == {"would_update": 2}
         assert "&#34;email&#34;: &#34;eitan@example.com&#34;" in html
         assert "&#34;Team size&#34;: &#34;12&#34;" in html and "3F" not in html
+
+
+def _workbook(**sheets: list[list[str]]) -> bytes:
+    workbook = Workbook()
+    workbook.remove(workbook.worksheets[0])
+    for title, rows in sheets.items():
+        worksheet = workbook.create_sheet(title.replace("_", " "))
+        for row in rows:
+            worksheet.append(row)
+    buffer = BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_a_workbook_of_several_worksheets_asks_which_one(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    book = _workbook(
+        Read_me=[["Instructions"], ["Fill in one row per candidate"]],
+        Candidates=[["UID", "Email"], ["C1.9D2E4", "eitan@example.com"], ["B4.B5F21", ""]],
+        Archive=[],
+    )
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        status, where, _ = await page.upload("book.xlsx", book)
+        assert status == 303 and where.endswith("/worksheet")
+        _, html = await page.get(where)
+        for name in ("Read me", "Candidates", "Archive"):
+            assert f'data-worksheet="{name}"' in html
+        assert "Instructions" in html and "empty" in html  # each one's first row
+        # The worksheet with a uid column is chosen already.
+        assert re.search(r'value="Candidates"\s+checked', html)
+        assert not re.search(r'value="Read me"\s+checked', html)
+        status, _, html = await page.post(where, {"csrf_token": page.csrf, "worksheet": "Nope"})
+        assert status == 400 and "choose one of the workbook" in html
+        status, _, _ = await page.post(where, {"worksheet": "Candidates"})
+        assert status == 403
+        # A worksheet of other columns goes on to the mapping step, as any sheet would.
+        form = {"csrf_token": page.csrf, "worksheet": "Read me"}
+        status, mapping, _ = await page.post(where, form)
+        assert status == 303 and mapping.endswith("/mapping")
+        _, html = await page.get(mapping)
+        assert 'data-header="Instructions"' in html
+        status, where, _ = await page.upload("book.xlsx", book)
+        form = {"csrf_token": page.csrf, "worksheet": "Candidates"}
+        status, preview, _ = await page.post(where, form)
+        assert status == 303 and preview.endswith("/preview")
+        _, html = await page.get(preview)
+        assert _counts(html, "preview-counts") == {"would_update": 1, "skipped": 1}
+        assert 'id="preview-worksheet"' in html and "<strong>Candidates</strong> (of 3)" in html
+        _, again = await page.get(where)
+        assert "Which worksheet" not in again  # read already: on to the preview
+    # With [input] sheet set in the config, every upload reads that worksheet.
+    settings = _settings(tmp_path, sandbox.base_url, sheet="Candidates")
+    async with page_for(_config(tmp_path, sandbox, settings=settings)) as page:
+        status, where, _ = await page.upload("book.xlsx", book)
+        assert status == 303 and where.endswith("/preview")
 
 
 async def test_a_file_that_is_not_a_sheet_gets_the_readers_message(

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
 from playwright.sync_api import Page, expect, sync_playwright
 
 from .conftest import ROOT, SAMPLE, run_cli
@@ -106,15 +106,24 @@ def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
     cli_counts = {o: n for o, n in json.loads(dry.out.splitlines()[-1])["counts"].items() if n}
     assert cli_counts["would_update"] > 20 and cli_counts["invalid"] == 8
 
-    # A sheet with columns the tool does not know: it goes through the mapping step.
-    unknown = tmp_path / "new-hires.csv"
-    unknown.write_text(
-        "UID,Mail,Recruiter notes,Prospect Status\n"
-        "C1.9D2E4,eitan@example.com,call back,Contacted\n"
-        "B4.B5F21,noa@example.com,met at fair,Interested\n"
-        "9B.C0DE5,not-an-email,,Responded\n",
-        encoding="utf-8",
-    )
+    # A workbook of two worksheets, the candidates' with columns the tool does not know: it
+    # goes through the worksheet and the mapping steps.
+    book = Workbook()
+    readme = book.active
+    assert readme is not None
+    readme.title = "Read me"
+    readme.append(["Instructions"])
+    readme.append(["One row per new hire; the uid is in the candidate's Comeet page"])
+    hires = book.create_sheet("New hires")
+    for row in (
+        ("UID", "Mail", "Recruiter notes", "Prospect Status"),
+        ("C1.9D2E4", "eitan@example.com", "call back", "Contacted"),
+        ("B4.B5F21", "noa@example.com", "met at fair", "Interested"),
+        ("9B.C0DE5", "not-an-email", None, "Responded"),
+    ):
+        hires.append(row)
+    unknown = tmp_path / "new-hires.xlsx"
+    book.save(unknown)
     not_a_sheet = tmp_path / "headshot.csv"
     not_a_sheet.write_bytes((SAMPLE / "files" / "maya-peretz.png").read_bytes())
 
@@ -132,9 +141,15 @@ def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
             expect(error).to_contain_text("headshot.csv")
             expect(error).to_contain_text("How to fix")
 
-            # -- the mapping step ------------------------------------------------------------
+            # -- the worksheet step, then the mapping step -------------------------------------
             page.set_input_files("#sheet-input", str(unknown))
             page.click("#upload-button")
+            page.wait_for_url("**/worksheet")
+            expect(page.locator("input[name=worksheet]")).to_have_count(2)
+            # The worksheet with a uid column is chosen already.
+            expect(page.locator('input[value="New hires"]')).to_be_checked()
+            _shot(page, "web-worksheet")
+            page.click("#worksheet-button")
             page.wait_for_url("**/mapping")
             expect(page.locator("select[data-header]")).to_have_count(2)
             page.select_option('select[data-header="Mail"]', "email")

@@ -26,6 +26,7 @@ from ..errors import InputError
 
 if TYPE_CHECKING:
     from ..pipeline import Sheet
+    from ..reader import WorksheetInfo
     from .preview import Preview, UnknownColumn
 
 __all__ = ["Upload", "UploadStore", "UploadTooLarge", "safe_name"]
@@ -69,6 +70,9 @@ class Upload:
     name: str
     folder: Path
     created: float
+    #: A workbook's worksheets, when it has several to choose from; the one chosen.
+    worksheets: tuple[WorksheetInfo, ...] = ()
+    worksheet: str | None = None
     mapping: dict[str, str] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     unknown: list[UnknownColumn] = field(default_factory=list)

@@ -13,9 +13,12 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
+from ..config import Settings
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
 from ..journal import Journal, RunRecord, read_runs
 from ..pipeline import Sheet
+from ..reader import list_worksheets
+from ..schema import normalize_header
 from .app import STATE, csrf_refused, outcome_css, render, session_of, set_session
 from .preview import FIELD_CHOICES, Preview, find_unknown_columns, load_upload, make_preview
 from .preview import mapped_settings as _mapped
@@ -114,9 +117,21 @@ async def upload(request: web.Request) -> web.StreamResponse:
 
 
 async def _read(request: web.Request, the_upload: Upload) -> web.Response:
-    """Read the uploaded file with the mapping chosen so far; on to mapping or preview."""
+    """Read the uploaded file with the choices so far; on to a worksheet, mapping or preview."""
     state = request.app[STATE]
+    if the_upload.worksheet is None and not state.settings.sheet:
+        # A workbook of several worksheets: the recruiter says which one (the config's
+        # [input] sheet, when set, says it for every upload).
+        try:
+            found = await asyncio.to_thread(list_worksheets, the_upload.path)
+        except BulkUpdateError as exc:
+            return _refuse_upload(request, the_upload, exc)
+        if len(found) > 1:
+            the_upload.worksheets = found
+            return _redirect(f"/uploads/{the_upload.id}/worksheet")
     settings = _mapped(state.settings, the_upload.mapping, the_upload.ignored)
+    if the_upload.worksheet is not None:
+        settings = settings.with_overrides(sheet=the_upload.worksheet)
     try:
         sheet = await asyncio.to_thread(
             load_upload, the_upload.path, settings, state.config.files_dir
@@ -163,6 +178,64 @@ async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Pr
         return make_preview(sheet, settings, journal=None, report_path=report)
 
     return await asyncio.to_thread(work)
+
+
+# --- worksheet ------------------------------------------------------------------------------
+
+
+def _holds_uids(headers: tuple[str, ...], settings: Settings) -> bool:
+    mapped = {normalize_header(k) for k, v in settings.columns.items() if v.strip() == "uid"}
+    return any(normalize_header(h) == "uid" or normalize_header(h) in mapped for h in headers)
+
+
+def _worksheet_page(
+    request: web.Request,
+    the_upload: Upload,
+    error: BulkUpdateError | None = None,
+    status: int = 200,
+) -> web.Response:
+    settings = request.app[STATE].settings
+    worksheets = the_upload.worksheets
+    chosen = the_upload.worksheet or next(
+        (w.name for w in worksheets if _holds_uids(w.headers, settings)), worksheets[0].name
+    )
+    return render(
+        request,
+        "worksheet.html",
+        status=status,
+        nav="upload",
+        step=1,
+        upload=the_upload,
+        worksheets=worksheets,
+        chosen=chosen,
+        error=error,
+    )
+
+
+async def worksheet(request: web.Request) -> web.Response:
+    """The worksheet step: which worksheet of the workbook holds the candidates."""
+    the_upload = _upload_of(request)
+    if the_upload.sheet is not None or len(the_upload.worksheets) < 2:
+        return _redirect(f"/uploads/{the_upload.id}/preview")
+    return _worksheet_page(request, the_upload)
+
+
+async def save_worksheet(request: web.Request) -> web.Response:
+    """Keep the worksheet chosen and read it."""
+    the_upload = _upload_of(request)
+    if the_upload.sheet is not None or len(the_upload.worksheets) < 2:
+        return _redirect(f"/uploads/{the_upload.id}/preview")
+    form = await request.post()
+    name = str(form.get("worksheet", ""))
+    if name not in {w.name for w in the_upload.worksheets}:
+        error = InputError(
+            "choose one of the workbook's worksheets", fix="pick the one with the candidates"
+        )
+        return _worksheet_page(request, the_upload, error, 400)
+    the_upload.worksheet = name
+    # Another worksheet has other columns: what was chosen for the last one does not apply.
+    the_upload.mapping, the_upload.ignored, the_upload.unknown = {}, [], []
+    return await _read(request, the_upload)
 
 
 # --- mapping --------------------------------------------------------------------------------
@@ -441,6 +514,8 @@ def add_routes(app: web.Application) -> None:
     """Register every page of the application."""
     app.router.add_get("/", index, name="index")
     app.router.add_post("/upload", upload, name="upload")
+    app.router.add_get("/uploads/{upload}/worksheet", worksheet)
+    app.router.add_post("/uploads/{upload}/worksheet", save_worksheet)
     app.router.add_get("/uploads/{upload}/mapping", mapping)
     app.router.add_post("/uploads/{upload}/mapping", save_mapping)
     app.router.add_get("/uploads/{upload}/preview", preview)

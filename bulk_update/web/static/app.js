@@ -135,8 +135,10 @@
   document.addEventListener("DOMContentLoaded", function () {
     var upload = $("#upload-form");
     if (upload) { setupUpload(upload); }
-    var mapping = $("#mapping-form");
-    if (mapping) { mapping.addEventListener("submit", function () { busy(mapping); }); }
+    ["#mapping-form", "#worksheet-form"].forEach(function (id) {
+      var form = $(id);
+      if (form) { form.addEventListener("submit", function () { busy(form); }); }
+    });
     var confirm = $("#confirm-form");
     if (confirm) {
       confirm.addEventListener("submit", function () {
