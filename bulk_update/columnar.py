@@ -15,7 +15,7 @@ the same dry run with pyarrow's CSV parser and compute kernels, a block of rows 
 
 It returns None, having written nothing, for a sheet it cannot do exactly, and the caller
 takes the general path (which also gives every error message): a file that is not UTF-8,
-a header that is not the first line or has empty, padded or repeated names, a re-uploaded
+a header that is not the first line, data in a column without a header, a re-uploaded
 results sheet, a row with fewer or more cells than headers, a row near the reader's size
 limits, a quote still open at the end of the file, more than 62 data columns,
 [defaults.updated_by] settings that leave a row without updated_by invalid, or an XLSX
@@ -178,23 +178,45 @@ def _csv_options(
     }
 
 
-def _headers(path: Path, delimiter: str) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """The header row as the file has it (`raw`, pyarrow's column names) and as the reader
+    gives it: `headers`, stripped, for the columns that have one (`named`: their indices
+    among the file's columns). The others must stay empty, as the reader demands."""
+
+    raw: tuple[str, ...]
+    headers: tuple[str, ...]
+    named: tuple[int, ...]
+
+    @property
+    def unnamed(self) -> tuple[int, ...]:
+        named = set(self.named)
+        return tuple(i for i in range(len(self.raw)) if i not in named)
+
+
+def _layout(path: Path, delimiter: str) -> _Layout:
     import pyarrow.csv as pv
 
     with pv.open_csv(path, **_csv_options(delimiter, None)) as reader:
-        names = list(reader.schema.names)
-    if any(not h or h != h.strip() for h in names) or len(set(names)) != len(names):
-        raise _Unsupported("an empty, padded or repeated header")
-    return names
+        raw = tuple(reader.schema.names)
+    stripped = [h.strip() for h in raw]
+    if not any(stripped):
+        raise _Unsupported("a blank first line: the header is further down")
+    # As the reader: columns past the last header are none; one without a header is dropped.
+    width = max(i for i, h in enumerate(stripped) if h) + 1
+    named = tuple(i for i in range(width) if stripped[i])
+    return _Layout(raw, tuple(stripped[i] for i in named), named)
 
 
-def _duplicates(path: Path, delimiter: str, headers: list[str], uid: str) -> tuple[list[str], int]:
+def _duplicates(
+    path: Path, delimiter: str, names: Sequence[str], uid: str
+) -> tuple[list[str], int]:
     """Pass 1: the uids typed on more than one row, and how many rows the sheet has."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pv
 
-    with pv.open_csv(path, **_csv_options(delimiter, headers, [uid])) as reader:
+    with pv.open_csv(path, **_csv_options(delimiter, names, [uid])) as reader:
         uids = [pc.utf8_trim(batch.column(0), characters=PY_SPACE) for batch in reader]
     rows = sum(len(u) for u in uids)
     if not rows:
@@ -315,10 +337,10 @@ class _Outcomes:
         return built
 
 
-def _batches(path: Path, delimiter: str, headers: list[str]) -> Iterator[Any]:
+def _batches(path: Path, delimiter: str, names: Sequence[str]) -> Iterator[Any]:
     import pyarrow.csv as pv
 
-    with pv.open_csv(path, **_csv_options(delimiter, headers)) as reader:
+    with pv.open_csv(path, **_csv_options(delimiter, names)) as reader:
         yield from reader
 
 
@@ -446,9 +468,10 @@ def _dry_run(
     fmt = sniff_csv(path)
     if fmt.encoding not in ("utf-8", "utf-8-sig"):
         raise _Unsupported(f"{fmt.encoding} text")
-    headers = _headers(path, fmt.delimiter)
-    if len(headers) > MAX_COLUMNS:
-        raise _Unsupported(f"{len(headers)} columns")
+    layout = _layout(path, fmt.delimiter)
+    headers = layout.headers
+    if len(layout.named) and layout.named[-1] >= MAX_COLUMNS:
+        raise _Unsupported(f"{layout.named[-1] + 1} columns")
     if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS:
         raise _Unsupported("a re-uploaded results sheet (its cells are restored)")
     columns = resolve_columns(headers, mapping=settings.columns, ignore=settings.ignore_columns)
@@ -457,7 +480,8 @@ def _dry_run(
         raise _Unsupported(f"{len(data_cols)} data columns")
     uid = next(c for c in columns if c.field == "uid")
     check_report_path(report_path)
-    duplicates, total = _duplicates(path, fmt.delimiter, headers, uid.header)
+    uid_name = layout.raw[layout.named[uid.index]]
+    duplicates, total = _duplicates(path, fmt.delimiter, layout.raw, uid_name)
     if report_path.suffix.lower() != ".csv" and fits_in_excel(total):
         raise _Unsupported("an Excel report")
     if settings.updated_by:
@@ -480,11 +504,12 @@ def _dry_run(
     rows = 0
     next_row = 2  # the header is row 1
     last_cell: str | None = None
+    unnamed = layout.unnamed
     tmp = create_temp(report_path)
     try:
         with tmp.open("wb") as fh:
             fh.write(("\ufeff" + header.getvalue()).encode("utf-8"))
-            for batch in _batches(path, fmt.delimiter, headers):
+            for batch in _batches(path, fmt.delimiter, layout.raw):
                 if not batch.num_rows:
                     continue
                 raw = batch.columns
@@ -494,7 +519,10 @@ def _dry_run(
                 longest = pc.max(reduce(pc.add, map(pc.binary_length, raw))).as_py()
                 if 2 * longest + 3 * len(raw) >= MAX_LINE_CHARS:
                     raise _Unsupported("a row near the reader's size limits")
-                block = check(raw, next_row)
+                for i in unnamed:
+                    if pc.max(pc.binary_length(pc.utf8_trim(raw[i], characters=PY_SPACE))).as_py():
+                        raise _Unsupported("data in a column without a header")
+                block = check([raw[i] for i in layout.named], next_row)
                 next_row += batch.num_rows
                 if not len(block.numbers):
                     continue

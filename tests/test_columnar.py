@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import csv
 import logging
 import re
 from collections.abc import Sequence
@@ -222,12 +223,18 @@ _NOISE = st.text(alphabet=st.sampled_from([*" ,;\t\"'=+-@\r\nxé", "\u00a0", "\x
 @st.composite
 def sheets(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
     fields = draw(st.lists(st.sampled_from(sorted(_GOOD)), min_size=1, max_size=7, unique=True))
-    order = draw(st.permutations(["uid", *fields]))
-    headers = [_HEADERS[f] for f in order]
+    # "" is a column without a header (left empty, as a spreadsheet program leaves one).
+    order = draw(st.permutations(["uid", *fields, *[""] * draw(st.integers(0, 2))]))
+    padding = draw(st.sampled_from(["", " ", "\u00a0"]))
+    headers = [draw(st.sampled_from(["", " "])) if not f else padding + _HEADERS[f] + padding
+               for f in order]  # fmt: skip
     rows = []
     for _ in range(draw(st.integers(0, 30))):
         row = []
         for field in order:
+            if not field:
+                row.append(draw(st.sampled_from(["", " "])))
+                continue
             strategy = _UIDS if field == "uid" else _GOOD[field]
             row.append(draw(st.one_of(strategy, strategy, st.just(""), st.just(" "), _NOISE)))
         rows.append(row)
@@ -359,8 +366,8 @@ def test_config_mapping_ignore_and_updated_by_defaults(tmp_path: Path) -> None:
 
 _ASIDE = {
     "cp1252 text": "uid,First Name\nAE.1,Jos\xe9\n",
-    "a padded header": "uid, First Name\nAE.1,Dana\n",
-    "an empty header": "uid,,First Name\nAE.1,,Dana\n",
+    "data under an empty header": "uid,,First Name\nAE.1,x,Dana\n",
+    "data past the last header": "uid,First Name,\nAE.1,Dana,x\n",
     "a blank line before the header": "\nuid,First Name\nAE.1,Dana\n",
     "a short row": "uid,First Name\nAE.1\nAE.2,Dana\n",
     "a row with a cell past the headers": "uid,First Name\nAE.1,Dana,x\n",
@@ -387,6 +394,14 @@ def test_sheets_it_cannot_do_exactly_go_to_the_general_path(tmp_path: Path, case
         assert_same(path, tmp_path)
     except Exception as exc:
         assert type(exc).__name__ in ("InputError", "UnknownColumnError")
+
+
+def test_padded_and_empty_headers_are_read_as_the_reader_reads_them(tmp_path: Path) -> None:
+    text = " UID ,,First Name,\u3000,\nAE.1,,Dana,,\nAE.2, ,,\u00a0,\n"
+    fast = assert_same(write(tmp_path / "s.csv", text), tmp_path)
+    assert fast is not None and fast.summary.counts[Outcome.SKIPPED] == 1
+    with (tmp_path / "fast.csv").open(encoding="utf-8-sig", newline="") as fh:
+        assert next(csv.reader(fh))[-2:] == ["UID", "First Name"]
 
 
 def test_a_row_near_the_size_limits_goes_to_the_general_path(
