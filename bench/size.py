@@ -9,13 +9,15 @@ then, in the same run and alternating, measures in child processes:
 - the baseline: `pandas.read_csv(sheet, dtype=str, keep_default_na=False)`, nothing else;
 - with `--general`, also the general path the columnar one stands in for (load, plan,
   run_async(dry_run=True), with the command line's garbage-collector setting), and a
-  byte-for-byte comparison of the two reports.
+  byte-for-byte comparison of the two reports;
+- with `--xlsx`, the command line's dry run to an XLSX report (`run`'s default format)
+  instead: the general path, and the XLSX writer (bulk_update/xlsx.py).
 
 Each child's wall time (interpreter start included, for all) and its own peak RSS (wait4).
 Prints the best of `--repeat` runs of each and the ratio; goals: ratio <= 3, peak RSS of
 the dry run <= 1 GiB. Run from the repository root::
 
-    /work/venv/bin/python bench/size.py [--rows 1000000] [--repeat 3] [--general]
+    /work/venv/bin/python bench/size.py [--rows 1000000] [--repeat 3] [--general | --xlsx]
 
 Exits 1 when the dry run did not exit 0, reported other than every row `would_update`, the
 RSS goal was missed or (with --general) the two reports differ (the time ratio is printed,
@@ -130,6 +132,13 @@ def run_child(argv: list[str], cwd: Path, env: dict[str, str]) -> Child:
 
 def outcomes(report: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
+    if report.suffix == ".xlsx":
+        from openpyxl import load_workbook
+
+        sheet = load_workbook(report, read_only=True)["Results"]
+        for (outcome,) in sheet.iter_rows(min_row=2, min_col=3, max_col=3, values_only=True):
+            counts[str(outcome)] = counts.get(str(outcome), 0) + 1
+        return counts
     with report.open(newline="", encoding="utf-8-sig") as fh:
         for line in csv.DictReader(fh):
             counts[line["outcome"]] = counts.get(line["outcome"], 0) + 1
@@ -143,13 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--general", action="store_true", help="also time the general path; compare reports"
     )
+    parser.add_argument(
+        "--xlsx", action="store_true", help="an XLSX report (the default of `run`) instead"
+    )
     args = parser.parse_args(argv)
+    if args.xlsx and args.general:
+        parser.error("--general compares CSV reports: leave out --xlsx")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env["PYTHONPATH"] = str(ROOT)
     with tempfile.TemporaryDirectory(prefix="bench-size-") as tmp_name:
         tmp = Path(tmp_name)
-        sheet, report = tmp / "sheet.csv", tmp / "out.csv"
+        sheet, report = tmp / "sheet.csv", tmp / ("out.xlsx" if args.xlsx else "out.csv")
         write_sheet(sheet, args.rows)
         print(f"sheet: {args.rows:,} rows x {len(HEADERS)} columns, {sheet.stat().st_size:,} B")
         tool_argv = [
@@ -179,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':40} {'best wall s':>12} {'all runs':>24} {'peak RSS':>10}")
         rows = [
             ("pandas.read_csv (baseline)", bases),
-            ("bulk-update run --dry-run (CSV report)", tools),
+            (f"bulk-update run --dry-run ({report.suffix[1:].upper()} report)", tools),
         ]
         if generals:
             rows.append(("general path (load, plan, run_async)", generals))

@@ -30,13 +30,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES, ILLEGAL_CHARACTERS_RE, Cell
-from openpyxl.styles import Font, PatternFill
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from . import xlsx
 from .errors import ConfigError
 from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from .rowstore import RowStore
@@ -300,29 +296,6 @@ def _xlsx_text(value: str) -> str:
     return "'" + text if _QUOTED.match(text) else text
 
 
-def _cell(ws: WriteOnlyWorksheet, value: _Value | float) -> Cell:
-    """A cell that holds `value` as is: text always as text, never a formula."""
-    if isinstance(value, str):
-        cell = WriteOnlyCell(ws, value=_xlsx_text(value))
-        # openpyxl makes text starting with '=' a formula and '#N/A' an error value.
-        cell.data_type = "s"
-        return cell
-    return WriteOnlyCell(ws, value=value)
-
-
-def _plain(ws: WriteOnlyWorksheet, value: _Value) -> _Value | Cell:
-    """`value` for the write-only sheet: bare where openpyxl keeps it as is, else a text cell.
-
-    Bare values skip building a Cell per value, a third of the time of a large report.
-    """
-    if isinstance(value, str):
-        text = _xlsx_text(value)
-        if text.startswith("=") or text in ERROR_CODES:
-            return _cell(ws, value)  # the raw value: _cell applies _xlsx_text once
-        return text
-    return value
-
-
 def _widths(table: Iterable[list[_Value]]) -> list[float]:
     """Column widths in characters: the longest line of any cell, within bounds."""
     widths: list[int] = []
@@ -344,60 +317,49 @@ def _write_xlsx(
     summary: RunSummary,
     source: Path | None,
 ) -> None:
-    # Write-only mode streams rows to disk. It wants column widths before the first row, so
-    # the (pure, cheap) table is walked twice rather than holding a million cells in memory.
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("Results")
+    # The writer streams rows to disk and wants column widths before the first row, so the
+    # (pure, cheap) table is walked twice rather than holding a million cells in memory.
     widths = _widths(table())
-    for i, width in enumerate(widths, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = width
-    ws.freeze_panes = "A2"
-    bold = Font(bold=True)
-    fills = {o.value: PatternFill("solid", fgColor=c) for o, c in OUTCOME_COLOURS.items()}
-    lines = table()
-    header = [_cell(ws, v) for v in next(lines)]
-    for cell in header:
-        cell.font = bold
-    ws.append(header)
-    count = 0
-    for line in lines:
-        cells = [_plain(ws, v) for v in line]
-        fill = fills.get(str(line[_OUTCOME_COLUMN]))
-        if fill is not None:
-            outcome = _cell(ws, line[_OUTCOME_COLUMN])
-            outcome.fill = fill
-            cells[_OUTCOME_COLUMN] = outcome
-        ws.append(cells)
-        count += 1
-    # The filter is written after the rows, so it can be set once their count is known.
-    ws.auto_filter.ref = f"A1:{get_column_letter(len(header))}{count + 1}"
-    _write_summary(wb, summary, source)
-    wb.save(path)
+    fills = {o.value: xlsx.fill_style(i) for i, o in enumerate(OUTCOME_COLOURS)}
+
+    def results() -> Iterator[list[xlsx.Cell]]:
+        lines = table()
+        yield [(_xlsx_text(str(v)), xlsx.BOLD) for v in next(lines)]
+        for line in lines:
+            cells: list[xlsx.Cell] = [_xlsx_text(v) if isinstance(v, str) else v for v in line]
+            outcome = str(line[_OUTCOME_COLUMN])
+            fill = fills.get(outcome)
+            if fill is not None:
+                cells[_OUTCOME_COLUMN] = (outcome, fill)
+            yield cells
+
+    xlsx.write_workbook(
+        path,
+        [
+            xlsx.SheetSpec("Results", results(), widths, freeze_header=True, autofilter=True),
+            xlsx.SheetSpec("Summary", _summary_lines(summary, source), (16, 40)),
+        ],
+        fills=list(OUTCOME_COLOURS.values()),
+    )
 
 
-def _write_summary(wb: Workbook, summary: RunSummary, source: Path | None) -> None:
-    ws = wb.create_sheet("Summary")
-    ws.column_dimensions["A"].width = 16
-    ws.column_dimensions["B"].width = 40
-    bold = Font(bold=True)
+def _summary_lines(summary: RunSummary, source: Path | None) -> Iterator[list[xlsx.Cell]]:
+    def put(label: str, value: _Value | float) -> list[xlsx.Cell]:
+        shown = _xlsx_text(value) if isinstance(value, str) else value
+        return [(_xlsx_text(label), xlsx.BOLD), shown]
 
-    def put(label: str, value: _Value | float) -> None:
-        key = _cell(ws, label)
-        key.font = bold
-        ws.append([key, _cell(ws, value)])
-
-    put("outcome", "rows")
+    yield put("outcome", "rows")
     for outcome in Outcome:
-        put(outcome.value, summary.counts.get(outcome, 0))
-    put("total", summary.total)
-    ws.append([])
-    put("input", str(source) if source is not None else "")
-    put("dry run", "yes" if summary.dry_run else "no")
-    put("duration (s)", round(summary.duration_s, 1))
+        yield put(outcome.value, summary.counts.get(outcome, 0))
+    yield put("total", summary.total)
+    yield []
+    yield put("input", str(source) if source is not None else "")
+    yield put("dry run", "yes" if summary.dry_run else "no")
+    yield put("duration (s)", round(summary.duration_s, 1))
     if summary.dry_run and summary.estimate_s is not None:
-        put("estimate (s)", round(summary.estimate_s, 1))
+        yield put("estimate (s)", round(summary.estimate_s, 1))
     if summary.aborted:
-        put("aborted", "yes")
+        yield put("aborted", "yes")
         if summary.abort_reason:
-            put("abort reason", summary.abort_reason)
-    put("generated at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+            yield put("abort reason", summary.abort_reason)
+    yield put("generated at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))

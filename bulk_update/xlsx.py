@@ -1,0 +1,253 @@
+"""A small streaming XLSX writer: what the results sheet needs, an order of magnitude faster.
+
+openpyxl's write-only mode builds and serializes an object per cell (about 15 µs each: a
+100,000-row report took half a minute). Here each row is formatted as SpreadsheetML text
+and deflated straight into the zip, a few thousand rows at a time, so memory stays flat
+whatever the row count. What it writes is what the report needs and no more:
+
+- text always as an inline string (never a formula, never an error value such as `#N/A`),
+  numbers as numbers, an empty or None cell left out;
+- a fixed table of styles: `NORMAL`, `BOLD`, and one solid fill per colour asked for
+  (`fill_style(i)`);
+- per sheet: column widths, a frozen header row, a filter over the rows written.
+
+Callers pass text XML can hold (report._xlsx_text drops the control characters it cannot).
+"""
+
+from __future__ import annotations
+
+import itertools
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from openpyxl.utils import get_column_letter
+
+__all__ = ["BOLD", "NORMAL", "Cell", "SheetSpec", "fill_style", "write_workbook"]
+
+#: A cell: its value, or (value, style). None and "" leave the cell out.
+Cell = str | int | float | None | tuple[str | int | float | None, int]
+
+NORMAL = 0
+BOLD = 1
+_ROWS_PER_WRITE = 2000
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
+_XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+
+
+def fill_style(index: int) -> int:
+    """The style of a cell filled with the `index`-th colour given to `write_workbook`."""
+    return 2 + index
+
+
+@dataclass(frozen=True)
+class SheetSpec:
+    """One worksheet: its name, its rows (read once, in order) and how it is shown."""
+
+    name: str
+    rows: Iterable[Sequence[Cell]]
+    widths: Sequence[float] = ()
+    freeze_header: bool = False
+    autofilter: bool = False
+
+
+def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str] = ()) -> None:
+    """Write the workbook at `path` (replacing it); `fills` are RRGGBB hex colours."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        filters: list[str | None] = []
+        for number, sheet in enumerate(sheets, start=1):
+            part = f"xl/worksheets/sheet{number}.xml"
+            with archive.open(part, "w", force_zip64=True) as stream:
+                filters.append(_write_sheet(stream, sheet))
+        archive.writestr("[Content_Types].xml", _content_types(len(sheets)))
+        archive.writestr("_rels/.rels", _ROOT_RELS)
+        archive.writestr("xl/workbook.xml", _workbook(sheets, filters))
+        archive.writestr("xl/_rels/workbook.xml.rels", _workbook_rels(len(sheets)))
+        archive.writestr("xl/styles.xml", _styles(fills))
+
+
+def _escape(text: str) -> str:
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    return text
+
+
+def _quote_attr(text: str) -> str:
+    return _escape(text).replace('"', "&quot;")
+
+
+def _row(number: int, cells: Sequence[Cell], letters: list[str]) -> str:
+    parts = [f'<row r="{number}">']
+    for index, cell in enumerate(cells):
+        style = NORMAL
+        if isinstance(cell, tuple):
+            cell, style = cell
+        if cell is None or cell == "":
+            continue
+        while index >= len(letters):
+            letters.append(get_column_letter(len(letters) + 1))
+        ref = f"{letters[index]}{number}"
+        styled = f' s="{style}"' if style else ""
+        if isinstance(cell, str):
+            parts.append(
+                f'<c r="{ref}"{styled} t="inlineStr"><is><t xml:space="preserve">'
+                f"{_escape(cell)}</t></is></c>"
+            )
+        else:  # int or float: repr gives back the same number when read
+            if isinstance(cell, bool):
+                cell = int(cell)
+            parts.append(f'<c r="{ref}"{styled}><v>{cell!r}</v></c>')
+    parts.append("</row>")
+    return "".join(parts)
+
+
+def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
+    """Write one worksheet's XML to `stream`; the filter's range if it has one."""
+    write = stream.write
+    head = [_XML, f'<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}">']
+    if sheet.freeze_header:
+        head.append(
+            '<sheetViews><sheetView workbookViewId="0">'
+            '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+            '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>'
+            "</sheetView></sheetViews>"
+        )
+    else:
+        head.append('<sheetViews><sheetView workbookViewId="0"/></sheetViews>')
+    head.append('<sheetFormatPr defaultRowHeight="15"/>')
+    if sheet.widths:
+        head.append("<cols>")
+        head.extend(
+            f'<col min="{i}" max="{i}" width="{w:g}" customWidth="1"/>'
+            for i, w in enumerate(sheet.widths, start=1)
+        )
+        head.append("</cols>")
+    head.append("<sheetData>")
+    write("".join(head).encode("utf-8"))
+    letters: list[str] = []
+    rows = iter(sheet.rows)
+    count = width = 0
+    for batch in _batches(rows):
+        text = []
+        for cells in batch:
+            count += 1
+            width = max(width, len(cells))
+            text.append(_row(count, cells, letters))
+        write("".join(text).encode("utf-8"))
+    tail = ["</sheetData>"]
+    ref = None
+    if sheet.autofilter and width:
+        ref = f"A1:{get_column_letter(width)}{max(count, 1)}"
+        tail.append(f'<autoFilter ref="{ref}"/>')
+    tail.append(
+        '<pageMargins left="0.75" right="0.75" top="1" bottom="1" header="0.5" footer="0.5"/>'
+        "</worksheet>"
+    )
+    write("".join(tail).encode("utf-8"))
+    return ref
+
+
+def _batches(rows: Iterator[Sequence[Cell]]) -> Iterator[list[Sequence[Cell]]]:
+    return iter(lambda: list(itertools.islice(rows, _ROWS_PER_WRITE)), [])
+
+
+def _content_types(sheets: int) -> str:
+    overrides = "".join(
+        f'<Override PartName="/xl/worksheets/sheet{n}.xml" '
+        f'ContentType="{_SHEET_TYPE}.worksheet+xml"/>'
+        for n in range(1, sheets + 1)
+    )
+    return (
+        f"{_XML}"
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        f'<Override PartName="/xl/workbook.xml" ContentType="{_SHEET_TYPE}.sheet.main+xml"/>'
+        f'<Override PartName="/xl/styles.xml" ContentType="{_SHEET_TYPE}.styles+xml"/>'
+        f"{overrides}</Types>"
+    )
+
+
+_ROOT_RELS = (
+    f'{_XML}<Relationships xmlns="{_PKG_REL}">'
+    f'<Relationship Id="rId1" Type="{_REL}/officeDocument" Target="xl/workbook.xml"/>'
+    "</Relationships>"
+)
+
+
+def _workbook(sheets: Sequence[SheetSpec], filters: Sequence[str | None]) -> str:
+    listed = "".join(
+        f'<sheet name="{_quote_attr(s.name)}" sheetId="{n}" r:id="rId{n}"/>'
+        for n, s in enumerate(sheets, start=1)
+    )
+    # Excel keeps a sheet's filter range under this hidden name as well.
+    names = "".join(
+        f'<definedName name="_xlnm._FilterDatabase" localSheetId="{n}" hidden="1">'
+        f"{_escape(_absolute(sheets[n].name, ref))}</definedName>"
+        for n, ref in enumerate(filters)
+        if ref
+    )
+    defined = f"<definedNames>{names}</definedNames>" if names else ""
+    return (
+        f'{_XML}<workbook xmlns="{_MAIN}" xmlns:r="{_REL}">'
+        '<bookViews><workbookView activeTab="0"/></bookViews>'
+        f"<sheets>{listed}</sheets>{defined}</workbook>"
+    )
+
+
+def _absolute(sheet: str, ref: str) -> str:
+    start, end = ref.split(":")
+    quoted = sheet.replace("'", "''")
+
+    def dollars(cell: str) -> str:
+        letters = cell.rstrip("0123456789")
+        return f"${letters}${cell[len(letters) :]}"
+
+    return f"'{quoted}'!{dollars(start)}:{dollars(end)}"
+
+
+def _workbook_rels(sheets: int) -> str:
+    rels = "".join(
+        f'<Relationship Id="rId{n}" Type="{_REL}/worksheet" Target="worksheets/sheet{n}.xml"/>'
+        for n in range(1, sheets + 1)
+    )
+    styles = f'<Relationship Id="rId{sheets + 1}" Type="{_REL}/styles" Target="styles.xml"/>'
+    return f'{_XML}<Relationships xmlns="{_PKG_REL}">{rels}{styles}</Relationships>'
+
+
+def _styles(fills: Sequence[str]) -> str:
+    font = '<sz val="11"/><name val="Calibri"/><family val="2"/>'
+    solid = "".join(
+        f'<fill><patternFill patternType="solid"><fgColor rgb="FF{colour.upper()}"/>'
+        '<bgColor indexed="64"/></patternFill></fill>'
+        for colour in fills
+    )
+    filled = "".join(
+        f'<xf numFmtId="0" fontId="0" fillId="{2 + i}" borderId="0" xfId="0" applyFill="1"/>'
+        for i in range(len(fills))
+    )
+    return (
+        f'{_XML}<styleSheet xmlns="{_MAIN}">'
+        f'<fonts count="2"><font>{font}</font><font><b/>{font}</font></fonts>'
+        f'<fills count="{2 + len(fills)}"><fill><patternFill patternType="none"/></fill>'
+        f'<fill><patternFill patternType="gray125"/></fill>{solid}</fills>'
+        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+        f'</cellStyleXfs><cellXfs count="{2 + len(fills)}">'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+        f"{filled}</cellXfs>"
+        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+        "</styleSheet>"
+    )
