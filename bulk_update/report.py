@@ -288,6 +288,9 @@ def _defused_line(line: list[_Value]) -> list[_Value]:
 
 
 def _xlsx_text(value: str) -> str:
+    # Nearly every cell is printable text not led by an apostrophe: nothing to change.
+    if value.isprintable() and not value.startswith("'"):
+        return value
     # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
     # Control characters XML cannot hold are dropped rather than failing the whole report.
     text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
@@ -305,9 +308,12 @@ def _widths(table: Iterable[list[_Value]]) -> list[float]:
         for i, value in enumerate(line):
             if value is None or value == "":
                 continue
-            text = str(value)
-            longest = max((len(part) for part in text.splitlines()), default=0)
-            widths[i] = max(widths[i], longest + 2)
+            text = value if isinstance(value, str) else str(value)
+            # A cell no longer than the column's width so far cannot widen it: most cells
+            # are settled by their length, without splitting them into lines.
+            if len(text) + 2 > widths[i]:
+                longest = max((len(part) for part in text.splitlines()), default=0)
+                widths[i] = max(widths[i], longest + 2)
     return [min(w, _MAX_WIDTH) for w in widths]
 
 
