@@ -35,6 +35,12 @@ class BulkUpdateError(Exception):
         self.fix = fix
         super().__init__(message if fix is None else f"{message}\n  Fix: {fix}")
 
+    def with_fix(self, fix: str) -> BulkUpdateError:
+        """This error with `fix` as its fix (for a caller that knows a better one)."""
+        self.fix = fix
+        self.args = (f"{self.message}\n  Fix: {fix}",)
+        return self
+
 
 class CannotStartError(BulkUpdateError):
     """The run could not start; nothing was sent (exit status 2)."""

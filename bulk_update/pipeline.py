@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import shlex
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -25,7 +26,7 @@ from . import __version__
 from .auth import Credentials, TokenMinter
 from .client import ComeetClient, Kind, Response
 from .config import Settings
-from .errors import RunInterrupted
+from .errors import InputError, RunInterrupted
 from .journal import Journal
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
@@ -41,7 +42,7 @@ from .models import (
 )
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .reader import open_sheet
+from .reader import SheetStream, list_worksheets, open_sheet
 from .report import (
     check_report_path,
     default_report_path,
@@ -50,7 +51,14 @@ from .report import (
     write_report,
 )
 from .rowstore import CHUNK_ROWS, RowStore
-from .schema import OBJECT_FIELDS, InvalidRow, RowValidator, find_duplicate_uids, resolve_columns
+from .schema import (
+    OBJECT_FIELDS,
+    InvalidRow,
+    RowValidator,
+    find_duplicate_uids,
+    names_uid,
+    resolve_columns,
+)
 
 USER_AGENT = f"bulk-update/{__version__}"
 log = logging.getLogger("bulk_update")
@@ -148,7 +156,14 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
         if headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
             headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)
         # Columns are matched before the rows are read: a wrong header stops at once.
-        columns = resolve_columns(headers, mapping=settings.columns, ignore=settings.ignore_columns)
+        try:
+            columns = resolve_columns(
+                headers, mapping=settings.columns, ignore=settings.ignore_columns
+            )
+        except InputError as exc:
+            if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
+                raise _pointing_elsewhere(exc, stream, settings) from None
+            raise
         uid_index = next((c.index for c in columns if c.field == "uid"), None)
         uids: Counter[str] = Counter()
         if uid_index is not None:
@@ -162,6 +177,24 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
         )
     duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
     return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
+
+
+def _pointing_elsewhere(exc: InputError, stream: SheetStream, settings: Settings) -> InputError:
+    """`exc`, its fix naming the workbook's other worksheets that have a uid column."""
+    others = [
+        w.name
+        for w in list_worksheets(stream.path)
+        if w.name != stream.sheet_name and names_uid(w.headers, settings.columns)
+    ]
+    if not others:
+        return exc
+    named = " or ".join(f"'{name}'" for name in others[:3])
+    otherwise = f"; else {exc.fix}" if exc.fix else ""
+    exc.with_fix(
+        f"the first worksheet, '{stream.sheet_name}', was read; {named} has a uid column: "
+        f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
+    )
+    return exc
 
 
 def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:

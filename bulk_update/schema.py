@@ -61,6 +61,7 @@ __all__ = [
     "ValidRow",
     "column_check",
     "find_duplicate_uids",
+    "names_uid",
     "normalize_header",
     "resolve_columns",
     "uid_check",
@@ -403,6 +404,12 @@ def normalize_header(header: str) -> str:
         return CUSTOM_FIELDS_PREFIX + rest.strip()
     folded = f"{head}.{_fold(rest)}" if dot else head
     return _SQUASHED.get(folded.replace("_", ""), folded)
+
+
+def names_uid(headers: Iterable[str], mapping: Mapping[str, str] = MappingProxyType({})) -> bool:
+    """True when one of `headers` feeds the uid: named so, or mapped so under [columns]."""
+    mapped = {normalize_header(k) for k, v in mapping.items() if normalize_header(v) == "uid"}
+    return any(normalize_header(h) == "uid" or normalize_header(h) in mapped for h in headers)
 
 
 def _is_field(path: str) -> bool:

@@ -399,3 +399,45 @@ def test_loading_a_workbook_of_several_worksheets_says_which_was_read(
     with caplog.at_level("INFO", logger="bulk_update"):
         assert bu.load(path, bu.Settings(sheet="Archive")).raw.sheet_name == "Archive"
     assert "worksheets" not in caplog.text
+
+
+def test_a_first_worksheet_without_the_candidates_points_to_the_one_with_uids(
+    tmp_path: Path,
+) -> None:
+    import openpyxl
+
+    def book(name: str, first: list[str], others: dict[str, list[str]]) -> Path:
+        workbook = openpyxl.Workbook()
+        sheet = workbook.active
+        assert sheet is not None
+        sheet.title = "Read me"
+        sheet.append(first)
+        for title, header in others.items():
+            workbook.create_sheet(title).append(header)
+        path = tmp_path / name
+        workbook.save(path)
+        return path
+
+    unknown = book("a.xlsx", ["Instructions"], {"Notes": ["Text"], "New hires": ["UID", "Email"]})
+    with pytest.raises(errors.UnknownColumnError) as caught:
+        bu.load(unknown)
+    fix = caught.value.fix or ""
+    assert fix.startswith(
+        "the first worksheet, 'Read me', was read; 'New hires' has a uid column: read it with "
+        "--sheet 'New hires' (or [input] sheet); else rename the column"
+    )
+    assert fix in str(caught.value)
+    no_uid = book("b.xlsx", ["Email"], {"Candidates": ["Candidate"]})
+    settings = bu.Settings(columns={"Candidate": "uid"})
+    with pytest.raises(errors.InputError, match="no uid column") as caught:
+        bu.load(no_uid, settings)
+    assert "'Candidates' has a uid column: read it with --sheet Candidates" in (
+        caught.value.fix or ""
+    )
+    # No other worksheet has uids, or the worksheet was named: the fix is the usual one.
+    with pytest.raises(errors.InputError) as caught:
+        bu.load(no_uid)
+    assert caught.value.fix and caught.value.fix.startswith("add a 'uid' column")
+    with pytest.raises(errors.UnknownColumnError) as caught:
+        bu.load(unknown, bu.Settings(sheet="Notes"))
+    assert caught.value.fix and caught.value.fix.startswith("rename the column")

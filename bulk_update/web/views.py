@@ -13,12 +13,11 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from ..config import Settings
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
 from ..journal import Journal, RunRecord, read_runs
 from ..pipeline import Sheet
 from ..reader import list_worksheets
-from ..schema import normalize_header
+from ..schema import names_uid
 from .app import STATE, csrf_refused, outcome_css, render, session_of, set_session
 from .preview import FIELD_CHOICES, Preview, find_unknown_columns, load_upload, make_preview
 from .preview import mapped_settings as _mapped
@@ -183,11 +182,6 @@ async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Pr
 # --- worksheet ------------------------------------------------------------------------------
 
 
-def _holds_uids(headers: tuple[str, ...], settings: Settings) -> bool:
-    mapped = {normalize_header(k) for k, v in settings.columns.items() if v.strip() == "uid"}
-    return any(normalize_header(h) == "uid" or normalize_header(h) in mapped for h in headers)
-
-
 def _worksheet_page(
     request: web.Request,
     the_upload: Upload,
@@ -197,7 +191,7 @@ def _worksheet_page(
     settings = request.app[STATE].settings
     worksheets = the_upload.worksheets
     chosen = the_upload.worksheet or next(
-        (w.name for w in worksheets if _holds_uids(w.headers, settings)), worksheets[0].name
+        (w.name for w in worksheets if names_uid(w.headers, settings.columns)), worksheets[0].name
     )
     return render(
         request,
