@@ -271,6 +271,15 @@ async def test_a_workbook_of_several_worksheets_asks_which_one(
         assert status == 303 and mapping.endswith("/mapping")
         _, html = await page.get(mapping)
         assert 'data-header="Instructions"' in html
+        # From the mapping step the recruiter can still go back and choose another worksheet.
+        assert f'href="{where}"' in html and "<strong>Read me</strong>" in html
+        _, html = await page.get(where)
+        assert re.search(r'value="Read me"\s+checked', html)
+        form = {"csrf_token": page.csrf, "worksheet": "Candidates"}
+        status, preview, _ = await page.post(where, form)
+        assert status == 303 and preview.endswith("/preview")
+        _, html = await page.get(preview)
+        assert _counts(html, "preview-counts") == {"would_update": 1, "skipped": 1}
         status, where, _ = await page.upload("book.xlsx", book)
         form = {"csrf_token": page.csrf, "worksheet": "Candidates"}
         status, preview, _ = await page.post(where, form)
