@@ -479,7 +479,7 @@ def _dry_run(
     if len(data_cols) > _MAX_DATA_COLUMNS:
         raise _Unsupported(f"{len(data_cols)} data columns")
     uid = next(c for c in columns if c.field == "uid")
-    check_report_path(report_path)
+    check_report_path(report_path, source=path)
     uid_name = layout.raw[layout.named[uid.index]]
     duplicates, total = _duplicates(path, fmt.delimiter, layout.raw, uid_name)
     if report_path.suffix.lower() != ".csv" and fits_in_excel(total):
@@ -544,6 +544,7 @@ def _dry_run(
         final = fitting_report(report_path, rows)
         if final.suffix.lower() != ".csv":
             raise _Unsupported("an Excel report")
+        check_report_path(final, source=path)
         os.replace(tmp, final)
     finally:
         with suppress(FileNotFoundError):

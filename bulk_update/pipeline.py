@@ -490,7 +490,7 @@ async def run_async(
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
     if path is not None:  # a report that cannot be written must stop the run before it starts
         path = fitting_report(path, len(the_plan.rows))
-        check_report_path(path, len(the_plan.rows))
+        check_report_path(path, len(the_plan.rows), source=the_plan.sheet.path)
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]
     patches = the_plan.patches

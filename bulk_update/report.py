@@ -112,22 +112,36 @@ def restore_cell(text: str) -> str:
     return text[1:] if _QUOTED.match(text) else text
 
 
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return one.resolve() == other.resolve()
+
+
 def default_report_path(input_path: Path) -> Path:
     """`<input stem>.results.xlsx` beside the input."""
     return input_path.with_name(f"{input_path.stem}.results.xlsx")
 
 
-def check_report_path(path: Path, rows: int | None = None) -> None:
+def check_report_path(path: Path, rows: int | None = None, *, source: Path | None = None) -> None:
     """Raise ConfigError if a report of `rows` result lines could not be written at `path`.
 
     Cheap and side-effect free, so a caller can check before sending anything: a run should
-    not apply ten thousand rows and then find it cannot say what it did.
+    not apply ten thousand rows and then find it cannot say what it did. With `source`
+    (the input sheet), a report that would replace it is refused too.
     """
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise ConfigError(
             f"the report '{path}' must end in .xlsx or .csv",
             fix="use a .xlsx or .csv report path",
+        )
+    if source is not None and _same_file(path, source):
+        raise ConfigError(
+            f"the report '{path}' would replace the input sheet",
+            fix="choose another file for the report (--report), e.g. "
+            f"{default_report_path(source)}",
         )
     folder = path.parent
     if not folder.is_dir():

@@ -509,3 +509,15 @@ def test_the_demo_sheet_gives_the_same_dry_run(tmp_path: Path) -> None:
     fast = assert_same(demo, tmp_path)
     assert fast is not None
     assert fast.summary.counts[Outcome.INVALID] > 0 and fast.sends > 0
+
+
+def test_a_report_that_would_replace_the_input_goes_to_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "s.csv", "uid,Note\nAE.1,a\nAE.2,b\n")
+    before = path.read_bytes()
+    assert dry_run_csv(path, report_path=path) is None
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 1)
+    assert dry_run_csv(path, report_path=path.with_suffix(".xlsx")) is None
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]

@@ -147,6 +147,7 @@ def test_columns_section_of_the_config(tmp_path: Path) -> None:
 
 def test_report_path_messages(tmp_path: Path) -> None:
     check_error(lambda: check_report_path(tmp_path / "r.txt"))
+    check_error(lambda: check_report_path(tmp_path / "s.csv", source=tmp_path / "s.csv"))
     check_error(lambda: check_report_path(tmp_path / "missing" / "r.csv"))
     (tmp_path / "file").write_text("", encoding="utf-8")
     check_error(lambda: check_report_path(tmp_path / "file" / "r.csv"))

@@ -441,3 +441,20 @@ def test_a_first_worksheet_without_the_candidates_points_to_the_one_with_uids(
     with pytest.raises(errors.UnknownColumnError) as caught:
         bu.load(unknown, bu.Settings(sheet="Notes"))
     assert caught.value.fix and caught.value.fix.startswith("rename the column")
+
+
+async def test_a_report_that_would_replace_the_input_stops_the_run_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bulk_update import report
+
+    sheet = _sheet(tmp_path, [["uid", "email"], ["AE.1", "a@example.com"], ["AE.2", "b@x.io"]])
+    before = sheet.read_bytes()
+    the_plan = bu.plan(bu.load(sheet))
+    with pytest.raises(errors.ConfigError, match="would replace the input sheet"):
+        await bu.run_async(the_plan, dry_run=True, report_path=sheet)
+    # An XLSX report too long for Excel becomes a CSV beside it: that one is checked too.
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 1)
+    with pytest.raises(errors.ConfigError, match="would replace the input sheet"):
+        await bu.run_async(the_plan, dry_run=True, report_path=sheet.with_suffix(".xlsx"))
+    assert sheet.read_bytes() == before

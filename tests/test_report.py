@@ -682,6 +682,20 @@ def test_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     write(tmp_path / "r.csv", rows, results)  # a CSV has no such limit
 
 
+def test_a_report_never_replaces_the_input_sheet(tmp_path: Path) -> None:
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("uid\nAE.1\n", encoding="utf-8")
+    (tmp_path / "link.csv").symlink_to(sheet)
+    for report_path in (sheet, tmp_path / "." / "s.csv", tmp_path / "link.csv"):
+        with pytest.raises(ConfigError, match="would replace the input sheet") as caught:
+            check_report_path(report_path, source=sheet)
+        assert caught.value.fix and caught.value.fix.endswith("s.results.xlsx")
+    check_report_path(tmp_path / "s.results.csv", source=sheet)
+    check_report_path(tmp_path / "other.csv", source=tmp_path / "missing.csv")
+    with pytest.raises(ConfigError):  # neither exists yet: where they would be
+        check_report_path(tmp_path / "n.csv", source=tmp_path / "sub" / ".." / "n.csv")
+
+
 def test_default_report_path() -> None:
     assert default_report_path(Path("/x/cands.csv")) == Path("/x/cands.results.xlsx")
     assert default_report_path(Path("/x/cands.xlsx")) == Path("/x/cands.results.xlsx")
