@@ -11,7 +11,7 @@ then, in the same run and alternating, measures in child processes:
   run_async(dry_run=True), with the command line's garbage-collector setting), and a
   byte-for-byte comparison of the two reports;
 - with `--xlsx`, the command line's dry run to an XLSX report (`run`'s default format)
-  instead: the general path, and the XLSX writer (bulk_update/xlsx.py).
+  instead (the columnar path renders the rows; bulk_update/xlsx.py lays out the workbook).
 
 Each child's wall time (interpreter start included, for all) and its own peak RSS (wait4).
 Prints the best of `--repeat` runs of each and the ratio; goals: ratio <= 3, peak RSS of

@@ -11,15 +11,17 @@ the same dry run with pyarrow's CSV parser and compute kernels, a block of rows 
    alone write messages); an accepted row's `fields` follow from which data columns it
    fills in, worked out by build_patch once per such shape;
 4. the report is written a block at a time, every cell defused and quoted as
-   `report.write_report` writes it: the same file, byte for byte.
+   `report.write_report` writes it: the same file, byte for byte (an XLSX report's sheet
+   too; only its Summary's time and duration differ).
 
 It returns None, having written nothing, for a sheet it cannot do exactly, and the caller
 takes the general path (which also gives every error message): a file that is not UTF-8,
 a header that is not the first line, data in a column without a header, a re-uploaded
 results sheet, a row with fewer or more cells than headers, a row near the reader's size
 limits, a quote still open at the end of the file, more than 62 data columns,
-[defaults.updated_by] settings that leave a row without updated_by invalid, or an XLSX
-report that fits in Excel. tests/test_columnar.py holds both paths to the same reports.
+[defaults.updated_by] settings that leave a row without updated_by invalid. The report is
+CSV or XLSX, as asked (XLSX rows rendered by arrow too, laid out by report.write_xlsx_report).
+tests/test_columnar.py holds both paths to the same reports.
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from pathlib import Path
 from typing import Any
 
+from . import xlsx
 from .config import Settings
 from .errors import BulkUpdateError
 from .limiter import estimate_duration
@@ -45,11 +48,16 @@ from .patch import build_patch
 from .reader import CSV_EXTENSIONS, MAX_COLUMNS, MAX_LINE_CHARS, sniff_csv
 from .report import (
     FORMULA_STARTS,
+    MAX_WIDTH,
+    MIN_WIDTH,
+    OUTCOME_STYLES,
     check_report_path,
     create_temp,
     defuse_csv_cell,
     fits_in_excel,
     fitting_report,
+    header_cells,
+    write_xlsx_report,
 )
 from .schema import ColumnCheck, InvalidRow, RowValidator, column_check, resolve_columns, uid_check
 
@@ -109,10 +117,6 @@ def dry_run_csv(
     started = time.monotonic() if started is None else started
     path = Path(path)
     if path.suffix.lower() not in CSV_EXTENSIONS or not path.is_file():
-        return None
-    if report_path.suffix.lower() != ".csv" and fits_in_excel(path.stat().st_size // 2):
-        # A row takes two bytes at least (a character and a line end): an Excel report
-        # holds them all, and that is the general path's.
         return None
     import pyarrow as pa  # here, not at the top: a command that needs none starts faster
 
@@ -247,19 +251,26 @@ def _defuse(col: Any) -> Any:
     return pc.replace_substring_regex(col, pattern=_DEFUSE, replacement="'\\1")
 
 
-def _write_lines(fh: io.BufferedWriter, cols: list[Any]) -> None:
-    """One CSV line per row, joined by arrow, written straight from arrow's buffer."""
+def _joined(strings: Any) -> memoryview:
+    """A string array's values back to back, as arrow holds them (no copy)."""
     import pyarrow as pa
+
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    _, offsets, data = strings.buffers()
+    if data is None:
+        return memoryview(b"")
+    at = memoryview(offsets).cast("i")  # int32 offsets
+    return memoryview(data)[at[strings.offset] : at[strings.offset + len(strings)]]
+
+
+def _csv_lines(cols: list[Any]) -> memoryview:
+    """One CSV line per row (csv.writer's quoting, CRLF), joined by arrow."""
     import pyarrow.compute as pc
 
     cells = [_csv_field(c) for c in cols]
     cells[-1] = pc.binary_join_element_wise(cells[-1], "\r\n", "")
-    lines = pc.binary_join_element_wise(*cells, ",")
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    _, offsets, data = lines.buffers()
-    at = memoryview(offsets).cast("i")  # int32 offsets
-    fh.write(memoryview(data)[at[lines.offset] : at[lines.offset + len(lines)]])
+    return _joined(pc.binary_join_element_wise(*cells, ","))
 
 
 def _checks(columns: Sequence[Column]) -> list[tuple[int, ColumnCheck]]:
@@ -441,23 +452,160 @@ class _Checker:
         return _Block(numbers, cells, outcome, fields, message)
 
 
-def _write_block(fh: io.BufferedWriter, block: _Block, uid: int) -> None:
-    import pyarrow as pa
+class _CsvReport:
+    """The report as CSV, written a block at a time (as report._write_csv writes it)."""
+
+    def __init__(self, fh: io.BufferedWriter, headers: Sequence[str], uid: int) -> None:
+        self.fh = fh
+        self.uid = uid
+        line = io.StringIO()
+        csv.writer(line).writerow([defuse_csv_cell(h) for h in (*REPORT_COLUMNS, *headers)])
+        fh.write(("\ufeff" + line.getvalue()).encode("utf-8"))
+
+    def add(self, block: _Block) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(block.numbers)
+        empty = pa.array([""] * n, pa.string())
+        own = [
+            pc.cast(block.numbers, pa.string()),
+            _defuse(block.cells[self.uid]),
+            block.outcome,
+            empty,  # http_status: none in a dry run
+            empty,  # error
+            _defuse(block.message),
+            pa.array(["0"] * n, pa.string()),  # attempts
+            _defuse(block.fields),
+        ]
+        self.fh.write(_csv_lines(own + [_defuse(c) for c in block.cells]))
+
+
+# report.xlsx_text in RE2: control characters XML cannot hold (openpyxl's
+# ILLEGAL_CHARACTERS_RE), and one apostrophe more before apostrophes and a formula start.
+_ILLEGAL = "[\\x{00}-\\x{08}\\x{0b}\\x{0c}\\x{0e}-\\x{1f}]"
+_APOSTROPHES = f"^('+[{_FORMULA}])"
+# What str.splitlines splits a cell at (report._widths measures a cell's longest line).
+_LINE_BREAKS = "[\\n\\r\\x{0b}\\x{0c}\\x{1c}\\x{1d}\\x{1e}\\x{85}\\x{2028}\\x{2029}]"
+
+
+def _xlsx_text(col: Any) -> Any:
+    """`report.xlsx_text` on every cell of a column."""
     import pyarrow.compute as pc
 
-    n = len(block.numbers)
-    empty = pa.array([""] * n, pa.string())
-    own = [
-        pc.cast(block.numbers, pa.string()),
-        _defuse(block.cells[uid]),
-        block.outcome,
-        empty,  # http_status: none in a dry run
-        empty,  # error
-        _defuse(block.message),
-        pa.array(["0"] * n, pa.string()),  # attempts
-        _defuse(block.fields),
-    ]
-    _write_lines(fh, own + [_defuse(c) for c in block.cells])
+    if pc.any(pc.match_substring(col, "\r")).as_py():
+        col = pc.replace_substring(pc.replace_substring(col, "\r\n", "\n"), "\r", "\n")
+    if pc.any(pc.match_substring_regex(col, _ILLEGAL)).as_py():
+        col = pc.replace_substring_regex(col, _ILLEGAL, "")
+    if pc.any(pc.match_substring_regex(col, _APOSTROPHES)).as_py():
+        col = pc.replace_substring_regex(col, _APOSTROPHES, "'\\1")
+    return col
+
+
+def _xml_escaped(col: Any) -> Any:
+    """`xlsx.escape` on every cell of a column."""
+    import pyarrow.compute as pc
+
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        if pc.any(pc.match_substring(col, char)).as_py():
+            col = pc.replace_substring(col, char, entity)
+    return col
+
+
+class _XlsxReport:
+    """The report as XLSX: its rows rendered by arrow a block at a time into a spool file,
+    then laid out in the workbook (report.write_xlsx_report) once the widths are known.
+    The XML is the bytes `xlsx.write_workbook` writes for the general path's rows."""
+
+    def __init__(self, spool: Path, headers: Sequence[str], uid: int) -> None:
+        self.spool = spool
+        self.fh = spool.open("wb")
+        self.uid = uid
+        self.header = [*REPORT_COLUMNS, *headers]
+        self.widths = [MIN_WIDTH] * len(self.header)
+        for i, text in enumerate(self.header):
+            self._widen(i, max((len(part) for part in text.splitlines()), default=0))
+        self.chunks: list[tuple[int, int]] = []  # (bytes, rows) per block
+        self.written = 1  # the header is the sheet's row 1
+
+    def _widen(self, index: int, longest: int) -> None:
+        self.widths[index] = max(self.widths[index], longest + 2)
+
+    def _measure(self, index: int, col: Any) -> None:
+        """report._widths on a column: the longest line of any cell."""
+        import pyarrow.compute as pc
+
+        lengths = pc.utf8_length(col)
+        longest = pc.max(lengths).as_py() or 0
+        if longest + 2 <= self.widths[index]:
+            return
+        broken = pc.match_substring_regex(col, _LINE_BREAKS)
+        if pc.any(broken).as_py():
+            lines = pc.filter(col, broken).to_pylist()
+            longest = max(
+                pc.max(pc.if_else(broken, 0, lengths)).as_py() or 0,
+                *(max((len(p) for p in t.splitlines()), default=0) for t in lines),
+            )
+        self._widen(index, longest)
+
+    def add(self, block: _Block) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        n = len(block.numbers)
+        at = pc.cast(
+            pa.array(range(self.written + 1, self.written + n + 1), pa.int64()), pa.string()
+        )
+        self.written += n
+        numbers = pc.cast(block.numbers, pa.string())
+
+        def number(index: int, value: Any) -> Any:
+            a, b, c = xlsx.cell_parts(index, xlsx.NORMAL, text=False)
+            return pc.binary_join_element_wise(a, at, b, value, c, "")
+
+        def text(index: int, col: Any, middle: Any = None) -> Any:
+            self._measure(index, col)
+            shown = _xlsx_text(col)
+            a, b, c = xlsx.cell_parts(index, xlsx.NORMAL, text=True)
+            xml = pc.binary_join_element_wise(
+                a, at, b if middle is None else middle, _xml_escaped(shown), c, ""
+            )
+            return pc.if_else(pc.greater(pc.binary_length(shown), 0), xml, "")
+
+        self._measure(0, numbers)
+        # The outcome cell's style (its colour) follows its value.
+        names = list(OUTCOME_STYLES)
+        middles = [xlsx.cell_parts(2, OUTCOME_STYLES[o], text=True)[1] for o in names]
+        styled = pc.take(pa.array(middles), pc.index_in(block.outcome, value_set=pa.array(names)))
+        cells = [
+            number(0, numbers),  # row
+            text(1, block.cells[self.uid]),
+            text(2, block.outcome, styled),
+            # http_status and error: empty in a dry run
+            text(5, block.message),
+            number(6, pa.array(["0"] * n, pa.string())),  # attempts
+            text(7, block.fields),
+            *(text(8 + i, col) for i, col in enumerate(block.cells)),
+        ]
+        rows = pc.binary_join_element_wise(
+            xlsx.ROW_OPEN, at, xlsx.ROW_MIDDLE, *cells, xlsx.ROW_CLOSE, ""
+        )
+        xml = _joined(rows)
+        self.fh.write(xml)
+        self.chunks.append((len(xml), n))
+
+    def finish(self, path: Path, summary: RunSummary, source: Path) -> None:
+        self.fh.close()
+        width = len(self.header)
+
+        def results() -> Iterator[Sequence[xlsx.Cell] | xlsx.Rendered]:
+            yield header_cells(self.header)
+            with self.spool.open("rb") as fh:
+                for size, count in self.chunks:
+                    yield xlsx.Rendered(fh.read(size), count, width)
+
+        widths = [min(w, MAX_WIDTH) for w in self.widths]
+        write_xlsx_report(path, results(), widths, summary, source)
 
 
 def _dry_run(
@@ -482,8 +630,8 @@ def _dry_run(
     check_report_path(report_path, source=path)
     uid_name = layout.raw[layout.named[uid.index]]
     duplicates, total = _duplicates(path, fmt.delimiter, layout.raw, uid_name)
-    if report_path.suffix.lower() != ".csv" and fits_in_excel(total):
-        raise _Unsupported("an Excel report")
+    # An XLSX report too long for Excel is written as CSV, as the general path does.
+    as_xlsx = report_path.suffix.lower() == ".xlsx" and fits_in_excel(total)
     if settings.updated_by:
         bare = RowValidator(columns, base_dir=path.parent, default_updated_by=settings.updated_by)
         row = tuple("A.1" if i == uid.index else "" for i in range(len(headers)))
@@ -497,8 +645,6 @@ def _dry_run(
     )
     outcomes = _Outcomes(validate, data_cols, settings)
     check = _Checker(columns, outcomes, duplicates)
-    header = io.StringIO()
-    csv.writer(header).writerow([defuse_csv_cell(h) for h in (*REPORT_COLUMNS, *headers)])
     counts: Counter[str] = Counter()
     patches: list[Patch] = []
     rows = 0
@@ -506,9 +652,15 @@ def _dry_run(
     last_cell: str | None = None
     unnamed = layout.unnamed
     tmp = create_temp(report_path)
+    spool = create_temp(report_path) if as_xlsx else None  # the XLSX rows, until laid out
+    out: _CsvReport | _XlsxReport | None = None
     try:
         with tmp.open("wb") as fh:
-            fh.write(("\ufeff" + header.getvalue()).encode("utf-8"))
+            out = (
+                _XlsxReport(spool, headers, uid.index)
+                if spool is not None
+                else _CsvReport(fh, headers, uid.index)
+            )
             for batch in _batches(path, fmt.delimiter, layout.raw):
                 if not batch.num_rows:
                     continue
@@ -538,24 +690,32 @@ def _dry_run(
                     to_send = pc.equal(block.outcome, str(Outcome.WOULD_UPDATE))
                     first = pc.indices_nonzero(to_send).slice(0, bodies - len(patches))
                     patches += [outcomes.patch(n, v) for n, v in block.rows(first)]
-                _write_block(fh, block, uid.index)
+                out.add(block)
         if last_cell is not None and _ends_in_open_quote(path, last_cell, fmt.delimiter):
             raise _Unsupported("a quote may be open at the end of the file")
         final = fitting_report(report_path, rows)
-        if final.suffix.lower() != ".csv":
-            raise _Unsupported("an Excel report")
-        check_report_path(final, source=path)
+        if (final.suffix.lower() == ".xlsx") != as_xlsx:
+            raise _Unsupported("blank rows make the sheet fit in Excel after all")
+        check_report_path(final, rows, source=path)
+        sends = counts.get(str(Outcome.WOULD_UPDATE), 0)
+        summary = RunSummary(
+            counts={o: counts.get(str(o), 0) for o in Outcome},
+            duration_s=time.monotonic() - started,
+            report_path=final,
+            dry_run=True,
+            estimate_s=estimate_duration(sends, settings.rate),
+            results=tuple(outcomes.problems),
+        )
+        if isinstance(out, _XlsxReport):
+            out.finish(tmp, summary, path)
         os.replace(tmp, final)
     finally:
-        with suppress(FileNotFoundError):
-            tmp.unlink()
-    sends = counts.get(str(Outcome.WOULD_UPDATE), 0)
-    summary = RunSummary(
-        counts={o: counts.get(str(o), 0) for o in Outcome},
-        duration_s=time.monotonic() - started,
-        report_path=final,
-        dry_run=True,
-        estimate_s=estimate_duration(sends, settings.rate),
-        results=tuple(outcomes.problems),
-    )
+        if isinstance(out, _XlsxReport):
+            out.fh.close()
+        for leftover in (tmp, spool):
+            if leftover is not None:
+                with suppress(FileNotFoundError):
+                    leftover.unlink()
+    # As the general path's: the time shown includes writing the report.
+    summary = replace(summary, duration_s=time.monotonic() - started)
     return CsvDryRun(summary=summary, rows=rows, sends=sends, patches=tuple(patches))

@@ -39,7 +39,10 @@ from .rowstore import RowStore
 
 __all__ = [
     "FORMULA_STARTS",
+    "MAX_WIDTH",
+    "MIN_WIDTH",
     "OUTCOME_COLOURS",
+    "OUTCOME_STYLES",
     "XLSX_MAX_ROWS",
     "check_report_path",
     "create_temp",
@@ -47,9 +50,12 @@ __all__ = [
     "defuse_csv_cell",
     "fits_in_excel",
     "fitting_report",
+    "header_cells",
     "report_table",
     "restore_cell",
     "write_report",
+    "write_xlsx_report",
+    "xlsx_text",
 ]
 
 log = logging.getLogger("bulk_update")
@@ -73,8 +79,9 @@ OUTCOME_COLOURS: Mapping[Outcome, str] = {
 XLSX_MAX_ROWS = 1_048_575
 
 _FORMATS = (".xlsx", ".csv")
-_MIN_WIDTH = 8
-_MAX_WIDTH = 60
+#: An XLSX report's column widths, in characters: the longest line of a cell, plus 2.
+MIN_WIDTH = 8
+MAX_WIDTH = 60
 _OUTCOME_COLUMN = REPORT_COLUMNS.index("outcome")
 _Value = str | int | None
 #: Makes a fresh iterator over the report's lines (the XLSX writer walks them twice).
@@ -301,7 +308,9 @@ def _defused_line(line: list[_Value]) -> list[_Value]:
     return own + _DEFUSE_JOINED.sub("\x00'", joined).split("\x00")[1:]
 
 
-def _xlsx_text(value: str) -> str:
+def xlsx_text(value: str) -> str:
+    """`value` as an XLSX report stores it: line breaks as LF, no control characters XML
+    cannot hold, and one apostrophe more before `'=x` (as a CSV report does)."""
     # Nearly every cell is printable text not led by an apostrophe: nothing to change.
     if value.isprintable() and not value.startswith("'"):
         return value
@@ -318,7 +327,7 @@ def _widths(table: Iterable[list[_Value]]) -> list[float]:
     widths: list[int] = []
     for line in table:
         if not widths:
-            widths = [_MIN_WIDTH] * len(line)
+            widths = [MIN_WIDTH] * len(line)
         for i, value in enumerate(line):
             if value is None or value == "":
                 continue
@@ -328,7 +337,7 @@ def _widths(table: Iterable[list[_Value]]) -> list[float]:
             if len(text) + 2 > widths[i]:
                 longest = max((len(part) for part in text.splitlines()), default=0)
                 widths[i] = max(widths[i], longest + 2)
-    return [min(w, _MAX_WIDTH) for w in widths]
+    return [min(w, MAX_WIDTH) for w in widths]
 
 
 def _write_xlsx(
@@ -340,23 +349,42 @@ def _write_xlsx(
     # The writer streams rows to disk and wants column widths before the first row, so the
     # (pure, cheap) table is walked twice rather than holding a million cells in memory.
     widths = _widths(table())
-    fills = {o.value: xlsx.fill_style(i) for i, o in enumerate(OUTCOME_COLOURS)}
 
     def results() -> Iterator[list[xlsx.Cell]]:
         lines = table()
-        yield [(_xlsx_text(str(v)), xlsx.BOLD) for v in next(lines)]
+        yield header_cells(next(lines))
         for line in lines:
-            cells: list[xlsx.Cell] = [_xlsx_text(v) if isinstance(v, str) else v for v in line]
+            cells: list[xlsx.Cell] = [xlsx_text(v) if isinstance(v, str) else v for v in line]
             outcome = str(line[_OUTCOME_COLUMN])
-            fill = fills.get(outcome)
-            if fill is not None:
-                cells[_OUTCOME_COLUMN] = (outcome, fill)
+            style = OUTCOME_STYLES.get(outcome)
+            if style is not None:
+                cells[_OUTCOME_COLUMN] = (outcome, style)
             yield cells
 
+    write_xlsx_report(path, results(), widths, summary, source)
+
+
+#: The style of each outcome's cell in an XLSX report: its colour's fill.
+OUTCOME_STYLES = {o.value: xlsx.fill_style(i) for i, o in enumerate(OUTCOME_COLOURS)}
+
+
+def header_cells(header: Iterable[_Value]) -> list[xlsx.Cell]:
+    """The Results sheet's header line as XLSX cells: bold text."""
+    return [(xlsx_text(str(v)), xlsx.BOLD) for v in header]
+
+
+def write_xlsx_report(
+    path: Path,
+    results: Iterable[Sequence[xlsx.Cell] | xlsx.Rendered],
+    widths: Sequence[float],
+    summary: RunSummary,
+    source: Path | None,
+) -> None:
+    """The XLSX workbook: `results` (header first) in sheet Results, and sheet Summary."""
     xlsx.write_workbook(
         path,
         [
-            xlsx.SheetSpec("Results", results(), widths, freeze_header=True, autofilter=True),
+            xlsx.SheetSpec("Results", results, widths, freeze_header=True, autofilter=True),
             xlsx.SheetSpec("Summary", _summary_lines(summary, source), (16, 40)),
         ],
         fills=list(OUTCOME_COLOURS.values()),
@@ -365,8 +393,8 @@ def _write_xlsx(
 
 def _summary_lines(summary: RunSummary, source: Path | None) -> Iterator[list[xlsx.Cell]]:
     def put(label: str, value: _Value | float) -> list[xlsx.Cell]:
-        shown = _xlsx_text(value) if isinstance(value, str) else value
-        return [(_xlsx_text(label), xlsx.BOLD), shown]
+        shown = xlsx_text(value) if isinstance(value, str) else value
+        return [(xlsx_text(label), xlsx.BOLD), shown]
 
     yield put("outcome", "rows")
     for outcome in Outcome:

@@ -11,7 +11,7 @@ whatever the row count. What it writes is what the report needs and no more:
   (`fill_style(i)`);
 - per sheet: column widths, a frozen header row, a filter over the rows written.
 
-Callers pass text XML can hold (report._xlsx_text drops the control characters it cannot).
+Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot).
 """
 
 from __future__ import annotations
@@ -25,7 +25,20 @@ from typing import IO
 
 from openpyxl.utils import get_column_letter
 
-__all__ = ["BOLD", "NORMAL", "Cell", "SheetSpec", "fill_style", "write_workbook"]
+__all__ = [
+    "BOLD",
+    "NORMAL",
+    "ROW_CLOSE",
+    "ROW_MIDDLE",
+    "ROW_OPEN",
+    "Cell",
+    "Rendered",
+    "SheetSpec",
+    "cell_parts",
+    "escape",
+    "fill_style",
+    "write_workbook",
+]
 
 #: A cell: its value, or (value, style). None and "" leave the cell out.
 Cell = str | int | float | None | tuple[str | int | float | None, int]
@@ -51,7 +64,7 @@ class SheetSpec:
     """One worksheet: its name, its rows (read once, in order) and how it is shown."""
 
     name: str
-    rows: Iterable[Sequence[Cell]]
+    rows: Iterable[Sequence[Cell] | Rendered]
     widths: Sequence[float] = ()
     freeze_header: bool = False
     autofilter: bool = False
@@ -72,7 +85,8 @@ def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str]
         archive.writestr("xl/styles.xml", _styles(fills))
 
 
-def _escape(text: str) -> str:
+def escape(text: str) -> str:
+    """`text` as XML character data: `&`, `<` and `>` escaped."""
     if "&" in text:
         text = text.replace("&", "&amp;")
     if "<" in text:
@@ -83,32 +97,78 @@ def _escape(text: str) -> str:
 
 
 def _quote_attr(text: str) -> str:
-    return _escape(text).replace('"', "&quot;")
+    return escape(text).replace('"', "&quot;")
 
 
-def _row(number: int, cells: Sequence[Cell], letters: list[str]) -> str:
-    parts = [f'<row r="{number}">']
-    for index, cell in enumerate(cells):
-        style = NORMAL
-        if isinstance(cell, tuple):
-            cell, style = cell
-        if cell is None or cell == "":
-            continue
-        while index >= len(letters):
-            letters.append(get_column_letter(len(letters) + 1))
-        ref = f"{letters[index]}{number}"
-        styled = f' s="{style}"' if style else ""
-        if isinstance(cell, str):
-            parts.append(
-                f'<c r="{ref}"{styled} t="inlineStr"><is><t xml:space="preserve">'
-                f"{_escape(cell)}</t></is></c>"
-            )
-        else:  # int or float: repr gives back the same number when read
-            if isinstance(cell, bool):
-                cell = int(cell)
-            parts.append(f'<c r="{ref}"{styled}><v>{cell!r}</v></c>')
-    parts.append("</row>")
-    return "".join(parts)
+def cell_parts(column: int, style: int, *, text: bool) -> tuple[str, str, str]:
+    """A cell's XML around its row number and value: `a + row + b + value + c`.
+
+    For a writer that renders rows itself (columnar.py, a column at a time): the same
+    bytes as `write_workbook` writes. `column` counts from 0; a text value is escaped
+    (`escape`), a number is written as `repr` writes it.
+    """
+    styled = f' s="{style}"' if style else ""
+    start = f'<c r="{get_column_letter(column + 1)}'
+    if text:
+        return start, f'"{styled} t="inlineStr"><is><t xml:space="preserve">', "</t></is></c>"
+    return start, f'"{styled}><v>', "</v></c>"
+
+
+#: A row's XML around its number and cells: ROW_OPEN + number + ROW_MIDDLE + cells + ROW_CLOSE.
+ROW_OPEN, ROW_MIDDLE, ROW_CLOSE = '<row r="', '">', "</row>"
+
+
+class _Rows:
+    """Renders rows; the XML around each kind of cell is worked out once per column."""
+
+    def __init__(self) -> None:
+        self.plain: dict[int, tuple[str, str, str]] = {}  # unstyled text, by column
+        self.other: dict[tuple[int, int, bool], tuple[str, str, str]] = {}
+
+    def __call__(self, number: int, cells: Sequence[Cell]) -> str:
+        n = str(number)
+        parts = [ROW_OPEN, n, ROW_MIDDLE]
+        for index, cell in enumerate(cells):
+            if cell is None or cell == "":
+                continue
+            if cell.__class__ is str:  # nearly every cell: text without a style
+                pieces = self.plain.get(index)
+                if pieces is None:
+                    pieces = self.plain[index] = cell_parts(index, NORMAL, text=True)
+                a, b, c = pieces
+                parts.append(f"{a}{n}{b}{escape(cell)}{c}")
+                continue
+            style = NORMAL
+            if isinstance(cell, tuple):
+                cell, style = cell
+                if cell is None or cell == "":
+                    continue
+            text = isinstance(cell, str)
+            key = (index, style, text)
+            known = self.other.get(key)
+            if known is None:
+                known = self.other[key] = cell_parts(index, style, text=text)
+            if isinstance(cell, str):
+                value = escape(cell)
+            else:  # int or float: repr gives back the same number when read
+                value = repr(int(cell) if isinstance(cell, bool) else cell)
+            a, b, c = known
+            parts.append(f"{a}{n}{b}{value}{c}")
+        parts.append(ROW_CLOSE)
+        return "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Rows already rendered as `<row>` XML (with `cell_parts`), to be written as they are.
+
+    `count` rows, numbered from the row after those written before them, at most `width`
+    cells wide.
+    """
+
+    xml: bytes
+    count: int
+    width: int
 
 
 def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
@@ -134,15 +194,22 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
         head.append("</cols>")
     head.append("<sheetData>")
     write("".join(head).encode("utf-8"))
-    letters: list[str] = []
+    render = _Rows()
     rows = iter(sheet.rows)
     count = width = 0
     for batch in _batches(rows):
-        text = []
+        text: list[str] = []
         for cells in batch:
+            if isinstance(cells, Rendered):
+                write("".join(text).encode("utf-8"))
+                text = []
+                write(cells.xml)
+                count += cells.count
+                width = max(width, cells.width)
+                continue
             count += 1
             width = max(width, len(cells))
-            text.append(_row(count, cells, letters))
+            text.append(render(count, cells))
         write("".join(text).encode("utf-8"))
     tail = ["</sheetData>"]
     ref = None
@@ -157,7 +224,9 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     return ref
 
 
-def _batches(rows: Iterator[Sequence[Cell]]) -> Iterator[list[Sequence[Cell]]]:
+def _batches(
+    rows: Iterator[Sequence[Cell] | Rendered],
+) -> Iterator[list[Sequence[Cell] | Rendered]]:
     return iter(lambda: list(itertools.islice(rows, _ROWS_PER_WRITE)), [])
 
 
@@ -194,7 +263,7 @@ def _workbook(sheets: Sequence[SheetSpec], filters: Sequence[str | None]) -> str
     # Excel keeps a sheet's filter range under this hidden name as well.
     names = "".join(
         f'<definedName name="_xlnm._FilterDatabase" localSheetId="{n}" hidden="1">'
-        f"{_escape(_absolute(sheets[n].name, ref))}</definedName>"
+        f"{escape(_absolute(sheets[n].name, ref))}</definedName>"
         for n, ref in enumerate(filters)
         if ref
     )

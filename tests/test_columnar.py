@@ -13,6 +13,7 @@ import codecs
 import csv
 import logging
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,11 @@ def general(
     return summary.counts, the_plan.sends, the_plan.patches[:5], problems
 
 
-def assert_same(path: Path, tmp: Path, settings: Settings | None = None) -> CsvDryRun | None:
+def assert_same(
+    path: Path, tmp: Path, settings: Settings | None = None, suffix: str = ".csv"
+) -> CsvDryRun | None:
     """Both paths on `path`: the columnar one is None or gives exactly what the other gives."""
-    fast_report, slow_report = tmp / "fast.csv", tmp / "slow.csv"
+    fast_report, slow_report = tmp / f"fast{suffix}", tmp / f"slow{suffix}"
     for old in (fast_report, slow_report):
         old.unlink(missing_ok=True)
     fast = dry_run_csv(path, settings, report_path=fast_report)
@@ -65,7 +68,7 @@ def assert_same(path: Path, tmp: Path, settings: Settings | None = None) -> CsvD
         raise
     if fast is None:
         assert not fast_report.exists()
-        assert not [p for p in tmp.iterdir() if p.name.startswith(".fast.csv")]
+        assert not [p for p in tmp.iterdir() if p.name.startswith(f".fast{suffix}")]
         return None
     counts, sends, patches, problems = expected
     assert fast.summary.counts == counts
@@ -73,8 +76,26 @@ def assert_same(path: Path, tmp: Path, settings: Settings | None = None) -> CsvD
     assert fast.patches == patches
     assert fast.summary.results == problems
     assert fast.summary.exit_code == (1 if problems else 0)
-    assert fast_report.read_bytes() == slow_report.read_bytes()
+    if suffix == ".xlsx":
+        assert_same_workbooks(fast_report, slow_report)
+    else:
+        assert fast_report.read_bytes() == slow_report.read_bytes()
     return fast
+
+
+_MOMENTS = re.compile(rb"(duration \(s\)|generated at)(.*?</row>)")
+
+
+def assert_same_workbooks(got: Path, expected: Path) -> None:
+    """Every part of the two workbooks the same, byte for byte, but the Summary's time and
+    duration (which differ from one run to the next)."""
+    with zipfile.ZipFile(got) as a, zipfile.ZipFile(expected) as b:
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            left, right = a.read(name), b.read(name)
+            if name == "xl/worksheets/sheet2.xml":
+                left, right = (_MOMENTS.sub(rb"\1", x) for x in (left, right))
+            assert left == right, name
 
 
 def write(path: Path, text: str, *, bom: bool = False) -> Path:
@@ -266,6 +287,7 @@ def _csv_text(
     return line_end.join(lines) + (line_end if last_newline else "")
 
 
+_REPORTS = st.sampled_from([".csv", ".xlsx"])
 _WRITING = st.tuples(
     st.sampled_from([",", ",", ";", "\t"]),
     st.booleans(),
@@ -277,11 +299,12 @@ _WRITING = st.tuples(
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(sheets(), _WRITING)
+@given(sheets(), _WRITING, _REPORTS)
 def test_well_formed_sheets_give_the_same_dry_run(
     tmp_path_factory: pytest.TempPathFactory,
     sheet: tuple[list[str], list[list[str]]],
     writing: tuple[str, bool, str, bool, int, bool],
+    suffix: str,
 ) -> None:
     """Any sheet a spreadsheet program writes: the columnar path takes it, same results."""
     headers, rows = sheet
@@ -289,7 +312,7 @@ def test_well_formed_sheets_give_the_same_dry_run(
     tmp = tmp_path_factory.mktemp("same")
     text = _csv_text(headers, rows, delimiter, quote_all, line_end, last_newline, blank_every)
     path = write(tmp / "sheet.csv", text, bom=bom)
-    fast = assert_same(path, tmp)
+    fast = assert_same(path, tmp, suffix=suffix)
     # pyarrow cannot read a header alone without a line end; such a sheet is no work.
     if rows or last_newline:
         assert fast is not None, "a well-formed sheet must not need the general path"
@@ -303,12 +326,14 @@ _RAW_CELL = st.text(alphabet=st.sampled_from([*'ab",; \r\n\t=', "\u00a0"]), max_
     st.lists(st.lists(_RAW_CELL, min_size=1, max_size=4), max_size=8),
     st.sampled_from(["\n", "\r\n", "\r"]),
     st.booleans(),
+    _REPORTS,
 )
 def test_malformed_csv_gives_the_same_dry_run_or_none(
     tmp_path_factory: pytest.TempPathFactory,
     rows: list[list[str]],
     line_end: str,
     last_newline: bool,
+    suffix: str,
 ) -> None:
     """Cells joined without quoting rules (stray and unclosed quotes, short rows, CRs)."""
     tmp = tmp_path_factory.mktemp("raw")
@@ -316,7 +341,7 @@ def test_malformed_csv_gives_the_same_dry_run_or_none(
     text = line_end.join(lines) + (line_end if last_newline else "")
     path = write(tmp / "sheet.csv", text)
     try:
-        assert_same(path, tmp)
+        assert_same(path, tmp, suffix=suffix)
     except Exception as exc:  # the general path refused it: so did the columnar one
         if type(exc).__name__ != "InputError":
             raise
@@ -338,6 +363,7 @@ def _block_sheet(tmp: Path, rows: int) -> Path:
 def test_many_blocks_give_the_same_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 4 kB: duplicates across blocks, first bodies, blank rows, row numbers."""
     monkeypatch.setattr(columnar, "BLOCK_BYTES", 4096)
+    assert assert_same(_block_sheet(tmp_path, 3000), tmp_path, suffix=".xlsx") is not None
     fast = assert_same(_block_sheet(tmp_path, 3000), tmp_path)
     assert fast is not None and fast.rows == 3000
     assert fast.summary.counts[Outcome.INVALID] > 250
@@ -431,19 +457,21 @@ def test_updated_by_defaults_that_leave_rows_invalid_go_to_the_general_path(
     assert assert_same(path, tmp_path, half) is None
 
 
-def test_an_excel_report_is_left_to_the_general_path_unless_too_long(
+def test_an_excel_report_too_long_for_excel_is_written_as_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "s.csv", "uid,Note\nAE.1,a\nAE.2,b\n\nAE.3,c\n")
-    assert dry_run_csv(path, report_path=tmp_path / "r.xlsx") is None
     monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
     with caplog.at_level(logging.WARNING, logger="bulk_update"):
         done = dry_run_csv(path, report_path=tmp_path / "r.xlsx")
     assert done is not None and done.summary.report_path == tmp_path / "r.csv"
     assert "3 rows do not fit in an Excel sheet (at most 2)" in caplog.text
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 3)  # 4 lines, one blank: 3 rows fit
+    # 4 lines, one blank: 3 rows fit after all, which only the whole pass can tell.
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 3)
     assert dry_run_csv(path, report_path=tmp_path / "t.xlsx") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "s.csv"]
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 4)  # they fit: an XLSX report as asked
+    assert assert_same(path, tmp_path, suffix=".xlsx") is not None
 
 
 def test_xlsx_input_and_a_missing_file_go_to_the_general_path(tmp_path: Path) -> None:
@@ -506,6 +534,7 @@ def test_a_dry_run_with_a_journal_takes_the_general_path(
 def test_the_demo_sheet_gives_the_same_dry_run(tmp_path: Path) -> None:
     """The sample sheet (files, links, every kind of mistake) is taken, with the same results."""
     demo = Path(__file__).resolve().parents[1] / "sample_data" / "candidates.csv"
+    assert assert_same(demo, tmp_path, suffix=".xlsx") is not None
     fast = assert_same(demo, tmp_path)
     assert fast is not None
     assert fast.summary.counts[Outcome.INVALID] > 0 and fast.sends > 0
