@@ -16,9 +16,8 @@ Callers pass text XML can hold (report.xlsx_text drops the control characters it
 
 from __future__ import annotations
 
-import itertools
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -195,22 +194,23 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     head.append("<sheetData>")
     write("".join(head).encode("utf-8"))
     render = _Rows()
-    rows = iter(sheet.rows)
     count = width = 0
-    for batch in _batches(rows):
-        text: list[str] = []
-        for cells in batch:
-            if isinstance(cells, Rendered):
-                write("".join(text).encode("utf-8"))
-                text = []
-                write(cells.xml)
-                count += cells.count
-                width = max(width, cells.width)
-                continue
-            count += 1
-            width = max(width, len(cells))
-            text.append(render(count, cells))
-        write("".join(text).encode("utf-8"))
+    text: list[str] = []  # rendered rows not written yet
+    for cells in sheet.rows:
+        if isinstance(cells, Rendered):  # written at once: a block may be large
+            write("".join(text).encode("utf-8"))
+            text = []
+            write(cells.xml)
+            count += cells.count
+            width = max(width, cells.width)
+            continue
+        count += 1
+        width = max(width, len(cells))
+        text.append(render(count, cells))
+        if len(text) >= _ROWS_PER_WRITE:
+            write("".join(text).encode("utf-8"))
+            text = []
+    write("".join(text).encode("utf-8"))
     tail = ["</sheetData>"]
     ref = None
     if sheet.autofilter and width:
@@ -222,12 +222,6 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     )
     write("".join(tail).encode("utf-8"))
     return ref
-
-
-def _batches(
-    rows: Iterator[Sequence[Cell] | Rendered],
-) -> Iterator[list[Sequence[Cell] | Rendered]]:
-    return iter(lambda: list(itertools.islice(rows, _ROWS_PER_WRITE)), [])
 
 
 def _content_types(sheets: int) -> str:

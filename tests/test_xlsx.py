@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import openpyxl
@@ -118,3 +120,22 @@ def test_what_is_written_reads_back(
         got = [ws.cell(row=number, column=i + 1).value for i in range(width)]
         expected = [None if v == "" else v for v in row] + [None] * (width - len(row))
         assert got == expected
+
+
+def test_rendered_rows_are_written_as_they_come() -> None:
+    """A block of rendered rows may be tens of MB: none is held while the next is read."""
+    stream = io.BytesIO()
+    seen: list[int] = []
+
+    def rows() -> Iterator[list[xlsx.Cell] | xlsx.Rendered]:
+        yield [("h", BOLD)]
+        for n in range(2, 6):
+            if n > 2:  # the block before this one is in the stream already
+                assert stream.getvalue().endswith(f'<row r="{n - 1}">x</row>'.encode())
+            seen.append(n)
+            yield xlsx.Rendered(f'<row r="{n}">x</row>'.encode(), 1, 1)
+        yield ["last"]
+
+    ref = xlsx._write_sheet(stream, SheetSpec("S", rows(), autofilter=True))
+    assert seen == [2, 3, 4, 5] and ref == "A1:A6"
+    assert stream.getvalue().count(b"<row ") == 6
