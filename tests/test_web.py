@@ -258,6 +258,8 @@ async def test_a_workbook_of_several_worksheets_asks_which_one(
         for name in ("Read me", "Candidates", "Archive"):
             assert f'data-worksheet="{name}"' in html
         assert "Instructions" in html and "empty" in html  # each one's first row
+        discard = html.split('id="discard-form"', 1)[1].split("</form>", 1)[0]
+        assert f'value="{page.csrf}"' in discard  # "Start over" carries the token
         # The worksheet with a uid column is chosen already.
         assert re.search(r'value="Candidates"\s+checked', html)
         assert not re.search(r'value="Read me"\s+checked', html)
