@@ -29,7 +29,7 @@ from . import __version__
 from .auth import Credentials
 from .columnar import dry_run_csv
 from .config import Settings, default_state_dir, load_config
-from .errors import BulkUpdateError, RunInterrupted
+from .errors import AbortedError, BulkUpdateError, RunInterrupted
 from .journal import Journal, RunLock, process_alive, read_runs
 from .models import Outcome, Patch, Rate, RowResult, RunSummary
 from .patch import summed_up
@@ -638,6 +638,24 @@ def _serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_error(exc: BulkUpdateError, args: argparse.Namespace) -> int:
+    if getattr(args, "log_format", "text") == "json":
+        print(
+            json.dumps(
+                {
+                    "event": "error",
+                    "message": exc.message,
+                    "fix": exc.fix,
+                    "exit_code": exc.exit_code,
+                }
+            ),
+            flush=True,
+        )
+    else:
+        print(f"bulk-update: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `bulk-update` console script; returns the exit status."""
     parser = build_parser()
@@ -661,21 +679,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bulk-update: {exc}", file=sys.stderr)
         return exc.exit_code
     except BulkUpdateError as exc:
-        if getattr(args, "log_format", "text") == "json":
-            print(
-                json.dumps(
-                    {
-                        "event": "error",
-                        "message": exc.message,
-                        "fix": exc.fix,
-                        "exit_code": exc.exit_code,
-                    }
-                ),
-                flush=True,
-            )
-        else:
-            print(f"bulk-update: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _print_error(exc, args)
+    except OSError as exc:  # the file system said no (a full disk, a file gone): not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _print_error(
+            AbortedError(
+                f"the system refused: {exc.strerror or exc}{where}",
+                fix="free some space or fix the permissions, then run the same command again",
+            ),
+            args,
+        )
     except KeyboardInterrupt:
         print("bulk-update: interrupted", file=sys.stderr)
         return 3

@@ -162,6 +162,13 @@ def check_report_path(path: Path, rows: int | None = None, *, source: Path | Non
             f"the report path '{path}' is a folder",
             fix="give a file name ending in .xlsx or .csv (--report)",
         )
+    # The report is made beside its path and moved into place: the folder must take files
+    # (read-only file systems included: access() says so too).
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"the report's folder '{folder}' is not writable",
+            fix="choose a folder you can write to (--report), or change its permissions",
+        )
     if suffix == ".xlsx" and rows is not None and rows > XLSX_MAX_ROWS:
         raise ConfigError(
             f"{rows:,} rows do not fit in an Excel sheet (at most {XLSX_MAX_ROWS:,})",

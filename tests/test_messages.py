@@ -148,6 +148,9 @@ def test_columns_section_of_the_config(tmp_path: Path) -> None:
 def test_report_path_messages(tmp_path: Path) -> None:
     check_error(lambda: check_report_path(tmp_path / "r.txt"))
     check_error(lambda: check_report_path(tmp_path / "s.csv", source=tmp_path / "s.csv"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "access", lambda *args: False)  # as root, chmod would not do
+        check_error(lambda: check_report_path(tmp_path / "r.csv"))
     check_error(lambda: check_report_path(tmp_path / "missing" / "r.csv"))
     (tmp_path / "file").write_text("", encoding="utf-8")
     check_error(lambda: check_report_path(tmp_path / "file" / "r.csv"))
@@ -208,6 +211,23 @@ def cli_error(stderr: str) -> str:
     """The message of `bulk-update: <message>\\n  Fix: <fix>`."""
     line = next(ln for ln in stderr.splitlines() if ln.startswith("bulk-update: "))
     return line.removeprefix("bulk-update: ")
+
+
+def test_a_file_system_refusal_is_no_bug(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bulk_update import report
+
+    def full(path: Path, *args: object) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(cli, "dry_run_csv", lambda *args, **kwargs: None)
+    monkeypatch.setattr(report, "_write_csv", full)
+    (in_tmp / "s.csv").write_text("uid,Note\nAE.1,hi\n", encoding="utf-8")
+    assert cli.main(["run", "s.csv", "--dry-run", "--report", "r.csv"]) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "unexpected error" not in err
+    check(cli_error(err))
 
 
 def test_usage_error(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:

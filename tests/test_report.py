@@ -682,6 +682,22 @@ def test_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     write(tmp_path / "r.csv", rows, results)  # a CSV has no such limit
 
 
+def test_a_folder_that_takes_no_files_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[object, int]] = []
+
+    def access(path: object, mode: int) -> bool:
+        asked.append((path, mode))
+        return False
+
+    monkeypatch.setattr(os, "access", access)  # chmod does not stop root
+    with pytest.raises(ConfigError, match="is not writable") as caught:
+        check_report_path(tmp_path / "r.xlsx")
+    assert asked == [(tmp_path, os.W_OK | os.X_OK)]
+    assert caught.value.fix and "--report" in caught.value.fix
+
+
 def test_a_report_never_replaces_the_input_sheet(tmp_path: Path) -> None:
     sheet = tmp_path / "s.csv"
     sheet.write_text("uid\nAE.1\n", encoding="utf-8")
