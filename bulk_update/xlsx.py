@@ -1,21 +1,27 @@
 """A small streaming XLSX writer: what the results sheet needs, an order of magnitude faster.
 
 openpyxl's write-only mode builds and serializes an object per cell (about 15 µs each: a
-100,000-row report took half a minute). Here each row is formatted as SpreadsheetML text
-and deflated straight into the zip, a few thousand rows at a time, so memory stays flat
-whatever the row count. What it writes is what the report needs and no more:
+100,000-row report took half a minute). Here each row is formatted as SpreadsheetML text,
+a few thousand rows at a time, spooled to a temporary file and deflated into the zip, so
+memory stays flat whatever the row count. What it writes is what the report needs and no
+more:
 
 - text always as an inline string (never a formula, never an error value such as `#N/A`),
   numbers as numbers, an empty or None cell left out;
 - a fixed table of styles: `NORMAL`, `BOLD`, and one solid fill per colour asked for
   (`fill_style(i)`);
-- per sheet: column widths, a frozen header row, a filter over the rows written.
+- per sheet: column widths, a frozen header row, a filter over the rows written;
+- rows may come already rendered (`Rendered`, built with `cell_parts`): the column-at-a-time
+  dry run (columnar.py) renders its rows with arrow.
 
 Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot).
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -71,12 +77,19 @@ class SheetSpec:
 
 def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str] = ()) -> None:
     """Write the workbook at `path` (replacing it); `fills` are RRGGBB hex colours."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         filters: list[str | None] = []
         for number, sheet in enumerate(sheets, start=1):
-            part = f"xl/worksheets/sheet{number}.xml"
-            with archive.open(part, "w", force_zip64=True) as stream:
-                filters.append(_write_sheet(stream, sheet))
+            # Spooled first, as openpyxl does: with its size known, the zip part takes the
+            # ZIP64 extension only past 4 GB (Excel is particular about ZIP64 headers).
+            with tempfile.TemporaryFile(dir=path.parent) as spool:
+                filters.append(_write_sheet(spool, sheet))
+                part = zipfile.ZipInfo(f"xl/worksheets/sheet{number}.xml", time.localtime()[:6])
+                part.compress_type = zipfile.ZIP_DEFLATED
+                part.file_size = spool.tell()
+                spool.seek(0)
+                with archive.open(part, "w") as stream:
+                    shutil.copyfileobj(spool, stream, 1 << 20)
         archive.writestr("[Content_Types].xml", _content_types(len(sheets)))
         archive.writestr("_rels/.rels", _ROOT_RELS)
         archive.writestr("xl/workbook.xml", _workbook(sheets, filters))

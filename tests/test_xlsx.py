@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,19 @@ def test_values_styles_and_layout(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None
         book = archive.read("xl/workbook.xml").decode()
+        # No ZIP64 extension (extra field id 1) where the sizes do not need it, in the
+        # local headers either (Excel is particular about those).
+        raw = path.read_bytes()
+        for info in archive.infolist():
+            at = info.header_offset
+            name_len, extra_len = struct.unpack("<HH", raw[at + 26 : at + 30])
+            extra = raw[at + 30 + name_len : at + 30 + name_len + extra_len]
+            i = 0
+            while i + 4 <= len(extra):  # each field: its id, its size, its data
+                field, size = struct.unpack("<HH", extra[i : i + 4])
+                assert field != 1, info.filename
+                i += 4 + size
+        assert archive.getinfo("xl/worksheets/sheet1.xml").compress_type == zipfile.ZIP_DEFLATED
     # Excel keeps a filter's range under a hidden name too (openpyxl drops it on reading).
     assert (
         '<definedName name="_xlnm._FilterDatabase" localSheetId="0" hidden="1">'
