@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -680,11 +681,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except BulkUpdateError as exc:
         return _print_error(exc, args)
-    except OSError as exc:  # the file system said no (a full disk, a file gone): not a bug
-        where = f" ({exc.filename})" if exc.filename else ""
+    except (OSError, sqlite3.OperationalError) as exc:
+        # The system said no (a full disk, a file gone, the journal's disk): not a bug.
+        filename = getattr(exc, "filename", None)
+        where = f" ({filename})" if filename else ""
         return _print_error(
             AbortedError(
-                f"the system refused: {exc.strerror or exc}{where}",
+                f"the system refused: {getattr(exc, 'strerror', None) or exc}{where}",
                 fix="free some space or fix the permissions, then run the same command again",
             ),
             args,

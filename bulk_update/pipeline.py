@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import shlex
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -68,6 +69,15 @@ NOTE_RETRY_WARNING = (
     "note not sent again: an attempt that carried it got no clear answer (a timeout, a "
     "dropped connection or a server error), so it may have been added; check the candidate "
     "in Comeet and add it by hand if missing"
+)
+JOURNAL_WARNING = (
+    "applied, but the journal could not record it: a re-run would send this row again "
+    "(its note too); check the candidate in Comeet before running the sheet again"
+)
+JOURNAL_ABORT_REASON = (
+    "the journal could not record confirmed rows ({error}); sending stopped so that a "
+    "re-run does not send them twice: fix the state dir (free space, permissions) and "
+    "check the rows the report says were not recorded before running again"
 )
 PENDING_NOTE_WARNING = (
     "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
@@ -507,6 +517,8 @@ async def run_async(
     )
     done: dict[int, RowResult] = {}
     held_back: set[str] = set()  # uids whose note this run does not send again
+    journal_failed: list[str] = []  # why the journal stopped the run, if it did
+    halt = stop if stop is not None else asyncio.Event()  # the caller's stop, or our own
 
     def record(result: RowResult) -> None:
         said = warnings.get(result.row, ())
@@ -536,12 +548,16 @@ async def run_async(
             status = (
                 "interrupted" if reason == INTERRUPTED else "aborted" if aborted else "finished"
             )
-            journal.finish_run(
-                run_id,
-                counts={o.value: n for o, n in summary.counts.items() if n},
-                status=status,
-                duration_s=summary.duration_s,
-            )
+            try:
+                journal.finish_run(
+                    run_id,
+                    counts={o.value: n for o, n in summary.counts.items() if n},
+                    status=status,
+                    duration_s=summary.duration_s,
+                )
+            except (OSError, sqlite3.Error) as exc:
+                # The report matters more than the run's line in the history.
+                log.error("the journal could not close this run: %s", exc)
         _write(the_plan, summary, path)
         # The time the summary line shows includes writing the report (a third of a
         # million-row dry run); the report itself can only hold the time before it.
@@ -585,15 +601,27 @@ async def run_async(
                 # write, and reported only once it is done: a row the report calls updated
                 # is in the journal.
                 assert journal is not None and run_id is not None
-                _journal_results(
-                    journal,
-                    run_id,
-                    results,
-                    by_row,
-                    notes,
-                    planned_with=the_plan.journal,
-                    held_back=held_back,
-                )
+                try:
+                    _journal_results(
+                        journal,
+                        run_id,
+                        results,
+                        by_row,
+                        notes,
+                        planned_with=the_plan.journal,
+                        held_back=held_back,
+                    )
+                except (OSError, sqlite3.Error) as exc:
+                    # A full disk, say: rows applied now could not be remembered, so a
+                    # re-run would send them again. Stop sending; say which rows.
+                    if not journal_failed:
+                        journal_failed.append(JOURNAL_ABORT_REASON.format(error=exc))
+                        log.error("%s", journal_failed[0], extra={"event": "journal_failed"})
+                        halt.set()
+                    for result in results:
+                        unrecorded = result.outcome is Outcome.UPDATED
+                        record(_with_warnings(result, (JOURNAL_WARNING,) * unrecorded))
+                    return
                 for result in results:
                     record(result)
 
@@ -607,7 +635,7 @@ async def run_async(
             retry=RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_max_s),
             rng=rng,
             on_result=on_pool_result,
-            stop=stop,
+            stop=halt,
             on_results=on_pool_results,
         )
     except asyncio.CancelledError:
@@ -618,6 +646,8 @@ async def run_async(
     finally:
         if own_session:
             await http.close()
+    if journal_failed:
+        return finish(aborted=True, reason=journal_failed[0])
     return finish(aborted=pool.aborted, reason=pool.abort_reason)
 
 

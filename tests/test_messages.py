@@ -39,7 +39,14 @@ from bulk_update.errors import BulkUpdateError
 from bulk_update.journal import Journal, RunLock
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import Column, Patch, Rate, RowResult, SheetRow
-from bulk_update.pipeline import NOTE_RETRY_WARNING, PENDING_NOTE_WARNING, load, plan
+from bulk_update.pipeline import (
+    JOURNAL_ABORT_REASON,
+    JOURNAL_WARNING,
+    NOTE_RETRY_WARNING,
+    PENDING_NOTE_WARNING,
+    load,
+    plan,
+)
 from bulk_update.pool import PoolResult, RetryPolicy, run_pool
 from bulk_update.report import check_report_path
 from bulk_update.sandbox import (
@@ -228,6 +235,17 @@ def test_a_file_system_refusal_is_no_bug(
     err = capsys.readouterr().err
     assert "No space left on device" in err and "unexpected error" not in err
     check(cli_error(err))
+    # The journal's SQLite saying so is the same kind of refusal.
+    (in_tmp / "p.csv").write_text("uid,Note\nAE.1,hi\n", encoding="utf-8")
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cli, "load", disk_full)
+    assert cli.main(["run", "p.csv", "--dry-run", "--report", "p.out.csv"]) == 3
+    err = capsys.readouterr().err
+    assert "the system refused: database or disk is full" in err
+    check(cli_error(err))
 
 
 def test_usage_error(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -395,6 +413,9 @@ def test_the_pending_note_warning(tmp_path: Path) -> None:
     assert row.warnings == (PENDING_NOTE_WARNING,)
     check(*row.warnings)
     check(NOTE_RETRY_WARNING)  # its run-time sibling: tests/test_note_retry.py
+    # A journal that cannot record (tests/test_pipeline.py makes its disk full):
+    check(JOURNAL_WARNING, JOURNAL_ABORT_REASON.format(error="[Errno 28] No space left"))
+    check("the journal could not close this run: [Errno 28] No space left")
 
 
 # --------------------------------------------------------------------------- API outcomes

@@ -7,6 +7,7 @@ import csv
 import inspect
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -458,3 +459,68 @@ async def test_a_report_that_would_replace_the_input_stops_the_run_first(
     with pytest.raises(errors.ConfigError, match="would replace the input sheet"):
         await bu.run_async(the_plan, dry_run=True, report_path=sheet.with_suffix(".xlsx"))
     assert sheet.read_bytes() == before
+
+
+async def test_a_journal_that_cannot_record_stops_the_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under the journal: rows applied then could be sent again by a re-run, so
+    the run stops sending, says which rows were not recorded, and still writes its report."""
+    from bulk_update import pipeline
+    from bulk_update.journal import Journal
+
+    uids = [f"AE.{n}" for n in range(1, 21)]
+    path = _sheet(tmp_path, [["uid", "first_name"], *([u, f"Name {u}"] for u in uids)])
+    state = SandboxState(candidates={u: {"uid": u} for u in uids})
+    real = pipeline._journal_results
+    calls: list[int] = []
+
+    def full_after_the_first(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_journal_results", full_after_the_first)
+    async with SandboxServer(state) as server:
+        settings = bu.Settings(base_url=server.base_url, concurrency=1, rate=bu.Rate(1000, 1))
+        with Journal.open(tmp_path / "st", base_url=server.base_url, api_key="k") as journal:
+            the_plan = bu.plan(bu.load(path), settings, journal=journal)
+            summary = await bu.run_async(
+                the_plan, settings, CREDS, report_path=tmp_path / "r.csv", journal=journal
+            )
+            recorded = {u for u, fps in journal.applied_many(uids).items() if fps}
+    assert summary.aborted and summary.exit_code == 3
+    assert summary.abort_reason.startswith(
+        "the journal could not record confirmed rows ([Errno 28] No space left on device)"
+    )
+    by_uid = {r.uid: r for r in summary.results}
+    updated = [u for u in uids if by_uid[u].outcome is Outcome.UPDATED]
+    warned = [u for u in uids if pipeline.JOURNAL_WARNING in by_uid[u].message]
+    assert recorded and set(recorded) | set(warned) == set(updated)  # each one or the other
+    assert not set(recorded) & set(warned)
+    # Sending stopped: the rows after the failure were not sent.
+    assert warned and summary.counts[Outcome.NOT_SENT] >= len(uids) - len(updated) > 0
+    assert (tmp_path / "r.csv").is_file()
+
+
+async def test_a_journal_that_cannot_close_the_run_still_gets_the_report_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    from bulk_update.journal import Journal
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "finish_run", full)
+    path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])
+    with Journal.open(tmp_path / "st", base_url="https://x", api_key="k") as journal:
+        the_plan = bu.plan(bu.load(path), journal=journal)
+        with caplog.at_level("ERROR", logger="bulk_update"):
+            summary = await bu.run_async(
+                the_plan, dry_run=True, report_path=tmp_path / "r.csv", journal=journal
+            )
+    assert summary.counts[Outcome.WOULD_UPDATE] == 1 and (tmp_path / "r.csv").is_file()
+    assert "the journal could not close this run: database or disk is full" in caplog.text
