@@ -433,14 +433,18 @@ async def _run(args: argparse.Namespace) -> int:
         # fit in memory).
         bodies = SHOWN_PATCHES if args.dry_run else None
         the_plan = plan(sheet, settings, journal=journal, full=args.full, bodies=bodies)
-        log.info(
-            "read %s: %d rows, %d to send",
-            args.input.name,
-            len(sheet.rows),
-            the_plan.sends,
-            extra={"event": "planned"},
-        )
+        _log_planned(args, len(sheet.rows), the_plan.sends)
         return await _send(the_plan, args, settings, credentials, journal)
+
+
+def _log_planned(args: argparse.Namespace, rows: int, sends: int) -> None:
+    log.info(
+        "read %s: %d rows, %d to send",
+        args.input.name,
+        rows,
+        sends,
+        extra={"event": "planned"},
+    )
 
 
 def _dry_run_columnar(args: argparse.Namespace, settings: Settings) -> int | None:
@@ -455,13 +459,7 @@ def _dry_run_columnar(args: argparse.Namespace, settings: Settings) -> int | Non
     )
     if done is None:
         return None
-    log.info(
-        "read %s: %d rows, %d to send",
-        args.input.name,
-        done.rows,
-        done.sends,
-        extra={"event": "planned"},
-    )
+    _log_planned(args, done.rows, done.sends)
     if not args.quiet and args.log_format == "text":
         _print_dry_run(done.sends, done.patches, done.summary, settings)
     return _finish(done.summary, args)

@@ -57,6 +57,7 @@ from .report import (
     fits_in_excel,
     fitting_report,
     header_cells,
+    longest_line,
     write_xlsx_report,
 )
 from .schema import ColumnCheck, InvalidRow, RowValidator, column_check, resolve_columns, uid_check
@@ -485,7 +486,7 @@ class _CsvReport:
 # ILLEGAL_CHARACTERS_RE), and one apostrophe more before apostrophes and a formula start.
 _ILLEGAL = "[\\x{00}-\\x{08}\\x{0b}\\x{0c}\\x{0e}-\\x{1f}]"
 _APOSTROPHES = f"^('+[{_FORMULA}])"
-# What str.splitlines splits a cell at (report._widths measures a cell's longest line).
+# What str.splitlines splits a cell at (report.longest_line measures a cell's lines).
 _LINE_BREAKS = "[\\n\\r\\x{0b}\\x{0c}\\x{1c}\\x{1d}\\x{1e}\\x{85}\\x{2028}\\x{2029}]"
 
 
@@ -524,7 +525,7 @@ class _XlsxReport:
         self.header = [*REPORT_COLUMNS, *headers]
         self.widths = [MIN_WIDTH] * len(self.header)
         for i, text in enumerate(self.header):
-            self._widen(i, max((len(part) for part in text.splitlines()), default=0))
+            self._widen(i, longest_line(text))
         self.chunks: list[tuple[int, int]] = []  # (bytes, rows) per block
         self.written = 1  # the header is the sheet's row 1
 
@@ -544,7 +545,7 @@ class _XlsxReport:
             lines = pc.filter(col, broken).to_pylist()
             longest = max(
                 pc.max(pc.if_else(broken, 0, lengths)).as_py() or 0,
-                *(max((len(p) for p in t.splitlines()), default=0) for t in lines),
+                *map(longest_line, lines),
             )
         self._widen(index, longest)
 

@@ -51,6 +51,7 @@ __all__ = [
     "fits_in_excel",
     "fitting_report",
     "header_cells",
+    "longest_line",
     "report_table",
     "restore_cell",
     "write_report",
@@ -329,6 +330,11 @@ def xlsx_text(value: str) -> str:
     return "'" + text if _QUOTED.match(text) else text
 
 
+def longest_line(text: str) -> int:
+    """The length of a cell's longest line: what its column's width in a report follows."""
+    return max((len(part) for part in text.splitlines()), default=0)
+
+
 def _widths(table: Iterable[list[_Value]]) -> list[float]:
     """Column widths in characters: the longest line of any cell, within bounds."""
     widths: list[int] = []
@@ -342,7 +348,7 @@ def _widths(table: Iterable[list[_Value]]) -> list[float]:
             # A cell no longer than the column's width so far cannot widen it: most cells
             # are settled by their length, without splitting them into lines.
             if len(text) + 2 > widths[i]:
-                longest = max((len(part) for part in text.splitlines()), default=0)
+                longest = longest_line(text)
                 widths[i] = max(widths[i], longest + 2)
     return [min(w, MAX_WIDTH) for w in widths]
 
