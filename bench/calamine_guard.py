@@ -42,7 +42,8 @@ from pathlib import Path
 import openpyxl
 from python_calamine import CalamineError, CalamineSheet, CalamineWorkbook, SheetTypeEnum
 
-from bulk_update.reader import _pick_worksheet, cell_text
+from bulk_update.reader import cell_text
+from bulk_update.reader.xlsxfile import _pick_worksheet
 
 __all__ = [
     "DIFFERENCES",

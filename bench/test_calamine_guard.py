@@ -31,7 +31,8 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 from python_calamine import CalamineError, CalamineWorkbook
 
 from bulk_update.errors import InputError
-from bulk_update.reader import _pick_worksheet, cell_text
+from bulk_update.reader import cell_text
+from bulk_update.reader.xlsxfile import _pick_worksheet
 from tests.data import make_corpus
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"

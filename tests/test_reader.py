@@ -237,7 +237,7 @@ def test_cp1252_when_not_utf8(tmp_path: Path) -> None:
 
 
 def test_utf8_checked_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "_CHUNK", 7)
+    monkeypatch.setattr(reader.csvfile, "_CHUNK", 7)
     # Multi-byte characters straddle many chunk boundaries; the file is still UTF-8.
     body = "".join(f"AE.{i},Zoë Ünal ✓\n" for i in range(2000))
     path = write_bytes(tmp_path, "long.csv", ("uid,name\n" + body).encode())
@@ -249,7 +249,7 @@ def test_utf8_checked_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_one_bad_byte_far_down_means_cp1252(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader, "_CHUNK", 64)
+    monkeypatch.setattr(reader.csvfile, "_CHUNK", 64)
     body = b"".join(b"AE.%d,plain\n" % i for i in range(3000))
     path = write_bytes(tmp_path, "late.csv", b"uid,name\n" + body + b"AE.x,Caf\xe9\n")
     sheet = read_sheet(path)
@@ -663,7 +663,7 @@ def test_csv_records_over_many_lines_are_numbered_in_cell_limit_errors(tmp_path:
 
 
 def test_csv_long_line_of_many_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "MAX_LINE_CHARS", 40)
+    monkeypatch.setattr(reader.csvfile, "MAX_LINE_CHARS", 40)
     ok = write_bytes(tmp_path, "ok.csv", b"uid,a,b\r\nAE.1," + b"x" * 20 + b",y\r\n")
     assert read_sheet(ok).rows[0].values == ("AE.1", "x" * 20, "y")
     long = write_bytes(tmp_path, "long.csv", b"uid,a,b\nAE.1,x\n" + b"AE.2" + b",abcdefgh" * 6)
@@ -683,7 +683,7 @@ def test_csv_field_size_limit_is_put_back(tmp_path: Path) -> None:
 
 
 def test_csv_delimiter_guess_stops_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader, "_SNIFF_CHARS", 16)
+    monkeypatch.setattr(reader.csvfile, "_SNIFF_CHARS", 16)
     # Only the first 16 characters count: the ';' later on the header line do not.
     data = b"uid,name,email,;;;;;;;;;;;;;;;;;;\nAE.1,Dana,d@x.io,\n"
     sheet = read_sheet(write_bytes(tmp_path, "s.csv", data))
@@ -750,7 +750,7 @@ def test_zip64_workbook_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 def test_zip_directory_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_xlsx(tmp_path, [["uid"], ["AE.1"]], name="dir.xlsx")
-    monkeypatch.setattr(reader, "_MAX_DIRECTORY_BYTES", 100)
+    monkeypatch.setattr(reader.guard, "_MAX_DIRECTORY_BYTES", 100)
     assert "dir.xlsx looks like a zip bomb (its directory takes " in input_error(path).message
 
 
@@ -831,7 +831,7 @@ def test_xlsx_entity_bombs_are_refused_by_defusedxml_too(
     # The reader's own scan is the first line of defence; without it, defusedxml (which
     # openpyxl uses when it is installed) must still refuse, with the same explanation.
     assert openpyxl.xml.DEFUSEDXML
-    monkeypatch.setattr(reader, "_scan_part", lambda *args: None)
+    monkeypatch.setattr(reader.guard, "_scan_part", lambda *args: None)
     for maker in (make_corpus.entity_bomb_xlsx, make_corpus.entity_bomb_shared_xlsx):
         path = tmp_path / f"{maker.__name__}.xlsx"
         maker(path)
@@ -860,8 +860,8 @@ def test_xlsx_scan_across_chunk_boundaries(
 ) -> None:
     # The limit counts bytes between two '<': a cell's text, or a tag and its attributes
     # (a root tag's namespaces take a few hundred bytes).
-    monkeypatch.setattr(reader, "_CHUNK", chunk)
-    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 2000)
+    monkeypatch.setattr(reader.guard, "_CHUNK", chunk)
+    monkeypatch.setattr(reader.guard, "MAX_CELL_CHARS", 2000)
     fine = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "n" * 1900]], name="fine.xlsx")
     assert read_sheet(fine).rows[0].values == ("AE.1", "n" * 1900)
     long = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "n" * 2100]], name="long.xlsx")
@@ -877,8 +877,8 @@ def test_xlsx_cell_over_the_limit_after_parsing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Rich text is many runs, each under the scan's limit, joined by openpyxl.
-    monkeypatch.setattr(reader, "_scan_part", lambda *args: None)
-    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 10)
+    monkeypatch.setattr(reader.guard, "_scan_part", lambda *args: None)
+    monkeypatch.setattr(reader.xlsxfile, "MAX_CELL_CHARS", 10)
     path = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "short"], ["AE.2", "x" * 11]])
     error = input_error(path)
     assert error.message == "sheet.xlsx, row 3 has a cell larger than 1 MB (column B)"

@@ -1,0 +1,110 @@
+"""CSV/XLSX -> rows of text with their sheet row numbers (contract section 4).
+
+The only module that knows file formats. Everything it returns is text as a person typed
+it: numbers as plain decimals, dates as ISO 8601, booleans as TRUE/FALSE, stripped of white
+space. Rows are numbered as a spreadsheet program shows them (1-based, blank rows counted;
+a CSV record whose quoted cell spans several lines is one row). Headers are returned as
+written: matching them to API fields is schema.py's job.
+
+A merged range of an XLSX sheet gives its value to its top-left cell; its other cells are
+empty (what Excel itself keeps). Hidden rows and columns are read like any other.
+
+Input may be hostile. Before openpyxl sees a workbook, its zip directory is checked (how
+many parts, how large unpacked, how well they compress) and every XML part is streamed
+once looking for a document type declaration (XML entity bombs) and for a cell over
+MAX_CELL_CHARS; defusedxml stays the second line of defence. A CSV file is read a line at a
+time with a bounded line length and cell size. So every file is answered within seconds and
+a few hundred MB of memory, with an InputError that says what is wrong.
+
+The package's modules: `guard` (what a file really is, bombs, limits), `csvfile` (encoding,
+delimiter, records), `xlsxfile` (worksheets, openpyxl), `cells` (a cell value as the text a
+person sees), `layout` (the header row and the rows aligned to it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import InputError
+from ..models import RawSheet, SheetRow
+from .cells import cell_text
+from .csvfile import MAX_LINE_CHARS, CsvFormat, _open_csv, sniff_csv
+from .guard import CSV_EXTENSIONS, MAX_CELL_CHARS, MAX_UNPACKED_BYTES, XLSX_EXTENSIONS, _os_errors
+from .layout import MAX_COLUMNS, SheetStream
+from .xlsxfile import WorksheetInfo, _open_xlsx, list_worksheets
+
+__all__ = [
+    "CSV_EXTENSIONS",
+    "MAX_CELL_CHARS",
+    "MAX_COLUMNS",
+    "MAX_LINE_CHARS",
+    "MAX_UNPACKED_BYTES",
+    "XLSX_EXTENSIONS",
+    "CsvFormat",
+    "SheetStream",
+    "WorksheetInfo",
+    "cell_text",
+    "list_worksheets",
+    "open_sheet",
+    "read_sheet",
+    "sniff_csv",
+]
+
+#: Spreadsheet formats openpyxl cannot read; named in their own message.
+_OTHER_SHEETS = frozenset({".xls", ".xlsb", ".ods", ".fods", ".numbers"})
+_SUPPORTED = ", ".join(sorted(CSV_EXTENSIONS | XLSX_EXTENSIONS))
+
+
+def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
+    """Read a CSV or XLSX file into its header row and data rows, all as text.
+
+    `sheet` picks a worksheet of an XLSX file by name (default: the first); it is ignored
+    for CSV. Raises InputError, naming the file, row and column, for anything that stops
+    the sheet from being read, hostile files included (see the module's docstring).
+    """
+    with open_sheet(path, sheet=sheet) as stream:
+        return RawSheet(
+            path=stream.path,
+            headers=stream.headers,
+            header_row=stream.header_row,
+            rows=tuple(stream.rows),
+            sheet_name=stream.sheet_name,
+        )
+
+
+@contextlib.contextmanager
+def open_sheet(path: Path, *, sheet: str | None = None) -> Iterator[SheetStream]:
+    """`read_sheet`, streaming: the header at once, the rows as `SheetStream.rows` is iterated."""
+    path = Path(path)
+    name = path.name
+    suffix = path.suffix.lower()
+    if suffix in _OTHER_SHEETS:
+        raise InputError(
+            f"{name}: {suffix} files are not read; save the sheet as .xlsx or .csv",
+            fix="open it in Excel or LibreOffice and save it as .xlsx (or as CSV UTF-8)",
+        )
+    if suffix not in CSV_EXTENSIONS and suffix not in XLSX_EXTENSIONS:
+        shown = f"'{path.suffix}'" if path.suffix else "no extension"
+        raise InputError(
+            f"{name}: cannot read a file with {shown}; supported: {_SUPPORTED}",
+            fix="save the sheet as .xlsx or .csv (UTF-8) and pass that file",
+        )
+    with _os_errors(name):
+        if not path.exists():
+            raise InputError(
+                f"{name}: file not found ({path})", fix="check the path and the file name"
+            )
+        if path.is_dir():
+            raise InputError(f"{name} is a folder, not a file", fix="pass the sheet file itself")
+        opener = _open_xlsx(path, sheet) if suffix in XLSX_EXTENSIONS else _open_csv(path)
+        with opener as stream:
+            yield replace(stream, rows=_guarded(stream.rows, name))
+
+
+def _guarded(rows: Iterator[SheetRow], name: str) -> Iterator[SheetRow]:
+    # Rows are read while the caller iterates, outside open_sheet's own try.
+    with _os_errors(name):
+        yield from rows

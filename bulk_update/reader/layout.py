@@ -1,0 +1,126 @@
+"""Header layout: the header row found among numbered records, the rows below aligned to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from ..errors import InputError
+from ..models import SheetRow
+
+#: The most columns a header row may span.
+MAX_COLUMNS = 2000
+
+#: One source row: its sheet row number, its cells as stripped text, and the indexes of the
+#: cells stored as numbers.
+_Record: TypeAlias = tuple[int, list[str], frozenset[int]]
+#: Names a column by its 0-based index, the way the file's users see it.
+_ColumnNamer: TypeAlias = Callable[[int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class SheetStream:
+    """An open sheet: its header, found and checked, and its data rows, read as iterated.
+
+    `rows` reads the file lazily, so a sheet of a million rows never has to be in memory
+    at once; a problem further down the file is raised (as InputError) while iterating.
+    Only valid inside the `open_sheet` block that gave it.
+    """
+
+    path: Path
+    headers: tuple[str, ...]
+    header_row: int
+    rows: Iterator[SheetRow]
+    sheet_name: str | None = None
+    #: Every worksheet of a workbook, by name, in order (empty for a CSV).
+    worksheets: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- rows
+
+
+def _start(
+    path: Path,
+    records: Iterable[_Record],
+    column_name: _ColumnNamer,
+    sheet_name: str | None,
+) -> SheetStream:
+    """Find and check the header among numbered records; the rows below come lazily."""
+    name = path.name
+    iterator = iter(records)
+    header_row, header_cells = 0, []
+    for number, cells, _ in iterator:
+        if any(cells):
+            header_row, header_cells = number, cells
+            break
+    if not header_row:
+        raise InputError(
+            f"{name} has no header row (it is empty)",
+            fix="put the column names in the first row and one candidate per row below",
+        )
+    # Empty cells after the last header are no columns (spreadsheet programs leave them).
+    width = max(i for i, h in enumerate(header_cells) if h) + 1
+    if width > MAX_COLUMNS:
+        raise InputError(
+            f"{name}: the sheet has {width:,} columns; at most {MAX_COLUMNS:,} are read — "
+            "is this the right file?",
+            fix=f"keep only the candidates' columns (at most {MAX_COLUMNS:,}) and save again",
+        )
+    header_cells = header_cells[:width]
+    keep = [i for i, h in enumerate(header_cells) if h]
+    return SheetStream(
+        path=path,
+        headers=tuple(header_cells[i] for i in keep),
+        header_row=header_row,
+        rows=_rows(name, iterator, header_cells, header_row, column_name),
+        sheet_name=sheet_name,
+    )
+
+
+def _rows(
+    name: str,
+    records: Iterator[_Record],
+    header_cells: list[str],
+    header_row: int,
+    column_name: _ColumnNamer,
+) -> Iterator[SheetRow]:
+    """The non-blank rows under the header, checked and aligned with the headers."""
+    width = len(header_cells)
+    # Columns without a header are dropped when they hold no data (spreadsheet programs
+    # leave such columns behind); data in one is an error, found in row order below.
+    keep = [i for i, h in enumerate(header_cells) if h]
+    unnamed = [i for i, h in enumerate(header_cells) if not h]
+    last_header = header_cells[keep[-1]]
+    plain = not unnamed  # the fast path: nothing to drop
+    remap = {old: new for new, old in enumerate(keep)}
+    for number, cells, numeric in records:
+        if not any(cells):
+            continue
+        for index in unnamed:
+            if index < len(cells) and cells[index]:
+                raise InputError(
+                    f"{name}, row {number}: {column_name(index)} has data but no header",
+                    fix=f"give {column_name(index)} a header in row {header_row}, or delete it",
+                )
+        if len(cells) > width and any(cells[width:]):
+            index = next(i for i in range(width, len(cells)) if cells[i])
+            raise InputError(
+                f"{name}, row {number}: {column_name(index)} has a value beyond the "
+                f"last header ('{last_header}', {column_name(keep[-1])})",
+                fix=(
+                    f"give {column_name(index)} a header in row {header_row}, or "
+                    "delete the value (in a CSV file, quote cells that hold the "
+                    "delimiter)"
+                ),
+            )
+        if plain and len(cells) == width:
+            yield SheetRow(number, tuple(cells), numeric)
+            continue
+        values = tuple(cells[i] if i < len(cells) else "" for i in keep)
+        if numeric and not plain:
+            numeric = frozenset(remap[i] for i in numeric if i in remap)
+        elif numeric:
+            numeric = frozenset(i for i in numeric if i < width)
+        yield SheetRow(number, values, numeric)
