@@ -5,8 +5,9 @@ the sheet in Python: a million rows of twelve cells take half a minute. `dry_run
 the same dry run with pyarrow's CSV parser and compute kernels, a block of rows at a time:
 
 1. a first pass reads the uid column alone, for the uids typed on more than one row;
-2. each block's cells are stripped as `str.strip` strips, and each column is checked with
-   its `schema.column_check`, which only ever accepts what RowValidator accepts unchanged;
+2. each block's cells are stripped as the reader strips them (reader.cells.STRIPPED), and
+   each column is checked with its `schema.column_check`, which only ever accepts what
+   RowValidator accepts unchanged;
 3. a row some check does not accept goes to the real RowValidator and build_patch (which
    alone write messages); an accepted row's `fields` follow from which data columns it
    fills in, worked out by build_patch once per such shape;
@@ -46,6 +47,7 @@ from .limiter import estimate_duration
 from .models import REPORT_COLUMNS, Column, Outcome, Patch, RowResult, RunSummary, SheetRow
 from .patch import build_patch
 from .reader import CSV_EXTENSIONS, MAX_COLUMNS, MAX_LINE_CHARS, sniff_csv
+from .reader.cells import PY_SPACE, STRIPPED, strip_cell
 from .report import (
     FORMULA_STARTS,
     MAX_WIDTH,
@@ -70,12 +72,6 @@ log = logging.getLogger("bulk_update")
 BLOCK_BYTES = 4 << 20
 #: A row's shape (which data columns it fills in) is a bit mask in an int64.
 _MAX_DATA_COLUMNS = 62
-#: Every character `str.isspace` accepts, hence what `str.strip` and `re`'s \s take
-#: (tests/test_columnar.py checks this against Python itself).
-PY_SPACE = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 # report.defuse_csv_cell in RE2: after any apostrophes, a formula start takes one more.
 _FORMULA = "".join(f"\\x{{{ord(c):02x}}}" for c in FORMULA_STARTS)
 _DEFUSE = f"^('*[{_FORMULA}])"
@@ -204,7 +200,7 @@ def _layout(path: Path, delimiter: str) -> _Layout:
 
     with pv.open_csv(path, **_csv_options(delimiter, None)) as reader:
         raw = tuple(reader.schema.names)
-    stripped = [h.strip() for h in raw]
+    stripped = [strip_cell(h) for h in raw]
     if not any(stripped):
         raise _Unsupported("a blank first line: the header is further down")
     # As the reader: columns past the last header are none; one without a header is dropped.
@@ -222,7 +218,7 @@ def _duplicates(
     import pyarrow.csv as pv
 
     with pv.open_csv(path, **_csv_options(delimiter, names, [uid])) as reader:
-        uids = [pc.utf8_trim(batch.column(0), characters=PY_SPACE) for batch in reader]
+        uids = [pc.utf8_trim(batch.column(0), characters=STRIPPED) for batch in reader]
     rows = sum(len(u) for u in uids)
     if not rows:
         return [], 0
@@ -301,6 +297,10 @@ def _accepted(cells: list[Any], filled: list[Any], checks: list[tuple[int, Colum
                 good = pc.match_substring_regex(col, _re2(check.pattern))
             if not check.required:
                 good = pc.or_(empty, good)
+        if check.refuse and check.kind != "row":
+            # An empty cell never matches a refusal (each needs a character).
+            kept = pc.invert(pc.match_substring_regex(col, _re2(check.refuse)))
+            good = kept if good is None else pc.and_(good, kept)
         if good is not None:
             ok = pc.and_(ok, good)
     return ok
@@ -414,7 +414,7 @@ class _Checker:
 
         n = len(raw[0])
         numbers = pa.array(range(first_row, first_row + n), pa.int64())
-        cells = [pc.utf8_trim(c, characters=PY_SPACE) for c in raw]
+        cells = [pc.utf8_trim(c, characters=STRIPPED) for c in raw]
         filled = [pc.greater(pc.binary_length(c), 0) for c in cells]
         ok = pc.and_(
             _accepted(cells, filled, self.checks),
@@ -673,7 +673,7 @@ def _dry_run(
                 if 2 * longest + 3 * len(raw) >= MAX_LINE_CHARS:
                     raise _Unsupported("a row near the reader's size limits")
                 for i in unnamed:
-                    if pc.max(pc.binary_length(pc.utf8_trim(raw[i], characters=PY_SPACE))).as_py():
+                    if pc.max(pc.binary_length(pc.utf8_trim(raw[i], characters=STRIPPED))).as_py():
                         raise _Unsupported("data in a column without a header")
                 block = check([raw[i] for i in layout.named], next_row)
                 next_row += batch.num_rows

@@ -41,6 +41,7 @@ from .models import REPORT_COLUMNS, Column, Problem, SheetRow
 
 __all__ = [
     "CUSTOM_FIELDS_PREFIX",
+    "DIGIT_FIELDS",
     "FIELDS",
     "ISO_COUNTRY_CODES",
     "MAX_FILE_BYTES",
@@ -60,6 +61,7 @@ __all__ = [
     "UpdatedBy",
     "ValidRow",
     "column_check",
+    "escape_invisible",
     "find_duplicate_uids",
     "names_uid",
     "normalize_header",
@@ -148,6 +150,91 @@ ISO_COUNTRY_CODES: frozenset[str] = frozenset(
 _UID = re.compile(r"[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)+")
 # Strict enough to catch typos; the API has the last word (400 invalid_email).
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
+
+# --- what a spreadsheet shows but must not be sent --------------------------------------------
+
+#: What a spreadsheet program shows for a formula that failed (Excel; Google Sheets' #ERROR!;
+#: LibreOffice's Err:NNN), cached in an XLSX or written into a CSV: never a value to send.
+_ERROR_VALUE = (
+    r"(?i:#(?:N/A|VALUE!|REF!|DIV/0!|NUM!|NAME\?|NULL!|SPILL!|CALC!|GETTING_DATA|FIELD!"
+    r"|BLOCKED!|CONNECT!|BUSY!|UNKNOWN!|PYTHON!|ERROR!)|Err:[0-9]{3})"
+)
+_ERROR = re.compile(_ERROR_VALUE)
+#: The first characters of every _ERROR_VALUE: a cell starting otherwise needs no regex.
+_ERROR_STARTS = frozenset("#Ee")
+#: Characters no spreadsheet program shows (zero-width spaces and joiners, bidi marks and
+#: embeddings, word joiners, the BOM, the soft hyphen): inside a uid, email, URL or phone
+#: they make the value another one than the person sees. Literal characters, not escapes,
+#: so that the class reads the same in Python and in RE2 (columnar.py).
+_INVISIBLE_CLASS = (
+    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+)
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CLASS}]")
+#: A number as Excel writes it into a CSV when its column is too narrow: 9.72E+11.
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+")
+#: Fields that hold digits as text: a number cell has lost their leading zeros and '+', and
+#: scientific notation has lost their last digits (contract section 5).
+DIGIT_FIELDS: frozenset[str] = frozenset(
+    {
+        "phone",
+        "mobile_phone",
+        "national_id",
+        "address.zip",
+        "partner_candidate_id",
+        "source_contact.phone",
+    }
+)
+#: Fields in which an invisible character makes the value wrong (besides the uid).
+_NO_INVISIBLE: frozenset[str] = frozenset(
+    {
+        "email",
+        "updated_by.email",
+        "source_contact.email",
+        "linkedin_url",
+        "links",
+        "phone",
+        "mobile_phone",
+        "source_contact.phone",
+    }
+)
+
+
+def escape_invisible(text: str) -> str:
+    """`text` with every invisible character spelled as an escape (`\\u200b`), for messages."""
+    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _error_problem(text: str) -> str:
+    return (
+        f"'{text}' is a spreadsheet error (a formula that failed, e.g. a lookup that found "
+        "nothing), not a value; fix the formula or type the value, or empty the cell"
+    )
+
+
+def _invisible_problem(text: str) -> str:
+    return (
+        f"'{_show(text)}' holds an invisible character that a spreadsheet does not show; "
+        "delete the cell's content and type the value again"
+    )
+
+
+def _hidden_loss(field: str, text: str, numeric: bool) -> list[str]:
+    """Problems of a cell whose text is not what the person sees or typed (else [])."""
+    problems = []
+    if field in _NO_INVISIBLE and _INVISIBLE.search(text):
+        problems.append(_invisible_problem(text))
+    if field in DIGIT_FIELDS:
+        if numeric:
+            problems.append(
+                f"'{_show(text)}' was stored as a number, which loses a leading 0 or +; "
+                "format the column as text and type the value again"
+            )
+        elif _SCIENTIFIC.fullmatch(text):
+            problems.append(
+                f"'{_show(text)}': Excel turned this number into scientific notation, which "
+                "loses its digits; format the column as text and type the number again"
+            )
+    return problems
 
 
 def _email(value: str) -> str:
@@ -345,13 +432,16 @@ class ColumnCheck:
     `values`), `pattern` (a full match of `pattern`, Python `re` syntax), or `row` (never:
     the rule reads files, or the row's other cells). A filled cell it does not accept, and
     its whole row, go to `RowValidator`, which has the last word and writes the messages.
-    An empty cell is accepted unless `required`.
+    An empty cell is accepted unless `required`. A cell that fully matches `refuse` (Python
+    `re` syntax too; empty: none) is never accepted, whatever `kind` says: a spreadsheet
+    error, and where the field cares, an invisible character or scientific notation.
     """
 
     kind: Literal["any", "values", "pattern", "row"]
     values: tuple[str, ...] = ()
     pattern: str = ""
     required: bool = False
+    refuse: str = ""
 
 
 def column_check(field: str) -> ColumnCheck:
@@ -359,17 +449,23 @@ def column_check(field: str) -> ColumnCheck:
     if field.startswith(("updated_by.", "source_contact.")) or field in _CALLED:
         # Required together (updated_by, source_contact), or files and links.
         return ColumnCheck("row")
+    refused = [_ERROR_VALUE]
+    if field in _NO_INVISIBLE:
+        refused.append(f"(?s:.*)[{_INVISIBLE_CLASS}](?s:.*)")
+    if field in DIGIT_FIELDS:
+        refused.append(_SCIENTIFIC.pattern)
+    refuse = "|".join(f"(?:{r})" for r in refused)
     if field == "email":
-        return ColumnCheck("pattern", pattern=_EMAIL.pattern)
+        return ColumnCheck("pattern", pattern=_EMAIL.pattern, refuse=refuse)
     if field == "prospect_status":
-        return ColumnCheck("values", values=PROSPECT_STATUSES)
+        return ColumnCheck("values", values=PROSPECT_STATUSES, refuse=refuse)
     if field == "address.country":
-        return ColumnCheck("values", values=tuple(sorted(ISO_COUNTRY_CODES)))
+        return ColumnCheck("values", values=tuple(sorted(ISO_COUNTRY_CODES)), refuse=refuse)
     if field == "linkedin_url":
-        return ColumnCheck("pattern", pattern=_PLAIN_LINKEDIN)
+        return ColumnCheck("pattern", pattern=_PLAIN_LINKEDIN, refuse=refuse)
     if field in _CELL_RULES:
         return ColumnCheck("row")  # a rule with no column form (yet)
-    return ColumnCheck("any")  # free text
+    return ColumnCheck("any", refuse=refuse)  # free text
 
 
 #: The uid cells `RowValidator` accepts in a text file (no cell is a number there), besides
@@ -555,7 +651,7 @@ def find_duplicate_uids(rows: Iterable[SheetRow], columns: Sequence[Column]) -> 
 
 
 def _show(text: str, limit: int = 60) -> str:
-    one_line = _collapse(text)
+    one_line = escape_invisible(_collapse(text))
     return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
@@ -563,11 +659,21 @@ def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[
     if not uid:
         return ["the uid is missing; fill in the candidate's Comeet uid (e.g. AE.17934)"]
     problems = []
-    if uid.isdigit():
+    if uid[0] in _ERROR_STARTS and _ERROR.fullmatch(uid):
+        problems.append(_error_problem(uid))
+    elif uid.isdigit():
         problems.append(
             f"'{_show(uid)}': the number in the Comeet web page URL is not the API uid; "
             "use the dotted uid, e.g. AE.17934"
         )
+    elif _SCIENTIFIC.fullmatch(uid):
+        problems.append(
+            f"'{_show(uid)}': Excel turned this number into scientific notation; the API uid "
+            "is letters and digits joined by dots, e.g. AE.17934: format the column as text "
+            "and type the uid again"
+        )
+    elif _INVISIBLE.search(uid):
+        problems.append(_invisible_problem(uid))
     elif not _UID.fullmatch(uid):
         problems.append(
             f"'{_show(uid)}' is not a Comeet uid; a uid is letters and digits joined by "
@@ -742,6 +848,10 @@ class RowValidator:
             for c in columns
             if c.field is not None and c.field != "uid"
         ]
+        # Columns whose cells are checked for what a spreadsheet hides or has lost.
+        self.guarded = frozenset(
+            c.index for c in columns if c.field in DIGIT_FIELDS or c.field in _NO_INVISIBLE
+        )
         self.has_updated_by = any(f.startswith("updated_by.") for f in self.headers)
         self.has_contact = any(f.startswith("source_contact.") for f in self.headers)
         self.default_updated_by = {k for k, v in default_updated_by.items() if v}
@@ -776,6 +886,14 @@ class RowValidator:
             if not text:
                 continue
             sent.append(field)
+            if text[0] in _ERROR_STARTS and _ERROR.fullmatch(text):
+                problems.append(Problem(header, _error_problem(text)))
+                continue
+            if index in self.guarded:
+                lost = _hidden_loss(field, text, index in row.numeric)
+                if lost:
+                    problems.extend(Problem(header, m) for m in lost)
+                    continue
             if memo is None:
                 if field not in _CALLED:
                     values[field] = text  # free text: nothing to check

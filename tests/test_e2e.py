@@ -237,10 +237,12 @@ def test_xlsx_cells_arrive_as_typed(tmp_path: Path, sandbox: Any) -> None:
             "salary_expectations",
         ]
     )
-    ws.append(["AE.2001", 972501234567, "012345678", dt.datetime(2024, 3, 1), True, 1.5])
+    ws.append(["AE.2001", "+972501234567", "012345678", dt.datetime(2024, 3, 1), True, 1.5])
     ws.append([1.1, "", "", "", "", ""])  # a uid turned into a number by a spreadsheet
+    # A phone and an id stored as numbers have lost their '+' and leading zero: refused.
+    ws.append(["AE.2002", 972501234567, 12345678, "", "", 0.1 + 0.2])
     wb.save(tmp_path / "sheet.xlsx")
-    state = make_state(["AE.2001"])
+    state = make_state(["AE.2001", "AE.2002"])
     with sandbox(state) as sb:
         res = run_cli(
             "run",
@@ -255,7 +257,7 @@ def test_xlsx_cells_arrive_as_typed(tmp_path: Path, sandbox: Any) -> None:
     assert res.code == 1, res.err
     assert [r.body for r in state.requests] == [
         {
-            "phone": "972501234567",
+            "phone": "+972501234567",
             "national_id": "012345678",
             "custom_fields": {"Start date": "2024-03-01", "Team": "TRUE"},
             "salary_expectations": "1.5",
@@ -265,6 +267,14 @@ def test_xlsx_cells_arrive_as_typed(tmp_path: Path, sandbox: Any) -> None:
         report = list(csv.DictReader(fh))
     assert report[1]["outcome"] == "invalid"
     assert "as text" in report[1]["message"]
+    assert report[2]["outcome"] == "invalid"
+    assert report[2]["message"] == (
+        "phone: '972501234567' was stored as a number, which loses a leading 0 or +; format "
+        "the column as text and type the value again; national_id: '12345678' was stored as "
+        "a number, which loses a leading 0 or +; format the column as text and type the "
+        "value again"
+    )
+    assert report[2]["salary_expectations"] == "0.3"  # as Excel shows it
 
 
 def test_invalid_rows_are_never_sent_and_every_problem_is_named(
@@ -325,6 +335,70 @@ def test_invalid_rows_are_never_sent_and_every_problem_is_named(
     assert "more than one row" in rows[5]["message"]
     assert "more than one row" in rows[6]["message"]
     assert "row 3 (uid AE.3002): invalid" in res.err
+
+
+def test_values_a_spreadsheet_hid_or_lost_are_refused_not_sent(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    """Issue 12: error cells, scientific notation, invisible characters; the rest goes on."""
+    sheet = write_csv(
+        tmp_path / "sheet.csv",
+        [
+            ["uid", "Phone", "Email", "Team", "national_id"],
+            ["\u200bAE.4001\ufeff", "+972501234567", "a@example.com\u200b", "R&D", "012345678"],
+            ["AE.4002", "9.72E+11", "", "", ""],
+            ["AE.4003", "", "", "#N/A", ""],
+            ["AE.4004", "", "b@exa\u200bmple.com", "", "1.2E+8"],
+            ["AE.40\u200b05", "", "", "Sales", ""],
+        ],
+    )
+    (tmp_path / "bulk_update.toml").write_text('[columns]\n"Team" = "custom_fields.Team"\n')
+    state = make_state(["AE.4001", "AE.4002", "AE.4003", "AE.4004", "AE.4005"])
+    with sandbox(state) as sb:
+        res = run_cli(
+            "run",
+            sheet,
+            "--base-url",
+            sb.base_url,
+            "--report",
+            tmp_path / "out.xlsx",
+            env=CREDS,
+            cwd=tmp_path,
+        )
+    assert res.code == 1, res.err
+    # The invisible characters at the edges are stripped: what the person saw is sent.
+    assert [(r.uid, r.body) for r in state.requests] == [
+        (
+            "AE.4001",
+            {
+                "phone": "+972501234567",
+                "email": "a@example.com",
+                "custom_fields": {"Team": "R&D"},
+                "national_id": "012345678",
+            },
+        )
+    ]
+    rows = {r["row"]: r for r in report_rows(tmp_path / "out.xlsx")}
+    assert [rows[n]["outcome"] for n in range(2, 7)] == ["updated", *["invalid"] * 4]
+    assert rows[3]["message"].startswith(
+        "Phone: '9.72E+11': Excel turned this number into scientific notation"
+    )
+    assert rows[4]["message"].startswith("Team: '#N/A' is a spreadsheet error")
+    assert rows[5]["message"] == (
+        "Email: 'b@exa\\u200bmple.com' holds an invisible character that a spreadsheet does "
+        "not show; delete the cell's content and type the value again; national_id: '1.2E+8': "
+        "Excel turned this number into scientific notation, which loses its digits; format the "
+        "column as text and type the number again"
+    )
+    assert rows[6]["message"].startswith("uid: 'AE.40\\u200b05' holds an invisible character")
+    # The dry run (a column at a time, without credentials) says the same.
+    dry = run_cli("run", sheet, "--dry-run", "--report", tmp_path / "dry.xlsx", cwd=tmp_path)
+    assert dry.code == 1, dry.err
+    dry_rows = {r["row"]: r for r in report_rows(tmp_path / "dry.xlsx")}
+    assert [dry_rows[n]["outcome"] for n in range(2, 7)] == ["would_update", *["invalid"] * 4]
+    assert [dry_rows[n]["message"] for n in range(3, 7)] == [
+        rows[n]["message"] for n in range(3, 7)
+    ]
 
 
 def test_unknown_column_stops_before_anything_is_sent(tmp_path: Path, sandbox: Any) -> None:

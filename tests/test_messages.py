@@ -398,6 +398,26 @@ def test_a_uid_stored_as_a_number(tmp_path: Path) -> None:
     check(*(p.message for p in row.problems))
 
 
+def test_what_a_spreadsheet_hid_or_lost(tmp_path: Path) -> None:
+    write_xlsx(
+        tmp_path / "lost.xlsx",
+        [
+            ["uid", "phone", "address.zip", "email", "note"],
+            ["AE.1", 972501234567, "02134", "a@b.co", "#N/A"],
+            ["1.2E+11", "9.72E+11", 2134, "a\u200b@b.co", ""],
+            ["AE.\u200b3", "", "", "", ""],
+        ],
+    )
+    rows = plan(load(tmp_path / "lost.xlsx")).rows
+    said = [str(p) for row in rows for p in row.problems]
+    check(*(p.message for row in rows for p in row.problems))
+    assert [s.split(":")[0] for s in said] == [
+        *("phone", "note"),
+        *("uid", "phone", "address.zip", "email"),
+        "uid",
+    ]
+
+
 def test_validate_row_without_a_uid_column(tmp_path: Path) -> None:
     checked = validate_row(SheetRow(2, ("x",)), [Column(0, "Email", "email")], base_dir=tmp_path)
     assert isinstance(checked, InvalidRow)

@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -118,7 +119,18 @@ def input_error(path: Path, **kwargs: str | None) -> InputError:
         (dt.datetime(2024, 3, 1, 10, 30, 0, 250000), ("2024-03-01T10:30:00.250000", False)),
         (dt.date(2024, 3, 1), ("2024-03-01", False)),
         (dt.time(10, 30), ("10:30:00", False)),
-        (dt.timedelta(hours=26), ("1 day, 2:00:00", False)),
+        (dt.timedelta(hours=26), ("26:00:00", False)),  # as Excel's [h]:mm:ss shows it
+        (dt.timedelta(minutes=-90), ("-1:30:00", False)),
+        (dt.timedelta(seconds=59.6), ("0:01:00", False)),
+        # Excel's float noise: what it stores, and what it shows
+        (0.1 + 0.2, ("0.3", True)),
+        (274.65999999999997, ("274.66", True)),
+        (1 / 3, ("0.333333333333333", True)),
+        (12345678901234567.0, ("12345678901234568", True)),  # whole: exactly, as today
+        # invisible characters at the edges go like white space; inside, they stay
+        ("\u200b AE.17934\ufeff", ("AE.17934", False)),
+        ("\u00ad\u2060jane@example.com\u200c\u200d ", ("jane@example.com", False)),
+        ("a\u200bb", ("a\u200bb", False)),
         (Decimal("1.50"), ("1.50", False)),
     ],
 )
@@ -134,8 +146,14 @@ def test_cell_text_numbers_are_plain_decimals(value: float) -> None:
     assert "nan" not in text.lower() and "inf" not in text.lower()
     assert text == text.strip()
     assert not text.endswith(".0")
-    # exact: an int keeps every digit (float() would round 2**53 + 1), a float its value
-    assert Decimal(text) == (Decimal(value) if isinstance(value, int) else Decimal(repr(value)))
+    if isinstance(value, int) or value.is_integer():
+        # exact: an int keeps every digit (float() would round 2**53 + 1), a whole float too
+        assert Decimal(text) == (Decimal(value) if isinstance(value, int) else Decimal(repr(value)))
+        return
+    # as Excel shows it: at most 15 significant digits, the nearest such number
+    digits = text.lstrip("-").replace(".", "").lstrip("0").rstrip("0")
+    assert len(digits) <= 15
+    assert abs(Decimal(text) - Decimal(value)) <= abs(Decimal(value)) * Decimal("5e-15")
 
 
 @given(st.integers(min_value=-(2**53), max_value=2**53))
@@ -454,6 +472,56 @@ def test_xlsx_formula_gives_its_cached_value(tmp_path: Path) -> None:
     sheet = read_sheet(path)
     assert sheet.rows[0].values == ("AE.1", "2", "ab")
     assert sheet.rows[0].numeric == frozenset({1})
+
+
+def _cells_xml(path: Path, cells: dict[str, str]) -> None:
+    """Replace placeholder number cells (by reference) with hand-written <c> XML."""
+
+    def edit(xml: str) -> str:
+        for ref, cell in cells.items():
+            xml, found = re.subn(rf'<c r="{ref}"[^>]*>.*?</c>', cell, xml, count=1)
+            assert found, ref
+        return xml
+
+    rewrite_member(path, "xl/worksheets/sheet1.xml", edit)
+
+
+def test_xlsx_float_noise_reads_as_excel_shows_it(tmp_path: Path) -> None:
+    # The <v> text as Excel stores these numbers, written by hand (openpyxl would round-trip).
+    path = write_xlsx(tmp_path, [["uid", "a", "b", "c", "d"], ["AE.1", 1, 2, 3, 4]])
+    _cells_xml(
+        path,
+        {
+            "B2": '<c r="B2"><v>0.30000000000000004</v></c>',
+            "C2": '<c r="C2"><v>274.65999999999997</v></c>',
+            "D2": '<c r="D2"><v>972501234567</v></c>',
+            "E2": '<c r="E2"><v>1.0000000000000002E-3</v></c>',
+        },
+    )
+    row = read_sheet(path).rows[0]
+    assert row.values == ("AE.1", "0.3", "274.66", "972501234567", "0.001")
+    assert row.numeric == frozenset({1, 2, 3, 4})
+
+
+_EXCEL_ERRORS = ("#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!")
+
+
+@pytest.mark.parametrize("error", [*_EXCEL_ERRORS, "#CALC!"])
+def test_xlsx_cached_error_cells_read_as_the_error(tmp_path: Path, error: str) -> None:
+    # A failed VLOOKUP as Excel saves it: the formula and its cached error value.
+    path = write_xlsx(tmp_path, [["uid", "phone", "note"], ["AE.1", 1, "ok"]])
+    formula = "<f>VLOOKUP(A2,Other!A:B,2,FALSE)</f>"
+    _cells_xml(path, {"B2": f'<c r="B2" t="e">{formula}<v>{error}</v></c>'})
+    row = read_sheet(path).rows[0]
+    assert row.values == ("AE.1", error, "ok")
+    assert row.numeric == frozenset()
+
+
+def test_csv_invisible_characters_at_the_edges_are_stripped(tmp_path: Path) -> None:
+    text = "\ufeffuid,email\r\n\u200bAE.1\u00ad,jane@example.com\u200b\r\nAE.\u200b2,x\r\n"
+    sheet = read_sheet(write_bytes(tmp_path, "z.csv", text.encode("utf-8")))
+    assert sheet.headers == ("uid", "email")
+    assert numbered(sheet) == [(2, ("AE.1", "jane@example.com")), (3, ("AE.\u200b2", "x"))]
 
 
 def test_xlsx_blank_rows_count_and_header_after_blank_rows(tmp_path: Path) -> None:

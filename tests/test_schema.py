@@ -15,6 +15,7 @@ from bulk_update.errors import ConfigError, InputError, UnknownColumnError
 from bulk_update.models import REPORT_COLUMNS, Column, Patch, SheetRow
 from bulk_update.patch import build_patch
 from bulk_update.schema import (
+    DIGIT_FIELDS,
     FIELDS,
     ISO_COUNTRY_CODES,
     MAX_FILE_BYTES,
@@ -23,6 +24,7 @@ from bulk_update.schema import (
     CandidatePatch,
     InvalidRow,
     ValidRow,
+    escape_invisible,
     find_duplicate_uids,
     normalize_header,
     resolve_columns,
@@ -366,7 +368,9 @@ def test_uid_stored_as_a_number_is_invalid(tmp_path: Path) -> None:
 
 
 def test_numeric_flag_on_another_cell_is_fine(tmp_path: Path) -> None:
-    result = _check({"uid": "AE.1", "phone": "972501234567"}, tmp_path, numeric=frozenset({1}))
+    result = _check(
+        {"uid": "AE.1", "salary_expectations": "5000"}, tmp_path, numeric=frozenset({1})
+    )
     assert isinstance(result, ValidRow)
 
 
@@ -672,3 +676,113 @@ def test_a_row_validator_remembers_conversions_and_gives_what_validate_row_gives
     memos = [memo for *_, memo in validate.data if memo is not None]
     assert len(memos) == 3  # status, country and email have rules; a note has none
     assert all(len(memo) <= 3 for memo in memos)
+
+
+# --- what a spreadsheet shows but must not be sent (issue 12) --------------------------------
+
+_ERRORS = ("#N/A", "#VALUE!", "#REF!", "#DIV/0!", "#NUM!", "#NAME?", "#NULL!", "#SPILL!", "#CALC!")
+
+
+@pytest.mark.parametrize("error", [*_ERRORS, "#n/a", "#GETTING_DATA", "#ERROR!", "Err:502"])
+@pytest.mark.parametrize("header", ["First Name", "Note", "Phone", "Email", "custom_fields.Team"])
+def test_a_spreadsheet_error_is_a_problem_not_a_value(
+    tmp_path: Path, error: str, header: str
+) -> None:
+    [(column, message)] = _problems(_check({header: error, "last_name": "Cohen"}, tmp_path))
+    assert column == header
+    assert message.startswith(f"'{error}' is a spreadsheet error")
+    assert "fix the formula or type the value" in message
+
+
+def test_a_spreadsheet_error_in_the_uid_says_so(tmp_path: Path) -> None:
+    [(column, message)] = _problems(_check({"uid": "#N/A", "first_name": "Jane"}, tmp_path))
+    assert column == "uid"
+    assert message.startswith("'#N/A' is a spreadsheet error")
+
+
+def test_text_that_merely_mentions_an_error_is_text(tmp_path: Path) -> None:
+    result = _check({"note": "VLOOKUP gave #N/A here", "first_name": "#1 pick"}, tmp_path)
+    assert isinstance(result, ValidRow)
+    assert result.values == {"note": "VLOOKUP gave #N/A here", "first_name": "#1 pick"}
+
+
+@pytest.mark.parametrize("field", sorted(DIGIT_FIELDS))
+def test_digits_stored_as_a_number_are_refused(tmp_path: Path, field: str) -> None:
+    cells = {"uid": "AE.1", field: "525550177"}
+    if field == "source_contact.phone":
+        cells |= {"source_contact.full_name": "Head Hunter", "source_contact.email": "h@x.co"}
+    result = _check(cells, tmp_path, numeric=frozenset({1}))
+    [(column, message)] = _problems(result)
+    assert column == field
+    assert message == (
+        "'525550177' was stored as a number, which loses a leading 0 or +; format the column "
+        "as text and type the value again"
+    )
+    # The same digits typed as text are sent as they are.
+    valid = _check(cells, tmp_path)
+    assert isinstance(valid, ValidRow)
+
+
+@pytest.mark.parametrize("text", ["9.72E+11", "9,72E+11", "1e5", "-2.5E-3", "4.2e+07"])
+@pytest.mark.parametrize("field", sorted(DIGIT_FIELDS - {"source_contact.phone"}))
+def test_scientific_notation_is_refused_in_digit_fields(
+    tmp_path: Path, field: str, text: str
+) -> None:
+    [(column, message)] = _problems(_check({field: text}, tmp_path))
+    assert column == field
+    assert message == (
+        f"'{text}': Excel turned this number into scientific notation, which loses its "
+        "digits; format the column as text and type the number again"
+    )
+
+
+def test_scientific_notation_elsewhere_and_in_the_uid(tmp_path: Path) -> None:
+    fine = _check({"salary_expectations": "1E5", "phone": "+1E5 ext 2"}, tmp_path)
+    assert isinstance(fine, ValidRow)
+    [(column, message)] = _problems(_check({"uid": "1.23E+11", "note": "x"}, tmp_path))
+    assert (column, message.split(";")[0]) == (
+        "uid",
+        "'1.23E+11': Excel turned this number into scientific notation",
+    )
+
+
+@pytest.mark.parametrize("char", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"])
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("uid", "B4.B{}5F21"),
+        ("email", "jane@exa{}mple.com"),
+        ("source_contact.email", "h{}h@agency.com"),
+        ("linkedin_url", "https://www.linkedin.com/in/ja{}ne"),
+        ("links", "https://a.example/{}x"),
+        ("phone", "+972{}501234567"),
+        ("mobile_phone", "054{}1234567"),
+    ],
+)
+def test_an_invisible_character_inside_a_uid_email_url_or_phone_is_refused(
+    tmp_path: Path, char: str, header: str, value: str
+) -> None:
+    cells = {"uid": "AE.1", header: value.format(char)}
+    if header == "source_contact.email":
+        cells["source_contact.full_name"] = "Head Hunter"
+    shown = value.format(f"\\u{ord(char):04x}")
+    assert _problems(_check(cells, tmp_path)) == [
+        (
+            header,
+            f"'{shown}' holds an invisible character that a spreadsheet does not show; "
+            "delete the cell's content and type the value again",
+        )
+    ]
+
+
+def test_invisible_characters_in_free_text_are_kept(tmp_path: Path) -> None:
+    # A zero-width joiner inside a name or an emoji is part of the text a person sees.
+    result = _check({"first_name": "Noa\u200dh", "note": "ok 👍\u200d"}, tmp_path)
+    assert isinstance(result, ValidRow)
+    assert result.values == {"first_name": "Noa\u200dh", "note": "ok 👍\u200d"}
+
+
+def test_every_message_shows_invisible_characters_escaped(tmp_path: Path) -> None:
+    [(_, message)] = _problems(_check({"prospect_status": "Sour\u200bced"}, tmp_path))
+    assert message.startswith("'Sour\\u200bced' is not a prospect status")
+    assert escape_invisible("a\u200fb\u00ad") == "a\\u200fb\\u00ad"

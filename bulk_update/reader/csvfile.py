@@ -12,6 +12,7 @@ from typing import IO
 
 from ..errors import InputError
 from ..models import SheetRow
+from .cells import STRIPPED
 from .guard import (
     _CHUNK,
     _MB,
@@ -183,7 +184,7 @@ def _csv_records(
                 "the rest of the file would be read as one cell",
                 fix="close the quote in that row (or remove it), or save the sheet again as CSV",
             )
-        yield number, [c.strip() for c in record], frozenset()
+        yield number, [c.strip(STRIPPED) for c in record], frozenset()
 
 
 def _unclosed_quote(record: list[str], delimiter: str) -> bool:
