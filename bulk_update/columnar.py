@@ -297,13 +297,22 @@ def _accepted(cells: list[Any], filled: list[Any], checks: list[tuple[int, Colum
                 good = pc.match_substring_regex(col, _re2(check.pattern))
             if not check.required:
                 good = pc.or_(empty, good)
-        if check.refuse and check.kind != "row":
+        if check.refuse and check.kind != "row" and _may_hold(col, check.refuse_marks):
             # An empty cell never matches a refusal (each needs a character).
             kept = pc.invert(pc.match_substring_regex(col, _re2(check.refuse)))
             good = kept if good is None else pc.and_(good, kept)
         if good is not None:
             ok = pc.and_(ok, good)
     return ok
+
+
+def _may_hold(col: Any, marks: Sequence[bytes]) -> bool:
+    """False when no cell of the column holds any of `marks` (a search of its bytes)."""
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    raw = data.to_pybytes()
+    return any(raw.find(mark) >= 0 for mark in marks)
 
 
 class _Outcomes:

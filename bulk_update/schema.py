@@ -18,7 +18,7 @@ import re
 import stat
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, get_args
@@ -442,6 +442,9 @@ class ColumnCheck:
     pattern: str = ""
     required: bool = False
     refuse: str = ""
+    #: Every cell `refuse` matches holds one of these (UTF-8): a column holding none of
+    #: them anywhere needs no `refuse` check (most columns, most of the time).
+    refuse_marks: tuple[bytes, ...] = ()
 
 
 def column_check(field: str) -> ColumnCheck:
@@ -449,23 +452,39 @@ def column_check(field: str) -> ColumnCheck:
     if field.startswith(("updated_by.", "source_contact.")) or field in _CALLED:
         # Required together (updated_by, source_contact), or files and links.
         return ColumnCheck("row")
-    refused = [_ERROR_VALUE]
+    refused, marks = [_ERROR_VALUE], [b"#", b":"]
     if field in _NO_INVISIBLE:
         refused.append(f"(?s:.*)[{_INVISIBLE_CLASS}](?s:.*)")
+        marks += _INVISIBLE_MARKS
     if field in DIGIT_FIELDS:
         refused.append(_SCIENTIFIC.pattern)
-    refuse = "|".join(f"(?:{r})" for r in refused)
+        marks += [b"e", b"E"]
+    free = ColumnCheck(
+        "any", refuse="|".join(f"(?:{r})" for r in refused), refuse_marks=tuple(marks)
+    )
     if field == "email":
-        return ColumnCheck("pattern", pattern=_EMAIL.pattern, refuse=refuse)
+        return replace(free, kind="pattern", pattern=_EMAIL.pattern)
     if field == "prospect_status":
-        return ColumnCheck("values", values=PROSPECT_STATUSES, refuse=refuse)
+        return replace(free, kind="values", values=PROSPECT_STATUSES)
     if field == "address.country":
-        return ColumnCheck("values", values=tuple(sorted(ISO_COUNTRY_CODES)), refuse=refuse)
+        return replace(free, kind="values", values=tuple(sorted(ISO_COUNTRY_CODES)))
     if field == "linkedin_url":
-        return ColumnCheck("pattern", pattern=_PLAIN_LINKEDIN, refuse=refuse)
+        return replace(free, kind="pattern", pattern=_PLAIN_LINKEDIN)
     if field in _CELL_RULES:
         return ColumnCheck("row")  # a rule with no column form (yet)
-    return ColumnCheck("any", refuse=refuse)  # free text
+    return free  # free text
+
+
+#: The first two bytes (UTF-8) of every character of _INVISIBLE_CLASS.
+_INVISIBLE_MARKS = [
+    b"\xc2\xad",
+    b"\xd8\x9c",
+    b"\xe1\xa0",
+    b"\xe2\x80",
+    b"\xe2\x81",
+    b"\xef\xbb",
+    b"\xef\xbf",
+]
 
 
 #: The uid cells `RowValidator` accepts in a text file (no cell is a number there), besides

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bulk_update import cli, columnar, report
+from bulk_update import cli, columnar, report, schema
 from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
@@ -195,6 +195,23 @@ def test_every_column_check_accepts_only_what_the_validator_accepts_unchanged(
         ) and not (check.refuse and re.fullmatch(check.refuse, text))
         if accepted:
             assert _valid_value(field, text) == text, (field, text)
+
+
+@given(_CELL_TEXTS)
+def test_every_refused_cell_holds_a_mark_of_its_check(text: str) -> None:
+    """A column without any of a check's marks may skip its refusal: never wrongly."""
+    for field in sorted(FIELDS - {"uid"}):
+        check = column_check(field)
+        if check.refuse and re.fullmatch(check.refuse, text):
+            assert any(mark in text.encode() for mark in check.refuse_marks), (field, text)
+
+
+def test_the_invisible_characters_marks_cover_them() -> None:
+    invisible = [chr(c) for c in range(0x110000) if schema.escape_invisible(chr(c)) != chr(c)]
+    assert len(invisible) == 32
+    check = column_check("email")
+    for char in invisible:
+        assert any(char.encode().startswith(m) for m in check.refuse_marks), hex(ord(char))
 
 
 def test_custom_fields_are_free_text_and_the_uid_is_required() -> None:
