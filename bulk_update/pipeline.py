@@ -10,6 +10,7 @@ Each step is usable alone::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import shlex
@@ -33,6 +34,7 @@ from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
     REPORT_COLUMNS,
     Column,
+    HiddenContent,
     Outcome,
     Patch,
     PlannedRow,
@@ -79,6 +81,7 @@ JOURNAL_ABORT_REASON = (
     "re-run does not send them twice: fix the state dir (free space, permissions) and "
     "check the rows the report says were not recorded before running again"
 )
+HIDDEN_ROW_SKIPPED = "hidden or filtered out of view in the sheet: not sent (--hidden skip)"
 PENDING_NOTE_WARNING = (
     "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
     "asked whether it arrived; check the candidate in Comeet and add it by hand if missing"
@@ -109,6 +112,15 @@ class Sheet:
     @property
     def rows(self) -> Sequence[SheetRow]:
         return self.raw.rows
+
+    @property
+    def hidden(self) -> HiddenContent:
+        """The rows hidden or filtered out of view, and the hidden columns that feed a field."""
+        fed = {c.index for c in self.columns if c.field is not None}
+        return HiddenContent(
+            rows=self.raw.hidden_rows,
+            columns=tuple(self.headers[i] for i in self.raw.hidden_columns if i in fed),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +163,18 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
     the API receives the value the person typed.
     """
     settings = settings or Settings()
-    with open_sheet(Path(path), sheet=sheet or settings.sheet) as stream:
-        if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
+    wanted = sheet or settings.sheet
+    with contextlib.ExitStack() as stack:
+        stream = _open(stack, Path(path), wanted, settings)
+        if len(stream.worksheets) > 1 and not wanted:
+            skipped = stream.worksheets[: stream.worksheets.index(stream.sheet_name or "")]
             log.info(
-                "%s has %d worksheets (%s): reading the first, '%s'; --sheet NAME (or [input] "
+                "%s has %d worksheets (%s): reading the first%s, '%s'; --sheet NAME (or [input] "
                 "sheet) reads another",
                 stream.path.name,
                 len(stream.worksheets),
                 ", ".join(f"'{name}'" for name in stream.worksheets),
+                " visible one" if skipped else "",
                 stream.sheet_name,
                 extra={"event": "worksheet"},
             )
@@ -171,40 +187,121 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
                 headers, mapping=settings.columns, ignore=settings.ignore_columns
             )
         except InputError as exc:
-            if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
-                raise _pointing_elsewhere(exc, stream, settings) from None
+            if len(stream.worksheets) > 1 and not wanted:
+                raise _pointing_elsewhere(exc, stream.path, stream.sheet_name, settings) from None
             raise
         uid_index = next((c.index for c in columns if c.field == "uid"), None)
         uids: Counter[str] = Counter()
         if uid_index is not None:
             rows = _counting(rows, uid_index, uids)
+        tally = _HiddenTally(set(stream.hidden_columns))
+        if stream.worksheets:  # only a workbook hides rows and columns
+            rows = _counting_hidden(rows, tally)
         raw = RawSheet(
             path=stream.path,
             headers=headers,
             header_row=stream.header_row,
             rows=RowStore(len(headers), rows),
             sheet_name=stream.sheet_name,
+            hidden_rows=tally.rows,
+            hidden_columns=tuple(sorted(tally.holding)),
         )
     duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
     return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
 
 
-def _pointing_elsewhere(exc: InputError, stream: SheetStream, settings: Settings) -> InputError:
-    """`exc`, its fix naming the workbook's other worksheets that have a uid column."""
-    others = [
-        w.name
-        for w in list_worksheets(stream.path)
-        if w.name != stream.sheet_name and names_uid(w.headers, settings.columns)
-    ]
+def _open(
+    stack: contextlib.ExitStack, path: Path, wanted: str | None, settings: Settings
+) -> SheetStream:
+    """The sheet opened in `stack`; a worksheet read by default that cannot be (empty, or
+    no header row) is refused with a fix naming the worksheets that have a uid column."""
+    try:
+        return stack.enter_context(open_sheet(path, sheet=wanted))
+    except InputError as exc:
+        if wanted:
+            raise
+        raise _pointing_elsewhere(exc, path, None, settings) from None
+
+
+def _pointing_elsewhere(
+    exc: InputError, path: Path, read: str | None, settings: Settings
+) -> InputError:
+    """`exc`, its fix naming the workbook's other visible worksheets that have a uid column.
+
+    `read` is the worksheet read by default (None: the first visible one). A file that is
+    no workbook, or that cannot be opened, leaves `exc` as it is.
+    """
+    try:
+        worksheets = list_worksheets(path)
+    except InputError:
+        return exc
+    visible = [w for w in worksheets if not w.hidden]
+    if not visible:
+        return exc
+    read = read or visible[0].name
+    others = [w.name for w in visible if w.name != read and names_uid(w.headers, settings.columns)]
     if not others:
         return exc
     named = " or ".join(f"'{name}'" for name in others[:3])
     otherwise = f"; else {exc.fix}" if exc.fix else ""
+    first = "first" if worksheets[0].name == read else "first visible"
     exc.with_fix(
-        f"the first worksheet, '{stream.sheet_name}', was read; {named} has a uid column: "
+        f"the {first} worksheet, '{read}', was read; {named} has a uid column: "
         f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
     )
     return exc
+
+
+@dataclass(slots=True)
+class _HiddenTally:
+    """Counted while a workbook's rows are read: hidden rows, hidden columns holding data."""
+
+    pending: set[int]  # hidden columns with no data seen yet
+    holding: set[int] = field(default_factory=set)
+    rows: int = 0
+
+
+def _counting_hidden(rows: Iterable[SheetRow], tally: _HiddenTally) -> Iterator[SheetRow]:
+    """`rows`, counting the hidden ones and the hidden columns that hold data in `tally`."""
+    for row in rows:
+        if row.hidden:
+            tally.rows += 1
+        if tally.pending:
+            found = {i for i in tally.pending if row.values[i]}
+            tally.pending -= found
+            tally.holding |= found
+        yield row
+
+
+def describe_hidden(hidden: HiddenContent) -> str:
+    """`2 rows hidden or filtered out of view and 1 hidden column ('Notes')`."""
+    parts = []
+    if hidden.rows:
+        rows = "row" if hidden.rows == 1 else "rows"
+        parts.append(f"{hidden.rows} {rows} hidden or filtered out of view")
+    if hidden.columns:
+        named = ", ".join(f"'{c}'" for c in hidden.columns)
+        columns = "column" if len(hidden.columns) == 1 else "columns"
+        parts.append(f"{len(hidden.columns)} hidden {columns} ({named})")
+    return " and ".join(parts)
+
+
+def check_hidden(sheet: Sheet, settings: Settings) -> None:
+    """Refuse (InputError) to send a sheet with hidden rows or columns nobody decided about.
+
+    A person who filtered rows out of view, or hid a column, may not know they are there:
+    `--hidden send` or `--hidden skip` (`[input] hidden`) says what to do with them.
+    """
+    hidden = sheet.hidden
+    if not hidden or settings.hidden is not None:
+        return
+    where = f", worksheet '{sheet.raw.sheet_name}'" if sheet.raw.sheet_name else ""
+    raise InputError(
+        f"{sheet.path.name}{where} has {describe_hidden(hidden)}; nothing was sent",
+        fix="look at them in your spreadsheet program (unhide them, clear the filter), then "
+        "run again with --hidden send to send them like the other rows and columns, or "
+        "--hidden skip to leave them out (or [input] hidden in the config file)",
+    )
 
 
 def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:
@@ -238,11 +335,24 @@ def plan(
     sent twice. `bodies=N` keeps the PATCH bodies of the first N rows to send only (a dry
     run shows a few and needs no more; a million bodies would not fit in memory); the
     default keeps them all, as a real run needs.
+
+    With `settings.hidden == "skip"`, rows hidden or filtered out of view are `skipped`
+    and hidden columns send nothing (a hidden uid column still says which candidate a
+    row is); otherwise they are planned like any other (see `check_hidden`).
     """
     settings = settings or Settings()
     base_dir = sheet.path.resolve().parent
+    columns = sheet.columns
+    skip_hidden = settings.hidden == "skip"
+    if skip_hidden and sheet.raw.hidden_columns:
+        out_of_view = set(sheet.raw.hidden_columns)
+        columns = tuple(
+            replace(c, field=None) if c.index in out_of_view and c.field != "uid" else c
+            for c in columns
+        )
+    uid_index = next((c.index for c in columns if c.field == "uid"), None)
     validate = RowValidator(
-        sheet.columns,
+        columns,
         base_dir=base_dir,
         duplicate_uids=(
             find_duplicate_uids(sheet.rows, sheet.columns)
@@ -260,6 +370,14 @@ def plan(
         applied = journal.applied_many(valid_uids) if journal and not full else {}
         notes = journal.notes_many(valid_uids) if journal else {}
         for row, check in zip(chunk, checked, strict=True):
+            if skip_hidden and row.hidden:
+                uid = row.values[uid_index].strip() if uid_index is not None else ""
+                planned.append(
+                    PlannedRow(
+                        row.number, uid, None, Outcome.SKIPPED, warnings=(HIDDEN_ROW_SKIPPED,)
+                    )
+                )
+                continue
             if isinstance(check, InvalidRow):
                 planned.append(
                     PlannedRow(row.number, check.uid, None, Outcome.INVALID, check.problems)
@@ -366,6 +484,7 @@ def _summary(
         abort_reason=abort_reason,
         estimate_s=estimate_duration(the_plan.sends, settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
+        hidden=replace(the_plan.sheet.hidden, choice=settings.hidden),
     )
 
 
@@ -489,12 +608,16 @@ async def run_async(
     `report_path=True` writes `<input stem>.results.xlsx` beside the input; False writes none.
     With a `journal` (the one the plan was made with), every confirmed row is recorded the
     moment the API confirms it, and the run is listed in the journal's history. The report is
-    written even when the run is stopped: rows not sent are `not_sent`. A graceful stop (the
+    written even when the run is stopped: rows not sent are `not_sent`. A real run of a sheet
+    with hidden rows or columns needs `settings.hidden` (InputError, see `check_hidden`).
+    A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
     the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
     lets the summary's duration include reading and planning.
     """
     settings = settings or Settings()
+    if not dry_run:
+        check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
