@@ -45,7 +45,7 @@ from .models import (
 )
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .reader import SheetStream, list_worksheets, open_sheet
+from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
 from .report import (
     check_report_path,
     default_report_path,
@@ -194,9 +194,9 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
         uids: Counter[str] = Counter()
         if uid_index is not None:
             rows = _counting(rows, uid_index, uids)
-        tally = _HiddenTally(set(stream.hidden_columns))
+        tally = HiddenTally(set(stream.hidden_columns))
         if stream.worksheets:  # only a workbook hides rows and columns
-            rows = _counting_hidden(rows, tally)
+            rows = counting_hidden(rows, tally)
         raw = RawSheet(
             path=stream.path,
             headers=headers,
@@ -250,27 +250,6 @@ def _pointing_elsewhere(
         f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
     )
     return exc
-
-
-@dataclass(slots=True)
-class _HiddenTally:
-    """Counted while a workbook's rows are read: hidden rows, hidden columns holding data."""
-
-    pending: set[int]  # hidden columns with no data seen yet
-    holding: set[int] = field(default_factory=set)
-    rows: int = 0
-
-
-def _counting_hidden(rows: Iterable[SheetRow], tally: _HiddenTally) -> Iterator[SheetRow]:
-    """`rows`, counting the hidden ones and the hidden columns that hold data in `tally`."""
-    for row in rows:
-        if row.hidden:
-            tally.rows += 1
-        if tally.pending:
-            found = {i for i in tally.pending if row.values[i]}
-            tally.pending -= found
-            tally.holding |= found
-        yield row
 
 
 def describe_hidden(hidden: HiddenContent) -> str:

@@ -70,6 +70,7 @@ def test_the_reader_sees_hidden_rows_and_columns_and_skips_hidden_worksheets(
         (4, "AE.3", False),
         (5, "AE.4", True),
     ]
+    assert (raw.hidden_rows, raw.hidden_columns) == (2, (2,))
     assert [(w.name, w.hidden) for w in list_worksheets(tmp_path / "book.xlsx")] == [
         ("Old export", True),
         ("Candidates", False),

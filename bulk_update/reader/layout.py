@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
@@ -38,6 +38,30 @@ class SheetStream:
     worksheets: tuple[str, ...] = ()
     #: The indexes (into `headers`) of the columns hidden in the workbook.
     hidden_columns: tuple[int, ...] = ()
+
+
+# --------------------------------------------------------------------------- hidden
+
+
+@dataclass(slots=True)
+class HiddenTally:
+    """Counted while a workbook's rows are read: hidden rows, hidden columns holding data."""
+
+    pending: set[int]  # hidden columns with no data seen yet
+    holding: set[int] = field(default_factory=set)
+    rows: int = 0
+
+
+def counting_hidden(rows: Iterable[SheetRow], tally: HiddenTally) -> Iterator[SheetRow]:
+    """`rows`, counting the hidden ones and the hidden columns that hold data in `tally`."""
+    for row in rows:
+        if row.hidden:
+            tally.rows += 1
+        if tally.pending:
+            found = {i for i in tally.pending if row.values[i]}
+            tally.pending -= found
+            tally.holding |= found
+        yield row
 
 
 # --------------------------------------------------------------------------- rows
