@@ -340,3 +340,22 @@ def test_every_new_message_is_in_the_readme(
     empty.create_sheet("Candidates").append(["uid"])
     empty.save(tmp_path / "empty.xlsx")
     check_error(lambda: bu.load(tmp_path / "empty.xlsx"), errors.InputError)
+
+
+def test_warnings_of_many_cells_are_capped_with_a_count(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["uid", "custom_fields.Start date"])
+    for number in range(2, 27):  # 25 cells openpyxl cannot read as dates
+        sheet.append([f"AE.{number}", 3_000_000])
+        sheet.cell(row=number, column=2).number_format = "yyyy-mm-dd"
+    workbook.save(tmp_path / "many.xlsx")
+    with caplog.at_level(logging.WARNING, logger="bulk_update"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # none may escape as a warning
+        bu.load(tmp_path / "many.xlsx")
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("is marked as a date" in line for line in lines) == 20
+    assert "many.xlsx, worksheet 'Sheet': 5 more warnings like these while reading" in lines

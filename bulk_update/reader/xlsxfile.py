@@ -175,7 +175,9 @@ def _quietly(rows: Iterator[_T], name: str, title: str) -> Iterator[_T]:
     size = 64  # small at first: the header alone is often all that is wanted
     while True:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+            # Each cell's warning, not only the first from that line of openpyxl; other
+            # kinds (DeprecationWarning...) as the filters in force say.
+            warnings.simplefilter("always", UserWarning)
             batch = list(itertools.islice(rows, size))
         size = min(size * 2, _WARNING_BATCH)
         for warning in caught:
