@@ -167,7 +167,7 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
     with contextlib.ExitStack() as stack:
         stream = _open(stack, Path(path), wanted, settings)
         if len(stream.worksheets) > 1 and not wanted:
-            skipped = stream.worksheets[: stream.worksheets.index(stream.sheet_name or "")]
+            skipped = stream.sheet_name != stream.worksheets[0]  # hidden ones before it
             log.info(
                 "%s has %d worksheets (%s): reading the first%s, '%s'; --sheet NAME (or [input] "
                 "sheet) reads another",
