@@ -31,10 +31,11 @@ from .auth import Credentials
 from .columnar import dry_run_csv
 from .config import Settings, default_state_dir, load_config
 from .errors import AbortedError, BulkUpdateError, RunInterrupted
+from .hidden import check_hidden, describe_hidden
 from .journal import Journal, RunLock, process_alive, read_runs
 from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResult, RunSummary
 from .patch import summed_up
-from .pipeline import Plan, check_hidden, describe_hidden, load, plan, run_async
+from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
 from .warnlog import warnings_logged
 

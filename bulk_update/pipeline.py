@@ -29,6 +29,7 @@ from .auth import Credentials, TokenMinter
 from .client import ComeetClient, Kind, Response
 from .config import Settings
 from .errors import InputError, RunInterrupted
+from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
 from .journal import Journal
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
@@ -81,7 +82,6 @@ JOURNAL_ABORT_REASON = (
     "re-run does not send them twice: fix the state dir (free space, permissions) and "
     "check the rows the report says were not recorded before running again"
 )
-HIDDEN_ROW_SKIPPED = "hidden or filtered out of view in the sheet: not sent (--hidden skip)"
 PENDING_NOTE_WARNING = (
     "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
     "asked whether it arrived; check the candidate in Comeet and add it by hand if missing"
@@ -252,37 +252,6 @@ def _pointing_elsewhere(
     return exc
 
 
-def describe_hidden(hidden: HiddenContent) -> str:
-    """`2 rows hidden or filtered out of view and 1 hidden column ('Notes')`."""
-    parts = []
-    if hidden.rows:
-        rows = "row" if hidden.rows == 1 else "rows"
-        parts.append(f"{hidden.rows} {rows} hidden or filtered out of view")
-    if hidden.columns:
-        named = ", ".join(f"'{c}'" for c in hidden.columns)
-        columns = "column" if len(hidden.columns) == 1 else "columns"
-        parts.append(f"{len(hidden.columns)} hidden {columns} ({named})")
-    return " and ".join(parts)
-
-
-def check_hidden(sheet: Sheet, settings: Settings) -> None:
-    """Refuse (InputError) to send a sheet with hidden rows or columns nobody decided about.
-
-    A person who filtered rows out of view, or hid a column, may not know they are there:
-    `--hidden send` or `--hidden skip` (`[input] hidden`) says what to do with them.
-    """
-    hidden = sheet.hidden
-    if not hidden or settings.hidden is not None:
-        return
-    where = f", worksheet '{sheet.raw.sheet_name}'" if sheet.raw.sheet_name else ""
-    raise InputError(
-        f"{sheet.path.name}{where} has {describe_hidden(hidden)}; nothing was sent",
-        fix="look at them in your spreadsheet program (unhide them, clear the filter), then "
-        "run again with --hidden send to send them like the other rows and columns, or "
-        "--hidden skip to leave them out (or [input] hidden in the config file)",
-    )
-
-
 def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:
     """`rows`, counting the uid of each in `uids` on the way (schema.find_duplicate_uids)."""
     for row in rows:
@@ -321,14 +290,10 @@ def plan(
     """
     settings = settings or Settings()
     base_dir = sheet.path.resolve().parent
-    columns = sheet.columns
     skip_hidden = settings.hidden == "skip"
-    if skip_hidden and sheet.raw.hidden_columns:
-        out_of_view = set(sheet.raw.hidden_columns)
-        columns = tuple(
-            replace(c, field=None) if c.index in out_of_view and c.field != "uid" else c
-            for c in columns
-        )
+    columns = (
+        without_hidden(sheet.columns, sheet.raw.hidden_columns) if skip_hidden else sheet.columns
+    )
     uid_index = next((c.index for c in columns if c.field == "uid"), None)
     validate = RowValidator(
         columns,

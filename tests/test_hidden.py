@@ -19,6 +19,7 @@ from openpyxl import Workbook, load_workbook
 import bulk_update as bu
 from bulk_update import errors
 from bulk_update.auth import Credentials
+from bulk_update.hidden import HIDDEN_ROW_SKIPPED, check_hidden
 from bulk_update.models import SheetRow
 from bulk_update.reader import list_worksheets, read_sheet
 from bulk_update.rowstore import RowStore
@@ -163,6 +164,21 @@ def test_the_library_refuses_a_real_run_nobody_decided_about(tmp_path: Path) -> 
     assert caught.value.exit_code == 2
     assert "--hidden send" in (caught.value.fix or "")
     assert "--hidden skip" in (caught.value.fix or "")
+
+
+def test_the_pages_run_manager_refuses_too(tmp_path: Path) -> None:
+    from bulk_update.web.runs import RunManager
+
+    sheet = bu.load(hidden_workbook(tmp_path / "book.xlsx"))
+    manager = RunManager(
+        settings=bu.Settings(),
+        credentials=Credentials("key", "secret"),
+        use_journal=False,
+        reports_dir=tmp_path / "reports",
+    )
+    with pytest.raises(errors.InputError, match="hidden or filtered out"):
+        manager.start(sheet, "book.xlsx")
+    assert manager.recent() == []
 
 
 def test_hidden_in_the_config_file_and_a_wrong_value_names_the_key(tmp_path: Path) -> None:
@@ -321,8 +337,8 @@ def test_every_new_message_is_in_the_readme(
 
     book = hidden_workbook(tmp_path / "book.xlsx")
     sheet = bu.load(book)
-    check_error(lambda: bu.pipeline.check_hidden(sheet, bu.Settings()), errors.InputError)
-    check(bu.pipeline.HIDDEN_ROW_SKIPPED)
+    check_error(lambda: check_hidden(sheet, bu.Settings()), errors.InputError)
+    check(HIDDEN_ROW_SKIPPED)
     problems = check_error(
         lambda: parse_config({"input": {"hidden": "maybe"}}, source="config file 'x.toml'")
     )

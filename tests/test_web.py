@@ -624,7 +624,7 @@ async def test_hidden_worksheets_rows_and_columns_are_asked_about(
         sent_before = len(sandbox.state.requests)
         run_path = preview.replace("/preview", "/run")
         status, _, html = await page.post(run_path, {"csrf_token": page.csrf})
-        assert status == 409 and "--hidden skip" in html
+        assert status == 409 and "whether to send or skip the hidden rows" in html
         assert len(sandbox.state.requests) == sent_before
         hidden_path = preview.replace("/preview", "/hidden")
         status, _, html = await page.post(hidden_path, {"csrf_token": page.csrf, "hidden": "x"})

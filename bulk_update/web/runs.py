@@ -28,10 +28,11 @@ from typing import Any
 from ..auth import Credentials
 from ..config import Settings
 from ..errors import BulkUpdateError, CredentialsError, LockError, RunInterrupted
+from ..hidden import check_hidden
 from ..journal import Journal, RunLock, process_alive
 from ..limiter import estimate_duration
 from ..models import Outcome, RowResult, RunSummary
-from ..pipeline import Sheet, check_hidden, plan, run_async
+from ..pipeline import Sheet, plan, run_async
 from .uploads import safe_name
 
 __all__ = ["RunManager", "RunProgress", "WebRun"]

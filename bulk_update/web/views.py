@@ -14,9 +14,10 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
+from ..hidden import describe_hidden
 from ..journal import Journal, RunRecord, read_runs
 from ..models import HIDDEN_CHOICES
-from ..pipeline import Sheet, describe_hidden
+from ..pipeline import Sheet
 from ..reader import list_worksheets
 from ..schema import names_uid
 from .app import STATE, csrf_refused, outcome_css, render, session_of, set_session
@@ -335,6 +336,14 @@ async def confirm(request: web.Request) -> web.Response:
     the_upload = _upload_of(request)
     if the_upload.sheet is None:
         return _redirect(f"/uploads/{the_upload.id}/mapping")
+    shown = the_upload.preview
+    if shown is not None and shown.hidden and not shown.hidden.choice:
+        # The library refuses too (runs.start), in the command line's words.
+        error = InputError(
+            "say first whether to send or skip the hidden rows and columns",
+            fix="choose Send them or Skip them in the box above",
+        )
+        return _preview_page(request, the_upload, error, 409)
     try:
         run = state.runs.start(the_upload.sheet, the_upload.name, hidden=the_upload.hidden)
     except CannotStartError as exc:
