@@ -31,11 +31,13 @@ from .auth import Credentials
 from .columnar import dry_run_csv
 from .config import Settings, default_state_dir, load_config
 from .errors import AbortedError, BulkUpdateError, RunInterrupted
+from .hidden import check_hidden, describe_hidden
 from .journal import Journal, RunLock, process_alive, read_runs
-from .models import Outcome, Patch, Rate, RowResult, RunSummary
+from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResult, RunSummary
 from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
+from .warnlog import warnings_logged
 
 log = logging.getLogger("bulk_update")
 
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sandbox",
         action="store_true",
         help="run against a local stand-in for the Comeet API (no credentials needed)",
+    )
+    run.add_argument(
+        "--hidden",
+        choices=HIDDEN_CHOICES,
+        help="XLSX rows hidden or filtered out of view, and hidden columns: send them like "
+        "the others, or skip them (a real run of a sheet that has any needs one)",
     )
     run.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     run.add_argument(
@@ -288,11 +296,23 @@ def _print_problems(summary: RunSummary, out: TextIO) -> None:
         print(f"... and {len(bad) - SHOWN_PROBLEMS} more: see the report", file=out)
 
 
+#: What a run does with hidden rows and columns, by `--hidden` choice (None: not said).
+_HIDDEN_DONE = {
+    "send": "sent like the others (--hidden send)",
+    "skip": "left out (--hidden skip)",
+    None: "previewed as sent; a real run stops unless --hidden send or --hidden skip "
+    "says what to do with them",
+}
+
+
 def _print_dry_run(
     sends: int, patches: Sequence[Patch], summary: RunSummary, settings: Settings
 ) -> None:
     counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
     print(f"Would send {sends} request(s): {counts}.")
+    hidden: HiddenContent = summary.hidden
+    if hidden:
+        print(f"Hidden in the sheet: {describe_hidden(hidden)}: {_HIDDEN_DONE[hidden.choice]}.")
     estimate = summary.estimate_s or 0.0
     print(
         f"At the rate limit of {settings.rate.limit} requests per {settings.rate.period:g} s "
@@ -413,6 +433,7 @@ async def _run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         state_dir=args.state_dir,
         sheet=args.sheet,
+        hidden=args.hidden,
     )
     credentials: Credentials | None = None
     if args.sandbox:
@@ -429,6 +450,24 @@ async def _run(args: argparse.Namespace) -> int:
             if done is not None:
                 return done
         sheet = load(args.input, settings)
+        hidden = sheet.hidden
+        if hidden and (args.dry_run or settings.hidden):
+            log.info(
+                "%s has %s: %s",
+                args.input.name,
+                describe_hidden(hidden),
+                _HIDDEN_DONE[settings.hidden],
+                extra={
+                    "event": "hidden",
+                    "fields": {
+                        "hidden_rows": hidden.rows,
+                        "hidden_columns": list(hidden.columns),
+                        "hidden": settings.hidden,
+                    },
+                },
+            )
+        if not args.dry_run:
+            check_hidden(sheet, settings)  # before planning: nothing to plan if it stops
         # A dry run shows the first few bodies only; it keeps no more (a million would not
         # fit in memory).
         bodies = SHOWN_PATCHES if args.dry_run else None
@@ -664,6 +703,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     quiet = getattr(args, "quiet", False)
     _setup_logging(getattr(args, "log_format", "text"), quiet, sys.stderr)
+    with warnings_logged():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.command == "sandbox":
             return _sandbox_command(args)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
-from .models import Rate
+from .models import HIDDEN_CHOICES, Rate
 
 DEFAULT_BASE_URL = "https://api.comeet.co"
 DEFAULT_CONFIG_NAME = "bulk_update.toml"
@@ -48,6 +48,9 @@ class Settings:
     sheet: str | None = None
     ignore_columns: tuple[str, ...] = ()
     state_dir: Path = field(default_factory=default_state_dir)
+    #: What a real run does with an XLSX's hidden rows and columns: "send", "skip", or
+    #: None (not said: such a sheet stops the run before sending).
+    hidden: str | None = None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) values replaced and checked again."""
@@ -93,6 +96,7 @@ class _Defaults(_Section):
 class _Input(_Section):
     sheet: str | None = None
     ignore_columns: list[str] = []
+    hidden: Literal["send", "skip"] | None = None
 
 
 class _File(_Section):
@@ -118,6 +122,8 @@ def _check(settings: Settings) -> None:
         problems.append("concurrency must be at least 1")
     if settings.max_attempts < 1:
         problems.append("max_attempts must be at least 1")
+    if settings.hidden not in (None, *HIDDEN_CHOICES):
+        problems.append(f"input.hidden '{settings.hidden}' must be send or skip")
     if problems:
         raise ConfigError("; ".join(problems), fix="correct the value and run again")
 
@@ -181,6 +187,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         columns=dict(parsed.columns),
         sheet=parsed.input.sheet,
         ignore_columns=tuple(parsed.input.ignore_columns),
+        hidden=parsed.input.hidden,
     )
 
 

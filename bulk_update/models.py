@@ -82,11 +82,13 @@ class SheetRow:
 
     `values` is aligned with `Sheet.headers`: stripped text, "" for an empty cell.
     `numeric` holds the indexes of cells an XLSX file stored as numbers (not text).
+    `hidden` is True for an XLSX row hidden or filtered out of view.
     """
 
     number: int
     values: tuple[str, ...]
     numeric: frozenset[int] = frozenset()
+    hidden: bool = False
 
     @property
     def is_blank(self) -> bool:
@@ -102,6 +104,30 @@ class RawSheet:
     header_row: int
     rows: Sequence[SheetRow]
     sheet_name: str | None = None
+    #: How many rows are hidden or filtered out of view (XLSX).
+    hidden_rows: int = 0
+    #: The indexes (into `headers`) of hidden columns that hold data in some row (XLSX).
+    hidden_columns: tuple[int, ...] = ()
+
+
+#: What a run does with hidden rows and columns (`--hidden`, `[input] hidden`).
+HIDDEN_CHOICES: tuple[str, ...] = ("send", "skip")
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenContent:
+    """What an XLSX sheet holds out of view, and what the run does with it.
+
+    `rows`: rows hidden or filtered out of view; `columns`: the headers of hidden columns
+    that hold data; `choice`: "send", "skip", or None when nobody said (a real run stops).
+    """
+
+    rows: int = 0
+    columns: tuple[str, ...] = ()
+    choice: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +218,7 @@ class RunSummary:
     abort_reason: str = ""
     estimate_s: float | None = None
     results: tuple[RowResult, ...] = field(default=(), repr=False)
+    hidden: HiddenContent = HiddenContent()
 
     @property
     def exit_code(self) -> int:

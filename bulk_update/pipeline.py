@@ -10,6 +10,7 @@ Each step is usable alone::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import shlex
@@ -28,11 +29,13 @@ from .auth import Credentials, TokenMinter
 from .client import ComeetClient, Kind, Response
 from .config import Settings
 from .errors import InputError, RunInterrupted
+from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
 from .journal import Journal
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
     REPORT_COLUMNS,
     Column,
+    HiddenContent,
     Outcome,
     Patch,
     PlannedRow,
@@ -43,7 +46,7 @@ from .models import (
 )
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .reader import SheetStream, list_worksheets, open_sheet
+from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
 from .report import (
     check_report_path,
     default_report_path,
@@ -110,6 +113,15 @@ class Sheet:
     def rows(self) -> Sequence[SheetRow]:
         return self.raw.rows
 
+    @property
+    def hidden(self) -> HiddenContent:
+        """The rows hidden or filtered out of view, and the hidden columns that feed a field."""
+        fed = {c.index for c in self.columns if c.field is not None}
+        return HiddenContent(
+            rows=self.raw.hidden_rows,
+            columns=tuple(self.headers[i] for i in self.raw.hidden_columns if i in fed),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -151,14 +163,18 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
     the API receives the value the person typed.
     """
     settings = settings or Settings()
-    with open_sheet(Path(path), sheet=sheet or settings.sheet) as stream:
-        if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
+    wanted = sheet or settings.sheet
+    with contextlib.ExitStack() as stack:
+        stream = _open(stack, Path(path), wanted, settings)
+        if len(stream.worksheets) > 1 and not wanted:
+            skipped = stream.sheet_name != stream.worksheets[0]  # hidden ones before it
             log.info(
-                "%s has %d worksheets (%s): reading the first, '%s'; --sheet NAME (or [input] "
+                "%s has %d worksheets (%s): reading the first%s, '%s'; --sheet NAME (or [input] "
                 "sheet) reads another",
                 stream.path.name,
                 len(stream.worksheets),
                 ", ".join(f"'{name}'" for name in stream.worksheets),
+                " visible one" if skipped else "",
                 stream.sheet_name,
                 extra={"event": "worksheet"},
             )
@@ -171,37 +187,66 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
                 headers, mapping=settings.columns, ignore=settings.ignore_columns
             )
         except InputError as exc:
-            if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
-                raise _pointing_elsewhere(exc, stream, settings) from None
+            if len(stream.worksheets) > 1 and not wanted:
+                raise _pointing_elsewhere(exc, stream.path, stream.sheet_name, settings) from None
             raise
         uid_index = next((c.index for c in columns if c.field == "uid"), None)
         uids: Counter[str] = Counter()
         if uid_index is not None:
             rows = _counting(rows, uid_index, uids)
+        tally = HiddenTally(set(stream.hidden_columns))
+        if stream.worksheets:  # only a workbook hides rows and columns
+            rows = counting_hidden(rows, tally)
         raw = RawSheet(
             path=stream.path,
             headers=headers,
             header_row=stream.header_row,
             rows=RowStore(len(headers), rows),
             sheet_name=stream.sheet_name,
+            hidden_rows=tally.rows,
+            hidden_columns=tuple(sorted(tally.holding)),
         )
     duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
     return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
 
 
-def _pointing_elsewhere(exc: InputError, stream: SheetStream, settings: Settings) -> InputError:
-    """`exc`, its fix naming the workbook's other worksheets that have a uid column."""
-    others = [
-        w.name
-        for w in list_worksheets(stream.path)
-        if w.name != stream.sheet_name and names_uid(w.headers, settings.columns)
-    ]
+def _open(
+    stack: contextlib.ExitStack, path: Path, wanted: str | None, settings: Settings
+) -> SheetStream:
+    """The sheet opened in `stack`; a worksheet read by default that cannot be (empty, or
+    no header row) is refused with a fix naming the worksheets that have a uid column."""
+    try:
+        return stack.enter_context(open_sheet(path, sheet=wanted))
+    except InputError as exc:
+        if wanted:
+            raise
+        raise _pointing_elsewhere(exc, path, None, settings) from None
+
+
+def _pointing_elsewhere(
+    exc: InputError, path: Path, read: str | None, settings: Settings
+) -> InputError:
+    """`exc`, its fix naming the workbook's other visible worksheets that have a uid column.
+
+    `read` is the worksheet read by default (None: the first visible one). A file that is
+    no workbook, or that cannot be opened, leaves `exc` as it is.
+    """
+    try:
+        worksheets = list_worksheets(path)
+    except InputError:
+        return exc
+    visible = [w for w in worksheets if not w.hidden]
+    if not visible:
+        return exc
+    read = read or visible[0].name
+    others = [w.name for w in visible if w.name != read and names_uid(w.headers, settings.columns)]
     if not others:
         return exc
     named = " or ".join(f"'{name}'" for name in others[:3])
     otherwise = f"; else {exc.fix}" if exc.fix else ""
+    first = "first" if worksheets[0].name == read else "first visible"
     exc.with_fix(
-        f"the first worksheet, '{stream.sheet_name}', was read; {named} has a uid column: "
+        f"the {first} worksheet, '{read}', was read; {named} has a uid column: "
         f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
     )
     return exc
@@ -238,11 +283,20 @@ def plan(
     sent twice. `bodies=N` keeps the PATCH bodies of the first N rows to send only (a dry
     run shows a few and needs no more; a million bodies would not fit in memory); the
     default keeps them all, as a real run needs.
+
+    With `settings.hidden == "skip"`, rows hidden or filtered out of view are `skipped`
+    and hidden columns send nothing (a hidden uid column still says which candidate a
+    row is); otherwise they are planned like any other (see `check_hidden`).
     """
     settings = settings or Settings()
     base_dir = sheet.path.resolve().parent
+    skip_hidden = settings.hidden == "skip"
+    columns = (
+        without_hidden(sheet.columns, sheet.raw.hidden_columns) if skip_hidden else sheet.columns
+    )
+    uid_index = next((c.index for c in columns if c.field == "uid"), None)
     validate = RowValidator(
-        sheet.columns,
+        columns,
         base_dir=base_dir,
         duplicate_uids=(
             find_duplicate_uids(sheet.rows, sheet.columns)
@@ -260,6 +314,14 @@ def plan(
         applied = journal.applied_many(valid_uids) if journal and not full else {}
         notes = journal.notes_many(valid_uids) if journal else {}
         for row, check in zip(chunk, checked, strict=True):
+            if skip_hidden and row.hidden:
+                uid = row.values[uid_index].strip() if uid_index is not None else ""
+                planned.append(
+                    PlannedRow(
+                        row.number, uid, None, Outcome.SKIPPED, warnings=(HIDDEN_ROW_SKIPPED,)
+                    )
+                )
+                continue
             if isinstance(check, InvalidRow):
                 planned.append(
                     PlannedRow(row.number, check.uid, None, Outcome.INVALID, check.problems)
@@ -366,6 +428,7 @@ def _summary(
         abort_reason=abort_reason,
         estimate_s=estimate_duration(the_plan.sends, settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
+        hidden=replace(the_plan.sheet.hidden, choice=settings.hidden),
     )
 
 
@@ -489,12 +552,16 @@ async def run_async(
     `report_path=True` writes `<input stem>.results.xlsx` beside the input; False writes none.
     With a `journal` (the one the plan was made with), every confirmed row is recorded the
     moment the API confirms it, and the run is listed in the journal's history. The report is
-    written even when the run is stopped: rows not sent are `not_sent`. A graceful stop (the
+    written even when the run is stopped: rows not sent are `not_sent`. A real run of a sheet
+    with hidden rows or columns needs `settings.hidden` (InputError, see `check_hidden`).
+    A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
     the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
     lets the summary's duration include reading and planning.
     """
     settings = settings or Settings()
+    if not dry_run:
+        check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started
     path: Path | None
     path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None

@@ -404,6 +404,14 @@ def write_xlsx_report(
     )
 
 
+#: The Summary sheet's word for what the run did with hidden rows and columns (`--hidden`).
+_HIDDEN_CHOICE_SHOWN = {
+    "send": "sent (--hidden send)",
+    "skip": "not sent (--hidden skip)",
+    None: "not decided: a real run needs --hidden send or --hidden skip",
+}
+
+
 def _summary_lines(summary: RunSummary, source: Path | None) -> Iterator[list[xlsx.Cell]]:
     def put(label: str, value: _Value | float) -> list[xlsx.Cell]:
         shown = xlsx_text(value) if isinstance(value, str) else value
@@ -419,6 +427,11 @@ def _summary_lines(summary: RunSummary, source: Path | None) -> Iterator[list[xl
     yield put("duration (s)", round(summary.duration_s, 1))
     if summary.dry_run and summary.estimate_s is not None:
         yield put("estimate (s)", round(summary.estimate_s, 1))
+    hidden = summary.hidden
+    if hidden:
+        yield put("hidden rows", hidden.rows)
+        yield put("hidden columns", ", ".join(hidden.columns) or "none")
+        yield put("hidden rows and columns", _HIDDEN_CHOICE_SHOWN[hidden.choice])
     if summary.aborted:
         yield put("aborted", "yes")
         if summary.abort_reason:

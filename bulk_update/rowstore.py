@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import overload
 
 from .models import SheetRow
@@ -49,6 +50,7 @@ class RowStore(Sequence[SheetRow]):
         self.width = width
         self._chunks: list[_Chunk] = []
         self._numeric: dict[int, frozenset[int]] = {}  # by index; only XLSX rows have any
+        self._hidden: set[int] = set()  # indexes of rows hidden in an XLSX (few, or none)
         self._pending: list[tuple[str, ...]] = []
         self._pending_numbers: array[int] = array("q")
         self._len = 0
@@ -60,6 +62,8 @@ class RowStore(Sequence[SheetRow]):
             raise ValueError(f"row {row.number} has {len(row.values)} cells, not {self.width}")
         if row.numeric:
             self._numeric[self._len] = row.numeric
+        if row.hidden:
+            self._hidden.add(self._len)
         self._pending.append(row.values)
         self._pending_numbers.append(row.number)
         self._len += 1
@@ -94,6 +98,11 @@ class RowStore(Sequence[SheetRow]):
             SheetRow(number, cells, numeric.get(start + i, frozenset()))
             for i, (number, cells) in enumerate(zip(numbers, values, strict=True))
         ]
+        if self._hidden:
+            rows = [
+                replace(row, hidden=True) if start + i in self._hidden else row
+                for i, row in enumerate(rows)
+            ]
         self._cache = (index, rows)
         return rows
 

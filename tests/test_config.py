@@ -40,11 +40,12 @@ def test_example_config_is_complete_and_valid() -> None:
     assert settings.columns["Candidate UID"] == "uid"
     assert settings.sheet == "Candidates"
     assert settings.ignore_columns == ("Internal notes",)
+    assert settings.hidden == "skip"
     # every key the schema knows appears in the example
     for section, keys in {
         "api": {"base_url", "timeout_s", "token_ttl_s"},
         "limits": {"rate", "concurrency", "max_attempts", "retry_base_s", "retry_max_s"},
-        "input": {"sheet", "ignore_columns"},
+        "input": {"sheet", "ignore_columns", "hidden"},
     }.items():
         assert set(data[section]) == keys, section
     assert set(data["defaults"]["updated_by"]) == {"type", "name", "email"}

@@ -569,3 +569,78 @@ def test_safe_names_and_display_helpers() -> None:
     css = outcome_css()
     for outcome, colour in OUTCOME_COLOURS.items():
         assert f".outcome-{outcome.value} {{ --outcome: #{colour}; }}" in css
+
+
+def _hidden_workbook() -> bytes:
+    """A hidden old export first; the candidates with rows 3 and 5 filtered out of view and
+    column C (custom_fields.Team) hidden."""
+    workbook = Workbook()
+    old = workbook.active
+    assert old is not None
+    old.title = "Old export"
+    old.append(["uid", "first_name"])
+    old.append(["AE.17934", "Stale"])
+    old.sheet_state = "hidden"
+    sheet = workbook.create_sheet("Candidates")
+    sheet.append(["uid", "first_name", "custom_fields.Team"])
+    for uid, name, team in [
+        ("AE.17934", "Dana", "Red"),
+        ("B4.B5F21", "Noa", "Blue"),
+        ("FC.C9A3E", "Maya", "Green"),
+        ("3A.1F07B", "Avi", "Gold"),
+    ]:
+        sheet.append([uid, name, team])
+    sheet.auto_filter.ref = "A1:C5"
+    sheet.row_dimensions[3].hidden = True
+    sheet.row_dimensions[5].hidden = True
+    sheet.column_dimensions["C"].hidden = True
+    workbook.active = 1
+    buffer = BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+async def test_hidden_worksheets_rows_and_columns_are_asked_about(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        status, where, _ = await page.upload("hidden.xlsx", _hidden_workbook())
+        assert status == 303 and where.endswith("/worksheet")
+        _, html = await page.get(where)
+        # The hidden worksheet is shown, marked, and not chosen, though it has a uid column.
+        assert 'data-worksheet="Old export" data-hidden="true"' in html
+        assert "(hidden in the workbook)" in html
+        assert re.search(r'value="Candidates"\s+checked', html)
+        assert not re.search(r'value="Old export"\s+checked', html)
+        form = {"csrf_token": page.csrf, "worksheet": "Candidates"}
+        status, preview, _ = await page.post(where, form)
+        assert status == 303 and preview.endswith("/preview")
+        _, html = await page.get(preview)
+        assert 'data-hidden-rows="2" data-hidden-columns="1" data-choice=""' in html
+        assert "2 rows hidden or filtered out of view and 1 hidden column" in html
+        assert _counts(html, "preview-counts") == {"would_update": 4}  # counted as sent
+        assert re.search(r'id="confirm-button"\s+disabled', html)
+        # Confirming without an answer is refused, and nothing is sent.
+        sent_before = len(sandbox.state.requests)
+        run_path = preview.replace("/preview", "/run")
+        status, _, html = await page.post(run_path, {"csrf_token": page.csrf})
+        assert status == 409 and "whether to send or skip the hidden rows" in html
+        assert len(sandbox.state.requests) == sent_before
+        hidden_path = preview.replace("/preview", "/hidden")
+        status, _, html = await page.post(hidden_path, {"csrf_token": page.csrf, "hidden": "x"})
+        assert status == 400
+        form = {"csrf_token": page.csrf, "hidden": "skip"}
+        status, again, _ = await page.post(hidden_path, form)
+        assert status == 303 and again == preview
+        _, html = await page.get(preview)
+        assert 'data-choice="skip"' in html
+        assert _counts(html, "preview-counts") == {"would_update": 2, "skipped": 2}
+        assert not re.search(r'id="confirm-button"\s+disabled', html)
+        status, run_path, _ = await page.post(run_path, {"csrf_token": page.csrf})
+        assert status == 303 and run_path.startswith("/runs/")
+        await _run_to_the_end(page, run_path)
+    sent = sandbox.state.requests[sent_before:]
+    assert {r.uid: r.body for r in sent} == {
+        "AE.17934": {"first_name": "Dana"},
+        "FC.C9A3E": {"first_name": "Maya"},
+    }

@@ -7,7 +7,10 @@ a CSV record whose quoted cell spans several lines is one row). Headers are retu
 written: matching them to API fields is schema.py's job.
 
 A merged range of an XLSX sheet gives its value to its top-left cell; its other cells are
-empty (what Excel itself keeps). Hidden rows and columns are read like any other.
+empty (what Excel itself keeps). A hidden worksheet is never read unless named; hidden rows
+and columns are read like any other, and said to be hidden (`SheetRow.hidden`,
+`SheetStream.hidden_columns`, counted in `RawSheet`): whether to send them is the
+pipeline's decision.
 
 Input may be hostile. Before openpyxl sees a workbook, its zip directory is checked (how
 many parts, how large unpacked, how well they compress) and every XML part is streamed
@@ -33,7 +36,7 @@ from ..models import RawSheet, SheetRow
 from .cells import cell_text
 from .csvfile import MAX_LINE_CHARS, CsvFormat, _open_csv, sniff_csv
 from .guard import CSV_EXTENSIONS, MAX_CELL_CHARS, MAX_UNPACKED_BYTES, XLSX_EXTENSIONS, _os_errors
-from .layout import MAX_COLUMNS, SheetStream
+from .layout import MAX_COLUMNS, HiddenTally, SheetStream, counting_hidden
 from .xlsxfile import WorksheetInfo, _open_xlsx, list_worksheets
 
 __all__ = [
@@ -44,9 +47,11 @@ __all__ = [
     "MAX_UNPACKED_BYTES",
     "XLSX_EXTENSIONS",
     "CsvFormat",
+    "HiddenTally",
     "SheetStream",
     "WorksheetInfo",
     "cell_text",
+    "counting_hidden",
     "list_worksheets",
     "open_sheet",
     "read_sheet",
@@ -66,12 +71,15 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
     the sheet from being read, hostile files included (see the module's docstring).
     """
     with open_sheet(path, sheet=sheet) as stream:
+        tally = HiddenTally(set(stream.hidden_columns))
         return RawSheet(
             path=stream.path,
             headers=stream.headers,
             header_row=stream.header_row,
-            rows=tuple(stream.rows),
+            rows=tuple(counting_hidden(stream.rows, tally)),
             sheet_name=stream.sheet_name,
+            hidden_rows=tally.rows,
+            hidden_columns=tuple(sorted(tally.holding)),
         )
 
 

@@ -184,7 +184,7 @@ def _csv_records(
                 "the rest of the file would be read as one cell",
                 fix="close the quote in that row (or remove it), or save the sheet again as CSV",
             )
-        yield number, [c.strip(STRIPPED) for c in record], frozenset()
+        yield number, [c.strip(STRIPPED) for c in record], frozenset(), False
 
 
 def _unclosed_quote(record: list[str], delimiter: str) -> bool:

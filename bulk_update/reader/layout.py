@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
 
@@ -13,9 +13,9 @@ from ..models import SheetRow
 #: The most columns a header row may span.
 MAX_COLUMNS = 2000
 
-#: One source row: its sheet row number, its cells as stripped text, and the indexes of the
-#: cells stored as numbers.
-_Record: TypeAlias = tuple[int, list[str], frozenset[int]]
+#: One source row: its sheet row number, its cells as stripped text, the indexes of the
+#: cells stored as numbers, and whether the row is hidden or filtered out of view.
+_Record: TypeAlias = tuple[int, list[str], frozenset[int], bool]
 #: Names a column by its 0-based index, the way the file's users see it.
 _ColumnNamer: TypeAlias = Callable[[int], str]
 
@@ -36,6 +36,32 @@ class SheetStream:
     sheet_name: str | None = None
     #: Every worksheet of a workbook, by name, in order (empty for a CSV).
     worksheets: tuple[str, ...] = ()
+    #: The indexes (into `headers`) of the columns hidden in the workbook.
+    hidden_columns: tuple[int, ...] = ()
+
+
+# --------------------------------------------------------------------------- hidden
+
+
+@dataclass(slots=True)
+class HiddenTally:
+    """Counted while a workbook's rows are read: hidden rows, hidden columns holding data."""
+
+    pending: set[int]  # hidden columns with no data seen yet
+    holding: set[int] = field(default_factory=set)
+    rows: int = 0
+
+
+def counting_hidden(rows: Iterable[SheetRow], tally: HiddenTally) -> Iterator[SheetRow]:
+    """`rows`, counting the hidden ones and the hidden columns that hold data in `tally`."""
+    for row in rows:
+        if row.hidden:
+            tally.rows += 1
+        if tally.pending:
+            found = {i for i in tally.pending if row.values[i]}
+            tally.pending -= found
+            tally.holding |= found
+        yield row
 
 
 # --------------------------------------------------------------------------- rows
@@ -46,12 +72,17 @@ def _start(
     records: Iterable[_Record],
     column_name: _ColumnNamer,
     sheet_name: str | None,
+    hidden_columns: Callable[[], Collection[int]] | None = None,
 ) -> SheetStream:
-    """Find and check the header among numbered records; the rows below come lazily."""
+    """Find and check the header among numbered records; the rows below come lazily.
+
+    `hidden_columns` gives the 0-based indexes of the source's hidden columns once the
+    header has been read (a workbook lists them before its rows).
+    """
     name = path.name
     iterator = iter(records)
     header_row, header_cells = 0, []
-    for number, cells, _ in iterator:
+    for number, cells, _, _ in iterator:
         if any(cells):
             header_row, header_cells = number, cells
             break
@@ -70,12 +101,14 @@ def _start(
         )
     header_cells = header_cells[:width]
     keep = [i for i, h in enumerate(header_cells) if h]
+    hidden = hidden_columns() if hidden_columns is not None else ()
     return SheetStream(
         path=path,
         headers=tuple(header_cells[i] for i in keep),
         header_row=header_row,
         rows=_rows(name, iterator, header_cells, header_row, column_name),
         sheet_name=sheet_name,
+        hidden_columns=tuple(new for new, old in enumerate(keep) if old in hidden),
     )
 
 
@@ -95,7 +128,7 @@ def _rows(
     last_header = header_cells[keep[-1]]
     plain = not unnamed  # the fast path: nothing to drop
     remap = {old: new for new, old in enumerate(keep)}
-    for number, cells, numeric in records:
+    for number, cells, numeric, hidden in records:
         if not any(cells):
             continue
         for index in unnamed:
@@ -116,11 +149,11 @@ def _rows(
                 ),
             )
         if plain and len(cells) == width:
-            yield SheetRow(number, tuple(cells), numeric)
+            yield SheetRow(number, tuple(cells), numeric, hidden)
             continue
         values = tuple(cells[i] if i < len(cells) else "" for i in keep)
         if numeric and not plain:
             numeric = frozenset(remap[i] for i in numeric if i in remap)
         elif numeric:
             numeric = frozenset(i for i in numeric if i < width)
-        yield SheetRow(number, values, numeric)
+        yield SheetRow(number, values, numeric, hidden)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from ..config import Settings
 from ..errors import InputError, UnknownColumnError
 from ..journal import Journal
 from ..limiter import estimate_duration
-from ..models import Outcome, Rate, SheetRow
+from ..models import HiddenContent, Outcome, Rate, SheetRow
 from ..patch import summed_up
 from ..pipeline import Sheet, load, plan, run
 from ..reader import read_sheet
@@ -90,6 +90,8 @@ class Preview:
     patches: tuple[PatchLine, ...]
     report: Path | None
     journal_used: bool
+    #: What the sheet holds out of view, and what the run will do with it (None: not said).
+    hidden: HiddenContent = field(default_factory=HiddenContent)
 
     def count(self, outcome: Outcome) -> int:
         """How many rows end with `outcome` in the dry run."""
@@ -178,6 +180,7 @@ def make_preview(
         patches=tuple(PatchLine(p.row, p.uid, shown_body(p.body)) for p in patches[:SHOWN_PATCHES]),
         report=report_path,
         journal_used=journal is not None,
+        hidden=summary.hidden,
     )
 
 

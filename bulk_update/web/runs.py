@@ -28,6 +28,7 @@ from typing import Any
 from ..auth import Credentials
 from ..config import Settings
 from ..errors import BulkUpdateError, CredentialsError, LockError, RunInterrupted
+from ..hidden import check_hidden
 from ..journal import Journal, RunLock, process_alive
 from ..limiter import estimate_duration
 from ..models import Outcome, RowResult, RunSummary
@@ -328,8 +329,11 @@ class RunManager:
                 return run
         return None
 
-    def start(self, sheet: Sheet, name: str) -> WebRun:
-        """Take the lock and start sending; raises CredentialsError or LockError."""
+    def start(self, sheet: Sheet, name: str, *, hidden: str | None = None) -> WebRun:
+        """Take the lock and start sending; raises CredentialsError, LockError, or
+        InputError for hidden rows or columns nobody said what to do with (`hidden`)."""
+        settings = self.settings.with_overrides(hidden=hidden)
+        check_hidden(sheet, settings)
         if self._credentials is None:
             raise CredentialsError(
                 "this page was started without COMEET_API_KEY and COMEET_SECRET, so it can "
@@ -357,7 +361,7 @@ class RunManager:
                 run = WebRun(
                     sheet=sheet,
                     name=name,
-                    settings=self.settings,
+                    settings=settings,
                     credentials=self._credentials,
                     report_path=report,
                     use_journal=self.use_journal,

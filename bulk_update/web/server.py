@@ -17,6 +17,7 @@ from aiohttp import web
 from ..auth import Credentials
 from ..config import Settings
 from ..errors import CannotStartError, CredentialsError
+from ..warnlog import warnings_logged
 from .app import STATE, WebConfig, WebState, create_app
 from .security import PASSWORD_VAR, check_bind, is_loopback
 
@@ -86,7 +87,7 @@ def serve(
         files_dir=files_dir,
         max_upload_bytes=int(max_upload_mb * (1 << 20)),
     )
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), warnings_logged():
         asyncio.run(_serve(config, port, out))
 
 

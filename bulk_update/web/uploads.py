@@ -78,6 +78,8 @@ class Upload:
     unknown: list[UnknownColumn] = field(default_factory=list)
     sheet: Sheet | None = None
     preview: Preview | None = None
+    #: The answer to the preview's question about hidden rows and columns (send, skip).
+    hidden: str | None = None
 
     @property
     def path(self) -> Path:

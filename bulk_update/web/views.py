@@ -14,7 +14,9 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
+from ..hidden import describe_hidden
 from ..journal import Journal, RunRecord, read_runs
+from ..models import HIDDEN_CHOICES
 from ..pipeline import Sheet
 from ..reader import list_worksheets
 from ..schema import names_uid
@@ -163,7 +165,7 @@ def _refuse_upload(request: web.Request, the_upload: Upload, exc: BulkUpdateErro
 
 async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Preview:
     state = request.app[STATE]
-    settings = state.settings
+    settings = state.settings.with_overrides(hidden=the_upload.hidden)
     credentials = state.config.credentials
     report = the_upload.folder / f"{Path(the_upload.name).stem}.preview.xlsx"
 
@@ -190,8 +192,10 @@ def _worksheet_page(
 ) -> web.Response:
     settings = request.app[STATE].settings
     worksheets = the_upload.worksheets
+    # A hidden worksheet is never chosen for the recruiter: it is shown, marked hidden.
+    visible = [w for w in worksheets if not w.hidden] or list(worksheets)
     chosen = the_upload.worksheet or next(
-        (w.name for w in worksheets if names_uid(w.headers, settings.columns)), worksheets[0].name
+        (w.name for w in visible if names_uid(w.headers, settings.columns)), visible[0].name
     )
     return render(
         request,
@@ -311,6 +315,7 @@ def _preview_page(
         step=3,
         upload=the_upload,
         preview=the_upload.preview,
+        hidden_text=describe_hidden(the_upload.preview.hidden),
         can_send=state.runs.can_send,
         error=error,
     )
@@ -331,12 +336,41 @@ async def confirm(request: web.Request) -> web.Response:
     the_upload = _upload_of(request)
     if the_upload.sheet is None:
         return _redirect(f"/uploads/{the_upload.id}/mapping")
+    shown = the_upload.preview
+    if shown is not None and shown.hidden and not shown.hidden.choice:
+        # The library refuses too (runs.start), in the command line's words.
+        error = InputError(
+            "say first whether to send or skip the hidden rows and columns",
+            fix="choose Send them or Skip them in the box above",
+        )
+        return _preview_page(request, the_upload, error, 409)
     try:
-        run = state.runs.start(the_upload.sheet, the_upload.name)
+        run = state.runs.start(the_upload.sheet, the_upload.name, hidden=the_upload.hidden)
     except CannotStartError as exc:
         return _preview_page(request, the_upload, exc, 409)
     state.uploads.discard(the_upload.id)
     return _redirect(f"/runs/{run.id}")
+
+
+async def save_hidden(request: web.Request) -> web.Response:
+    """The preview's question: send the hidden rows and columns, or skip them; preview again."""
+    the_upload = _upload_of(request)
+    if the_upload.sheet is None:
+        return _redirect(f"/uploads/{the_upload.id}/mapping")
+    form = await request.post()
+    choice = str(form.get("hidden", ""))
+    if choice not in HIDDEN_CHOICES:
+        error = InputError(
+            "say what to do with the hidden rows and columns",
+            fix="choose Send them or Skip them",
+        )
+        return _preview_page(request, the_upload, error, 400)
+    the_upload.hidden = choice
+    try:
+        the_upload.preview = await _preview(request, the_upload, the_upload.sheet)
+    except BulkUpdateError as exc:
+        return _preview_page(request, the_upload, exc, 400)
+    return _redirect(f"/uploads/{the_upload.id}/preview")
 
 
 async def discard(request: web.Request) -> web.Response:
@@ -514,6 +548,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/uploads/{upload}/mapping", save_mapping)
     app.router.add_get("/uploads/{upload}/preview", preview)
     app.router.add_get("/uploads/{upload}/preview.xlsx", preview_sheet)
+    app.router.add_post("/uploads/{upload}/hidden", save_hidden)
     app.router.add_post("/uploads/{upload}/run", confirm)
     app.router.add_post("/uploads/{upload}/discard", discard)
     app.router.add_get("/runs", runs, name="runs")
