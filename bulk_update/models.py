@@ -102,6 +102,8 @@ class RawSheet:
     header_row: int
     rows: Sequence[SheetRow]
     sheet_name: str | None = None
+    #: A CSV's text encoding and how it was chosen (`cp1255 (detected)`); None for XLSX.
+    encoding: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,9 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
     the API receives the value the person typed.
     """
     settings = settings or Settings()
-    with open_sheet(Path(path), sheet=sheet or settings.sheet) as stream:
+    with open_sheet(
+        Path(path), sheet=sheet or settings.sheet, encoding=settings.encoding
+    ) as stream:
         if len(stream.worksheets) > 1 and not (sheet or settings.sheet):
             log.info(
                 "%s has %d worksheets (%s): reading the first, '%s'; --sheet NAME (or [input] "
@@ -184,6 +186,7 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
             header_row=stream.header_row,
             rows=RowStore(len(headers), rows),
             sheet_name=stream.sheet_name,
+            encoding=stream.encoding,
         )
     duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
     return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)

@@ -36,6 +36,9 @@ class SheetStream:
     sheet_name: str | None = None
     #: Every worksheet of a workbook, by name, in order (empty for a CSV).
     worksheets: tuple[str, ...] = ()
+    #: A CSV's text encoding and how it was chosen, as shown: `cp1255 (detected)`,
+    #: `cp1255 (given)`; None for a workbook.
+    encoding: str | None = None
 
 
 # --------------------------------------------------------------------------- rows

@@ -90,6 +90,8 @@ class Preview:
     patches: tuple[PatchLine, ...]
     report: Path | None
     journal_used: bool
+    #: A CSV's encoding and how it was chosen (`cp1255 (detected)`); None for XLSX.
+    encoding: str | None = None
 
     def count(self, outcome: Outcome) -> int:
         """How many rows end with `outcome` in the dry run."""
@@ -110,7 +112,7 @@ def find_unknown_columns(path: Path, settings: Settings) -> list[UnknownColumn]:
     The library stops at the first such column; asking it again with each one set aside
     finds them all, so that the mapping step can show every one at once.
     """
-    raw = read_sheet(path, sheet=settings.sheet)
+    raw = read_sheet(path, sheet=settings.sheet, encoding=settings.encoding)
     headers = raw.headers
     ignore = list(settings.ignore_columns)
     found: list[UnknownColumn] = []
@@ -178,6 +180,7 @@ def make_preview(
         patches=tuple(PatchLine(p.row, p.uid, shown_body(p.body)) for p in patches[:SHOWN_PATCHES]),
         report=report_path,
         journal_used=journal is not None,
+        encoding=sheet.raw.encoding,
     )
 
 
