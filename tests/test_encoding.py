@@ -23,6 +23,7 @@ from bulk_update.sandbox import ThreadedSandbox
 from tests.encoding_corpus import ENCODINGS, LANGUAGES, sheet_rows, sheet_text, write_sheet
 
 from .conftest import run_cli
+from .test_messages import check
 from .test_web import _config, _settings, page_for, sandbox  # noqa: F401 (the fixture)
 
 #: Sheets Excel writes in other Latin code pages, which must never be read as cp1252.
@@ -135,6 +136,7 @@ def test_a_short_sheet_is_refused_naming_the_likely_encodings(tmp_path: Path) ->
     with pytest.raises(InputError) as info:
         read_sheet(path)
     assert "short.csv is not UTF-8 and its encoding cannot be told for sure" in info.value.message
+    check(info.value.message)
     assert "cp1255" in info.value.message
     assert info.value.fix and "CSV UTF-8" in info.value.fix and "--encoding" in info.value.fix
 
@@ -169,6 +171,7 @@ def test_a_byte_the_given_encoding_does_not_decode_names_the_row(tmp_path: Path)
     with pytest.raises(InputError) as info:
         read_sheet(path, encoding="cp1255")
     assert info.value.message.startswith("bad.csv, row 3: not valid cp1255 text")
+    check(info.value.message)
 
 
 def test_a_late_byte_the_detected_encoding_does_not_decode_names_the_row(
@@ -183,12 +186,14 @@ def test_a_late_byte_the_detected_encoding_does_not_decode_names_the_row(
     with pytest.raises(InputError) as info:
         read_sheet(path)
     assert info.value.message.startswith("late.csv, row 202: not valid cp1255 text")
+    check(info.value.message)
 
 
 def test_config_encoding_and_unknown_names(tmp_path: Path) -> None:
     assert parse_config({"input": {"encoding": "Windows-1255"}}).encoding == "cp1255"
-    with pytest.raises(ConfigError, match=r"input\.encoding 'klingon' is not an encoding"):
-        parse_config({"input": {"encoding": "klingon"}})
+    with pytest.raises(ConfigError, match=r"input\.encoding 'klingon' is not an encoding") as info:
+        parse_config({"input": {"encoding": "klingon"}}, source="config file 'b.toml'")
+    check(info.value.message)
     with pytest.raises(ConfigError, match="'base64' is not an encoding"):
         Settings().with_overrides(encoding="base64")
     with pytest.raises(ConfigError, match="'klingon' is not an encoding"):
