@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     _api_options(run)
     run.add_argument("--sheet", metavar="NAME", help="worksheet of an XLSX (default: the first)")
     run.add_argument(
+        "--encoding",
+        metavar="NAME",
+        help="a CSV's encoding when it is not UTF-8 and cannot be detected for sure "
+        "(e.g. cp1255; default: detected)",
+    )
+    run.add_argument(
         "--dry-run",
         action="store_true",
         help="validate and preview: send nothing, need no credentials",
@@ -306,10 +312,16 @@ _HIDDEN_DONE = {
 
 
 def _print_dry_run(
-    sends: int, patches: Sequence[Patch], summary: RunSummary, settings: Settings
+    sends: int,
+    patches: Sequence[Patch],
+    summary: RunSummary,
+    settings: Settings,
+    encoding: str | None,
 ) -> None:
     counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
     print(f"Would send {sends} request(s): {counts}.")
+    if encoding:
+        print(f"encoding: {encoding}")
     hidden: HiddenContent = summary.hidden
     if hidden:
         print(f"Hidden in the sheet: {describe_hidden(hidden)}: {_HIDDEN_DONE[hidden.choice]}.")
@@ -434,6 +446,7 @@ async def _run(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         sheet=args.sheet,
         hidden=args.hidden,
+        encoding=args.encoding,
     )
     credentials: Credentials | None = None
     if args.sandbox:
@@ -472,17 +485,18 @@ async def _run(args: argparse.Namespace) -> int:
         # fit in memory).
         bodies = SHOWN_PATCHES if args.dry_run else None
         the_plan = plan(sheet, settings, journal=journal, full=args.full, bodies=bodies)
-        _log_planned(args, len(sheet.rows), the_plan.sends)
+        _log_planned(args, len(sheet.rows), the_plan.sends, sheet.raw.encoding)
         return await _send(the_plan, args, settings, credentials, journal)
 
 
-def _log_planned(args: argparse.Namespace, rows: int, sends: int) -> None:
+def _log_planned(args: argparse.Namespace, rows: int, sends: int, encoding: str | None) -> None:
     log.info(
-        "read %s: %d rows, %d to send",
+        "read %s%s: %d rows, %d to send",
         args.input.name,
+        f" (encoding: {encoding})" if encoding else "",
         rows,
         sends,
-        extra={"event": "planned"},
+        extra={"event": "planned", "fields": {"encoding": encoding}},
     )
 
 
@@ -498,9 +512,9 @@ def _dry_run_columnar(args: argparse.Namespace, settings: Settings) -> int | Non
     )
     if done is None:
         return None
-    _log_planned(args, done.rows, done.sends)
+    _log_planned(args, done.rows, done.sends, done.encoding)
     if not args.quiet and args.log_format == "text":
-        _print_dry_run(done.sends, done.patches, done.summary, settings)
+        _print_dry_run(done.sends, done.patches, done.summary, settings, done.encoding)
     return _finish(done.summary, args)
 
 
@@ -555,7 +569,9 @@ async def _send(
             started=args.started,
         )
         if not args.quiet and args.log_format == "text":
-            _print_dry_run(the_plan.sends, the_plan.patches, summary, settings)
+            _print_dry_run(
+                the_plan.sends, the_plan.patches, summary, settings, the_plan.sheet.raw.encoding
+            )
         return _finish(summary, args)
 
     stop = asyncio.Event()

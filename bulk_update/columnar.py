@@ -93,6 +93,8 @@ class CsvDryRun:
     rows: int
     sends: int
     patches: tuple[Patch, ...]
+    #: The CSV's encoding as the dry run shows it (`utf-8 (detected)`).
+    encoding: str | None = None
 
 
 def dry_run_csv(
@@ -623,7 +625,7 @@ def _dry_run(
 ) -> CsvDryRun:
     import pyarrow.compute as pc
 
-    fmt = sniff_csv(path)
+    fmt = sniff_csv(path, settings.encoding)
     if fmt.encoding not in ("utf-8", "utf-8-sig"):
         raise _Unsupported(f"{fmt.encoding} text")
     layout = _layout(path, fmt.delimiter)
@@ -728,4 +730,6 @@ def _dry_run(
                     leftover.unlink()
     # As the general path's: the time shown includes writing the report.
     summary = replace(summary, duration_s=time.monotonic() - started)
-    return CsvDryRun(summary=summary, rows=rows, sends=sends, patches=tuple(patches))
+    return CsvDryRun(
+        summary=summary, rows=rows, sends=sends, patches=tuple(patches), encoding=fmt.label
+    )

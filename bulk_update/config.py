@@ -6,6 +6,7 @@ when present) < command-line flags. Unknown keys and wrong types are errors nami
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import os
 import tomllib
@@ -47,6 +48,8 @@ class Settings:
     columns: Mapping[str, str] = field(default_factory=dict)
     sheet: str | None = None
     ignore_columns: tuple[str, ...] = ()
+    #: A CSV's encoding where the file does not say (`--encoding`, `[input] encoding`).
+    encoding: str | None = None
     state_dir: Path = field(default_factory=default_state_dir)
     #: What a real run does with an XLSX's hidden rows and columns: "send", "skip", or
     #: None (not said: such a sheet stops the run before sending).
@@ -57,6 +60,8 @@ class Settings:
         changes = {k: v for k, v in overrides.items() if v is not None}
         if isinstance(changes.get("rate"), str):
             changes["rate"] = Rate.parse(changes["rate"])
+        if "encoding" in changes:
+            changes["encoding"] = _codec(changes["encoding"], "--encoding")
         updated = replace(self, **changes)
         _check(updated)
         return updated
@@ -97,6 +102,7 @@ class _Input(_Section):
     sheet: str | None = None
     ignore_columns: list[str] = []
     hidden: Literal["send", "skip"] | None = None
+    encoding: str | None = None
 
 
 class _File(_Section):
@@ -114,6 +120,18 @@ def _key(loc: tuple[int | str, ...]) -> str:
     if "." in last or " " in last:  # a [columns] header: quote it as TOML would
         last = f'"{last}"'
     return f"{head}.{last}" if head else last
+
+
+def _codec(name: str, where: str) -> str:
+    """Python's name of the text encoding `name` (`Windows-1255` -> `cp1255`)."""
+    try:
+        b"a".decode(name, "replace")  # refuses codecs that are not text encodings (base64)
+        return codecs.lookup(name).name
+    except LookupError:
+        raise ConfigError(
+            f"{where} '{name}' is not an encoding Python knows",
+            fix="use a name such as cp1255, cp1253, cp1251, cp1252, shift_jis or gb18030",
+        ) from None
 
 
 def _check(settings: Settings) -> None:
@@ -169,6 +187,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         problems.append(f"limits.rate '{parsed.limits.rate}' is not of the form N/SECONDS")
         rate = Rate(100, 60.0)
     updated_by = {k: v for k, v in parsed.defaults.updated_by.model_dump().items() if v}
+    encoding = parsed.input.encoding
+    if encoding is not None:
+        try:
+            encoding = _codec(encoding, "input.encoding")
+        except ConfigError as exc:
+            problems.append(exc.message)
     if problems:
         raise ConfigError(
             f"{source} has problems:\n  " + "\n  ".join(problems),
@@ -188,6 +212,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         sheet=parsed.input.sheet,
         ignore_columns=tuple(parsed.input.ignore_columns),
         hidden=parsed.input.hidden,
+        encoding=encoding,
     )
 
 

@@ -108,6 +108,8 @@ class RawSheet:
     hidden_rows: int = 0
     #: The indexes (into `headers`) of hidden columns that hold data in some row (XLSX).
     hidden_columns: tuple[int, ...] = ()
+    #: A CSV's text encoding and how it was chosen (`cp1255 (detected)`); None for XLSX.
+    encoding: str | None = None
 
 
 #: What a run does with hidden rows and columns (`--hidden`, `[input] hidden`).

@@ -205,6 +205,7 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
             sheet_name=stream.sheet_name,
             hidden_rows=tally.rows,
             hidden_columns=tuple(sorted(tally.holding)),
+            encoding=stream.encoding,
         )
     duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
     return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
@@ -216,7 +217,7 @@ def _open(
     """The sheet opened in `stack`; a worksheet read by default that cannot be (empty, or
     no header row) is refused with a fix naming the worksheets that have a uid column."""
     try:
-        return stack.enter_context(open_sheet(path, sheet=wanted))
+        return stack.enter_context(open_sheet(path, sheet=wanted, encoding=settings.encoding))
     except InputError as exc:
         if wanted:
             raise

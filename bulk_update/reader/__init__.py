@@ -20,8 +20,9 @@ time with a bounded line length and cell size. So every file is answered within 
 a few hundred MB of memory, with an InputError that says what is wrong.
 
 The package's modules: `guard` (what a file really is, bombs, limits), `csvfile` (encoding,
-delimiter, records), `xlsxfile` (worksheets, openpyxl), `cells` (a cell value as the text a
-person sees), `layout` (the header row and the rows aligned to it).
+delimiter, records), `encoding` (which legacy code page a CSV is in, when sure), `xlsxfile`
+(worksheets, openpyxl), `cells` (a cell value as the text a person sees), `layout` (the
+header row and the rows aligned to it).
 """
 
 from __future__ import annotations
@@ -63,14 +64,16 @@ _OTHER_SHEETS = frozenset({".xls", ".xlsb", ".ods", ".fods", ".numbers"})
 _SUPPORTED = ", ".join(sorted(CSV_EXTENSIONS | XLSX_EXTENSIONS))
 
 
-def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
+def read_sheet(path: Path, *, sheet: str | None = None, encoding: str | None = None) -> RawSheet:
     """Read a CSV or XLSX file into its header row and data rows, all as text.
 
     `sheet` picks a worksheet of an XLSX file by name (default: the first); it is ignored
-    for CSV. Raises InputError, naming the file, row and column, for anything that stops
-    the sheet from being read, hostile files included (see the module's docstring).
+    for CSV. `encoding` names a CSV's encoding where the file does not say (no BOM, not
+    UTF-8), in place of detection. Raises InputError, naming the file, row and column, for
+    anything that stops the sheet from being read, hostile files included (see the
+    module's docstring).
     """
-    with open_sheet(path, sheet=sheet) as stream:
+    with open_sheet(path, sheet=sheet, encoding=encoding) as stream:
         tally = HiddenTally(set(stream.hidden_columns))
         return RawSheet(
             path=stream.path,
@@ -80,11 +83,14 @@ def read_sheet(path: Path, *, sheet: str | None = None) -> RawSheet:
             sheet_name=stream.sheet_name,
             hidden_rows=tally.rows,
             hidden_columns=tuple(sorted(tally.holding)),
+            encoding=stream.encoding,
         )
 
 
 @contextlib.contextmanager
-def open_sheet(path: Path, *, sheet: str | None = None) -> Iterator[SheetStream]:
+def open_sheet(
+    path: Path, *, sheet: str | None = None, encoding: str | None = None
+) -> Iterator[SheetStream]:
     """`read_sheet`, streaming: the header at once, the rows as `SheetStream.rows` is iterated."""
     path = Path(path)
     name = path.name
@@ -107,7 +113,7 @@ def open_sheet(path: Path, *, sheet: str | None = None) -> Iterator[SheetStream]
             )
         if path.is_dir():
             raise InputError(f"{name} is a folder, not a file", fix="pass the sheet file itself")
-        opener = _open_xlsx(path, sheet) if suffix in XLSX_EXTENSIONS else _open_csv(path)
+        opener = _open_xlsx(path, sheet) if suffix in XLSX_EXTENSIONS else _open_csv(path, encoding)
         with opener as stream:
             yield replace(stream, rows=_guarded(stream.rows, name))
 

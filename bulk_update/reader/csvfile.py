@@ -5,20 +5,20 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
-from ..errors import InputError
-from ..models import SheetRow
+from ..errors import ConfigError, InputError
 from .cells import STRIPPED
+from .encoding import EXCEL_CODEPAGES, detect
 from .guard import (
     _CHUNK,
     _MB,
     _XLSX_ERRORS,
     MAX_CELL_CHARS,
-    _is_text,
     _magic_kind,
     _open_zip,
     _really,
@@ -37,18 +37,18 @@ _SNIFF_CHARS = 1 << 16
 
 _LINE_MB = f"{MAX_LINE_CHARS >> 20} MB"
 
-
-def _cp1252_fallback(exc: UnicodeError) -> tuple[str, int]:
-    # cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined; Windows itself maps them to
-    # the C1 control characters of the same code, which is what latin-1 gives.
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    bad = exc.object[exc.start : exc.end]
-    return bytes(bad).decode("latin-1"), exc.end
-
-
-_CP1252_ERRORS = "bulk_update.cp1252_fallback"
-codecs.register_error(_CP1252_ERRORS, _cp1252_fallback)
+#: How many bytes of lines holding non-ASCII bytes the encoding is detected from: enough
+#: for hundreds of rows, bounded however large the file.
+_SAMPLE_BYTES = 1 << 16
+#: A line longer than this is left out of the sample (its cut would break a character).
+_SAMPLE_LINE = 1 << 12
+#: Undecodable bytes are read as lone surrogates (U+DC80-U+DCFF), which no decoded text
+#: holds, so that the record they are in can be named.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_SAVE_UTF8 = (
+    'open it in Excel and save it as "CSV UTF-8 (Comma delimited)" (File > Save As; in '
+    'LibreOffice: Character set "Unicode (UTF-8)")'
+)
 
 
 # --------------------------------------------------------------------------- CSV
@@ -56,53 +56,63 @@ codecs.register_error(_CP1252_ERRORS, _cp1252_fallback)
 
 @dataclass(frozen=True, slots=True)
 class CsvFormat:
-    """How a CSV file is read: its text encoding (with the decoding errors policy) and delimiter."""
+    """How a CSV file is read: its text encoding (with the decoding errors policy) and delimiter.
+
+    `given`: the encoding is the one `--encoding` / `[input] encoding` named, not found in
+    the file (by its BOM, as UTF-8, or by detection).
+    """
 
     encoding: str
     errors: str
     delimiter: str
+    given: bool = False
+
+    @property
+    def label(self) -> str:
+        """The encoding as the dry run and the log show it: `cp1255 (detected)`."""
+        return f"{self.encoding} ({'given' if self.given else 'detected'})"
 
 
-def sniff_csv(path: Path) -> CsvFormat:
-    """The encoding (BOM, else UTF-8 if every byte is valid, else cp1252) and the delimiter.
+def sniff_csv(path: Path, encoding: str | None = None) -> CsvFormat:
+    """The encoding and the delimiter of a CSV file.
 
-    Raises InputError for a file that is not text (a workbook, a picture, binary data).
+    The encoding: the BOM's; else UTF-8 if every byte is valid; else `encoding` when given
+    (`--encoding`, `[input] encoding`); else the one detected (reader/encoding.py), only
+    when the detection is sure. Raises InputError for a file that is not text (a workbook,
+    a picture, binary data) and for one whose encoding cannot be told.
     """
-    encoding, errors = _csv_encoding(path)
-    with path.open(encoding=encoding, errors=errors, newline="") as handle:
-        delimiter = _detect_delimiter(_Lines(handle))
-    return CsvFormat(encoding, errors, delimiter)
+    if encoding is not None:
+        try:
+            b"a".decode(encoding, "replace")
+        except LookupError:
+            raise ConfigError(
+                f"--encoding '{encoding}' is not an encoding Python knows",
+                fix="use a name such as cp1255, cp1253, cp1251, cp1252, shift_jis or gb18030",
+            ) from None
+    name, given = _csv_encoding(path, encoding)
+    # UTF-16 and UTF-32 go wrong only where a file is cut short: no byte to escape there.
+    wide = codecs.lookup(name).name.startswith(("utf-16", "utf-32"))
+    errors = "strict" if wide else "surrogateescape"
+    with path.open(encoding=name, errors=errors, newline="") as handle:
+        try:
+            delimiter = _detect_delimiter(_Lines(handle))
+        except UnicodeDecodeError:
+            delimiter = ","  # the reading that follows names the row
+    return CsvFormat(name, errors, delimiter, given)
 
 
 @contextlib.contextmanager
-def _open_csv(path: Path) -> Iterator[SheetStream]:
-    name = path.name
-    fmt = sniff_csv(path)
-    encoding, errors, delimiter = fmt.encoding, fmt.errors, fmt.delimiter
-
-    def not_text() -> InputError:
-        return InputError(
-            f"{name} is not valid {encoding} text", fix="save the sheet again as CSV UTF-8"
-        )
-
-    def decoded(rows: Iterator[SheetRow]) -> Iterator[SheetRow]:
-        try:
-            yield from rows
-        except UnicodeDecodeError:
-            raise not_text() from None
-
+def _open_csv(path: Path, encoding: str | None = None) -> Iterator[SheetStream]:
+    fmt = sniff_csv(path, encoding)
     with (
-        path.open(encoding=encoding, errors=errors, newline="") as handle,
+        path.open(encoding=fmt.encoding, errors=fmt.errors, newline="") as handle,
         _field_size_limit(MAX_CELL_CHARS),
     ):
         lines = _Lines(handle)
-        reader = csv.reader(lines, delimiter=delimiter)
-        try:
-            records = _csv_records(path, reader, lines, delimiter)
-            stream = _start(path, records, _csv_column, None)
-        except UnicodeDecodeError:
-            raise not_text() from None
-        yield replace(stream, rows=decoded(stream.rows))
+        reader = csv.reader(lines, delimiter=fmt.delimiter)
+        records = _csv_records(path, reader, lines, fmt)
+        stream = _start(path, records, _csv_column, None)
+        yield replace(stream, encoding=fmt.label)
 
 
 def _csv_column(index: int) -> str:
@@ -119,6 +129,7 @@ class _Lines:
     def __init__(self, handle: IO[str]) -> None:
         self._handle = handle
         self.cut = False
+        self.undecodable = False  # a line held bytes the encoding does not decode
         self.ended = False  # the end of the file was reached
         self.record: list[str] = []  # the lines read since the caller last emptied it
 
@@ -133,6 +144,8 @@ class _Lines:
         # A CR at the very limit may be the first half of a CRLF: that counts as cut too.
         if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
             self.cut = True
+        if not line.isascii() and _UNDECODABLE.search(line):
+            self.undecodable = True
         self.record.append(line)
         return line
 
@@ -148,8 +161,9 @@ def _field_size_limit(limit: int) -> Iterator[None]:
 
 
 def _csv_records(
-    path: Path, reader: Iterator[list[str]], lines: _Lines, delimiter: str
+    path: Path, reader: Iterator[list[str]], lines: _Lines, fmt: CsvFormat
 ) -> Iterator[_Record]:
+    delimiter = fmt.delimiter
     number = 0
     while True:
         number += 1
@@ -158,6 +172,8 @@ def _csv_records(
             record = next(reader)
         except StopIteration:
             return
+        except UnicodeDecodeError:
+            raise _undecodable(path, number, fmt) from None
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise InputError(
@@ -172,6 +188,8 @@ def _csv_records(
                 f"{path.name}, row {number}: not valid CSV ({exc})",
                 fix="check the quotes around that row, or save the sheet again as CSV",
             ) from None
+        if lines.undecodable:
+            raise _undecodable(path, number, fmt)
         if lines.cut:
             # The line broke off at MAX_LINE_CHARS with no cell over the limit: many cells.
             raise InputError(
@@ -200,17 +218,19 @@ def _unclosed_quote(record: list[str], delimiter: str) -> bool:
     return False
 
 
-def _csv_encoding(path: Path) -> tuple[str, str]:
-    """Pick (encoding, errors) from the BOM, else UTF-8 if every byte is valid, else cp1252.
+def _csv_encoding(path: Path, given: str | None) -> tuple[str, bool]:
+    """(encoding, whether it is `given`): see `sniff_csv`.
 
-    Files that are not text (a workbook, a picture, binary data) are refused here.
+    Files that are not text (a workbook, a picture, binary data) are refused here. A BOM,
+    or bytes valid as UTF-8, say what the file is more surely than a standing setting: a
+    `[input] encoding` for the old exports must not garble a file saved as CSV UTF-8.
     """
     with path.open("rb") as handle:
         head = handle.read(8192)
         if head.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig", "strict"
+            return "utf-8-sig", False
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return "utf-16", "strict"
+            return "utf-16", False
         if head.startswith(b"PK\x03\x04"):
             try:
                 with _open_zip(handle, path) as archive:
@@ -221,24 +241,93 @@ def _csv_encoding(path: Path) -> tuple[str, str]:
         known = _magic_kind(head)
         if known:
             raise _really(path, known, "a CSV file")
-        if not _is_text(head):
-            # Text files hold no NUL bytes; binary files and BOM-less UTF-16 do.
-            raise InputError(
-                f"{path.name} is not a text CSV file (it holds binary data)",
-                fix="save the sheet as CSV UTF-8 (or as .xlsx) and pass that file",
-            )
-        # Validate UTF-8 chunk by chunk: the incremental decoder keeps a sequence split
-        # across two chunks whole, and no more than one chunk is in memory.
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        chunk = head
-        try:
-            while chunk:
+        if given and codecs.lookup(given).name.startswith(("utf-16", "utf-32")):
+            return given, True  # BOM-less UTF-16 holds NUL bytes: said to be text
+        if b"\x00" in head:
+            # Text holds no NUL byte; binary files and BOM-less UTF-16 do.
+            raise _binary(path)
+        utf8, sample = _scan(handle, head, sample=not given)
+    if utf8:
+        return "utf-8", False
+    if given:
+        return given, True
+    found = detect(sample)
+    if found.encoding:
+        return found.encoding, False
+    if not found.likely:
+        raise _binary(path)  # no code page reads it as text
+    likely = found.likely
+    named = ", ".join(likely[:-1]) + f" or {likely[-1]}" if len(likely) > 1 else likely[0]
+    raise InputError(
+        f"{path.name} is not UTF-8 and its encoding cannot be told for sure: it may be {named}",
+        fix=(
+            f"{_SAVE_UTF8}; or, if you know it, name the encoding with --encoding NAME "
+            f"(or [input] encoding), e.g. --encoding {likely[0]}"
+        ),
+    )
+
+
+def _scan(handle: IO[bytes], head: bytes, *, sample: bool) -> tuple[bool, bytes]:
+    """(whether the file is UTF-8, the sample of its lines holding non-ASCII bytes).
+
+    UTF-8 is checked chunk by chunk: the incremental decoder keeps a sequence split across
+    two chunks whole, and no more than one chunk is in memory. The sample takes whole lines
+    only (a cut could break a character of two bytes) and stops at _SAMPLE_BYTES: once the
+    file is known not to be UTF-8 and the sample is full, the rest is not read.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8 = True
+    taken = bytearray()
+    partial = b""  # the start of a line that goes on in the next chunk
+    chunk = head
+    while chunk:
+        if utf8:
+            try:
                 decoder.decode(chunk)
-                chunk = handle.read(_CHUNK)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "cp1252", _CP1252_ERRORS
-    return "utf-8", "strict"
+            except UnicodeDecodeError:
+                utf8 = False
+        full = not sample or len(taken) >= _SAMPLE_BYTES
+        if not utf8 and full:
+            break
+        if full:
+            pass
+        elif not chunk.isascii():
+            *lines, partial = (partial + chunk).split(b"\n")
+            taken += b"".join(
+                line + b"\n" for line in lines if len(line) <= _SAMPLE_LINE and not line.isascii()
+            )
+        else:
+            partial = (partial + chunk).rpartition(b"\n")[2]
+        if len(partial) > _SAMPLE_LINE:
+            partial = b"\xff" * (_SAMPLE_LINE + 1)  # too long to sample; bounded in memory
+        chunk = handle.read(_CHUNK)
+    else:
+        if utf8:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                utf8 = False
+        if len(partial) <= _SAMPLE_LINE and not partial.isascii():
+            taken += partial
+    # Every line with a non-ASCII byte too long to take whole: the file's start, then.
+    return utf8, bytes(taken[: _SAMPLE_BYTES + _SAMPLE_LINE]) or head
+
+
+def _binary(path: Path) -> InputError:
+    return InputError(
+        f"{path.name} is not a text CSV file (it holds binary data)",
+        fix="save the sheet as CSV UTF-8 (or as .xlsx) and pass that file",
+    )
+
+
+def _undecodable(path: Path, number: int, fmt: CsvFormat) -> InputError:
+    if fmt.given:
+        how = " (as --encoding or [input] encoding says)"
+        fix = f"name the file's real encoding with --encoding NAME, or {_SAVE_UTF8}"
+    else:
+        how = " (the encoding found in its first rows)" if fmt.encoding in EXCEL_CODEPAGES else ""
+        fix = f"{_SAVE_UTF8}, or name its encoding with --encoding NAME"
+    return InputError(f"{path.name}, row {number}: not valid {fmt.encoding} text{how}", fix=fix)
 
 
 def _detect_delimiter(lines: Iterable[str]) -> str:

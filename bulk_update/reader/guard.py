@@ -21,6 +21,7 @@ from xml.etree.ElementTree import ParseError
 from openpyxl.utils.exceptions import InvalidFileException
 
 from ..errors import InputError
+from .encoding import detect
 
 CSV_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 XLSX_EXTENSIONS = frozenset({".xlsx", ".xlsm"})
@@ -61,8 +62,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\xff\xd8\xff", "a picture (JPEG)"),
     (b"GIF8", "a picture (GIF)"),
 )
-#: C0 control bytes that text (UTF-8 or Windows-1252) does not hold; tab, LF, FF, CR do.
-_CONTROLS = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
 
 #: What openpyxl and zipfile raise on a damaged workbook. Read-only mode parses lazily, so
 #: these can come from the row loop as well as from load_workbook. defusedxml's refusals
@@ -104,13 +103,22 @@ def _os_errors(name: str) -> Iterator[None]:
 
 
 def _is_text(head: bytes) -> bool:
-    """True when the first bytes of a file look like text: no NUL, few control bytes."""
+    """True when the first bytes of a file are text: what they hold decides, not how many.
+
+    UTF-16 (by its BOM); else no NUL byte, and UTF-8 (a character cut at the end of `head`
+    aside) or some code page's text (reader/encoding.py). Control characters (a vertical
+    tab or form feed in a cell) are text.
+    """
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return True
     if b"\x00" in head:
         return False
-    controls = len(head) - len(head.translate(None, _CONTROLS))
-    return controls * 20 <= len(head)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":
+            return bool(detect(head).likely)
+    return True
 
 
 def _magic_kind(head: bytes) -> str | None:

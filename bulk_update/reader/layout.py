@@ -38,6 +38,9 @@ class SheetStream:
     worksheets: tuple[str, ...] = ()
     #: The indexes (into `headers`) of the columns hidden in the workbook.
     hidden_columns: tuple[int, ...] = ()
+    #: A CSV's text encoding and how it was chosen, as shown: `cp1255 (detected)`,
+    #: `cp1255 (given)`; None for a workbook.
+    encoding: str | None = None
 
 
 # --------------------------------------------------------------------------- hidden

@@ -92,6 +92,8 @@ class Preview:
     journal_used: bool
     #: What the sheet holds out of view, and what the run will do with it (None: not said).
     hidden: HiddenContent = field(default_factory=HiddenContent)
+    #: A CSV's encoding and how it was chosen (`cp1255 (detected)`); None for XLSX.
+    encoding: str | None = None
 
     def count(self, outcome: Outcome) -> int:
         """How many rows end with `outcome` in the dry run."""
@@ -112,7 +114,7 @@ def find_unknown_columns(path: Path, settings: Settings) -> list[UnknownColumn]:
     The library stops at the first such column; asking it again with each one set aside
     finds them all, so that the mapping step can show every one at once.
     """
-    raw = read_sheet(path, sheet=settings.sheet)
+    raw = read_sheet(path, sheet=settings.sheet, encoding=settings.encoding)
     headers = raw.headers
     ignore = list(settings.ignore_columns)
     found: list[UnknownColumn] = []
@@ -181,6 +183,7 @@ def make_preview(
         report=report_path,
         journal_used=journal is not None,
         hidden=summary.hidden,
+        encoding=sheet.raw.encoding,
     )
 
 
