@@ -36,6 +36,7 @@ from .models import Outcome, Patch, Rate, RowResult, RunSummary
 from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
+from .streams import closable_standard_streams
 
 log = logging.getLogger("bulk_update")
 
@@ -656,7 +657,16 @@ def _print_error(exc: BulkUpdateError, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `bulk-update` console script; returns the exit status."""
+    """Entry point of the `bulk-update` console script; returns the exit status.
+
+    A reader that closes standard output or error early (`| head`) does not stop the run:
+    it finishes, and what it prints after that goes nowhere (streams.py).
+    """
+    with closable_standard_streams():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
