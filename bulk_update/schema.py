@@ -564,8 +564,10 @@ def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[
         return ["the uid is missing; fill in the candidate's Comeet uid (e.g. AE.17934)"]
     problems = []
     if uid.isdigit():
+        # The row's uid is beside every message (the report's uid column, the problem
+        # lines): said once for all such rows, the message costs a large sheet nothing.
         problems.append(
-            f"'{_show(uid)}': the number in the Comeet web page URL is not the API uid; "
+            "the number in the Comeet web page URL is not the API uid; "
             "use the dotted uid, e.g. AE.17934"
         )
     elif not _UID.fullmatch(uid):
@@ -580,8 +582,7 @@ def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[
         )
     if uid in duplicates:
         problems.append(
-            f"uid '{_show(uid)}' appears on more than one row of the sheet; "
-            "keep one row per candidate"
+            "this uid appears on more than one row of the sheet; keep one row per candidate"
         )
     return problems
 
