@@ -91,13 +91,21 @@ class ClosablePipe:
 
 @contextlib.contextmanager
 def closable_standard_streams() -> Iterator[None]:
-    """sys.stdout and sys.stderr as `ClosablePipe`s for the duration; as they were after."""
+    """sys.stdout and sys.stderr as `ClosablePipe`s for the duration; as they were after.
+
+    Both are flushed on the way out: what is still buffered must meet a closed pipe here,
+    not in the interpreter's own flush at exit.
+    """
     stdout, stderr = sys.stdout, sys.stderr
-    if stdout is not None:  # None without a console (pythonw): print() writes nothing
-        sys.stdout = cast(TextIO, ClosablePipe(stdout))
+    pipes = [ClosablePipe(s) for s in (stdout, stderr) if s is not None]  # None: pythonw
+    if stdout is not None:
+        sys.stdout = cast(TextIO, pipes[0])
     if stderr is not None:
-        sys.stderr = cast(TextIO, ClosablePipe(stderr))
+        sys.stderr = cast(TextIO, pipes[-1])
     try:
         yield
     finally:
+        for pipe in pipes:
+            with contextlib.suppress(OSError, ValueError):  # a stream closed: nothing to do
+                pipe.flush()
         sys.stdout, sys.stderr = stdout, stderr
