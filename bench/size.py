@@ -11,17 +11,24 @@ then, in the same run and alternating, measures in child processes:
   run_async(dry_run=True), with the command line's garbage-collector setting), and a
   byte-for-byte comparison of the two reports;
 - with `--xlsx`, the command line's dry run to an XLSX report (`run`'s default format)
-  instead (the columnar path renders the rows; bulk_update/xlsx.py lays out the workbook).
+  instead (the columnar path renders the rows; bulk_update/xlsx.py lays out the workbook);
+- with `--invalid`, a sheet whose every row is invalid: each uid a web-page number (`10000`,
+  `10001`, ...), so every row of the report carries a message (issue 12: rows that say the
+  same share their message);
+- with `--journal`, COMEET_API_KEY set for the dry run, which then consults a journal (in a
+  temporary state dir) and so takes the general path (load, plan, run_async): the path of
+  an XLSX sheet, a CSV not in UTF-8, or a real run.
 
 Each child's wall time (interpreter start included, for all) and its own peak RSS (wait4).
 Prints the best of `--repeat` runs of each and the ratio; goals: ratio <= 3, peak RSS of
 the dry run <= 1 GiB. Run from the repository root::
 
     /work/venv/bin/python bench/size.py [--rows 1000000] [--repeat 3] [--general | --xlsx]
+        [--invalid] [--journal]
 
-Exits 1 when the dry run did not exit 0, reported other than every row `would_update`, the
-RSS goal was missed or (with --general) the two reports differ (the time ratio is printed,
-not enforced: a shared machine's load moves it).
+Exits 1 when the dry run did not exit 0 (1 with `--invalid`), reported other than every row
+`would_update` (`invalid`), the RSS goal was missed or (with --general) the two reports
+differ (the time ratio is printed, not enforced: a shared machine's load moves it).
 """
 
 from __future__ import annotations
@@ -77,8 +84,12 @@ asyncio.run(bu.run_async(the_plan, dry_run=True, report_path=Path(sys.argv[2])))
 """
 
 
-def write_sheet(path: Path, rows: int, seed: int = 11) -> None:
-    """An N-row CSV of valid updates; some cells empty, as in a real sheet."""
+def write_sheet(path: Path, rows: int, seed: int = 11, *, invalid: bool = False) -> None:
+    """An N-row CSV of valid updates; some cells empty, as in a real sheet.
+
+    `invalid`: each uid the number of a Comeet web page (10000, 10001, ...) instead, which
+    makes every row invalid with the same message.
+    """
     rng = random.Random(seed)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -88,7 +99,7 @@ def write_sheet(path: Path, rows: int, seed: int = 11) -> None:
             country, city = rng.choice(PLACES)
             writer.writerow(
                 (
-                    f"SZ.{n}",
+                    str(9999 + n) if invalid else f"SZ.{n}",
                     first,
                     last if n % 3 else "",
                     f"{first.lower()}.{last.lower()}.{n}@example.com" if n % 4 else "",
@@ -155,16 +166,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--xlsx", action="store_true", help="an XLSX report (the default of `run`) instead"
     )
+    parser.add_argument(
+        "--invalid", action="store_true", help="every row invalid (uids as web-page numbers)"
+    )
+    parser.add_argument(
+        "--journal", action="store_true", help="a dry run with a journal: the general path"
+    )
     args = parser.parse_args(argv)
     if args.xlsx and args.general:
         parser.error("--general compares CSV reports: leave out --xlsx")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env["PYTHONPATH"] = str(ROOT)
+    tool_env = {**env, "COMEET_API_KEY": "bench"} if args.journal else env
+    expected = "invalid" if args.invalid else "would_update"
     with tempfile.TemporaryDirectory(prefix="bench-size-") as tmp_name:
         tmp = Path(tmp_name)
         sheet, report = tmp / "sheet.csv", tmp / ("out.xlsx" if args.xlsx else "out.csv")
-        write_sheet(sheet, args.rows)
+        write_sheet(sheet, args.rows, invalid=args.invalid)
         print(f"sheet: {args.rows:,} rows x {len(HEADERS)} columns, {sheet.stat().st_size:,} B")
         tool_argv = [
             sys.executable, "-m", "bulk_update", "run", str(sheet), "--dry-run",
@@ -178,10 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         generals: list[Child] = []
         for _ in range(args.repeat):
             bases.append(run_child(pandas_argv, tmp, env))
-            tools.append(run_child(tool_argv, tmp, env))
+            tools.append(run_child(tool_argv, tmp, tool_env))
             if args.general:
                 generals.append(run_child(general_argv, tmp, env))
-        failed = [c for c in [*tools, *bases, *generals] if c.code != 0]
+        failed = [c for c in [*bases, *generals] if c.code != 0]  # scripts, not the CLI
+        failed += [c for c in tools if c.code != (1 if args.invalid else 0)]
         if failed:
             print(f"a child failed (exit {failed[0].code}):\n{failed[0].stderr[-2000:]}")
             return 1
@@ -190,10 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         base = min(bases, key=lambda c: c.wall_s)
         rss = max(c.max_rss_kib for c in tools) * 1024
         ratio = tool.wall_s / base.wall_s
-        print(f"{'':40} {'best wall s':>12} {'all runs':>24} {'peak RSS':>10}")
+        print(f"{'':50} {'best wall s':>12} {'all runs':>24} {'peak RSS':>10}")
         rows = [
             ("pandas.read_csv (baseline)", bases),
-            (f"bulk-update run --dry-run ({report.suffix[1:].upper()} report)", tools),
+            (
+                f"bulk-update run --dry-run ({report.suffix[1:].upper()} report"
+                f"{', journal' if args.journal else ''})",
+                tools,
+            ),
         ]
         if generals:
             rows.append(("general path (load, plan, run_async)", generals))
@@ -201,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             walls = " ".join(f"{c.wall_s:.2f}" for c in runs)
             peak = max(c.max_rss_kib for c in runs) / 1024
             best = min(c.wall_s for c in runs)
-            print(f"{name:40} {best:12.2f} {walls:>24} {peak:8.0f} MiB")
+            print(f"{name:50} {best:12.2f} {walls:>24} {peak:8.0f} MiB")
         print(f"ratio dry run / pandas: {ratio:.2f} (goal <= 3)")
         print(f"dry run peak RSS: {rss / 2**20:.0f} MiB (goal <= 1024 MiB)")
         print(f"rows per second (dry run): {args.rows / tool.wall_s:,.0f}")
         print(f"report outcomes: {counts}")
-        ok = counts == {"would_update": args.rows} and rss <= GIB
+        ok = counts == {expected: args.rows} and rss <= GIB
         if generals:
             same = report.read_bytes() == general_report.read_bytes()
             general = min(c.wall_s for c in generals)

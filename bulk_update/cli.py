@@ -37,6 +37,7 @@ from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResu
 from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
+from .streams import closable_standard_streams
 from .warnlog import warnings_logged
 
 log = logging.getLogger("bulk_update")
@@ -711,7 +712,16 @@ def _print_error(exc: BulkUpdateError, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `bulk-update` console script; returns the exit status."""
+    """Entry point of the `bulk-update` console script; returns the exit status.
+
+    A reader that closes standard output or error early (`| head`) does not stop the run:
+    it finishes, and what it prints after that goes nowhere (streams.py).
+    """
+    with closable_standard_streams():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

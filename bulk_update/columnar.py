@@ -62,6 +62,7 @@ from .report import (
     longest_line,
     write_xlsx_report,
 )
+from .rowstore import Shared
 from .schema import ColumnCheck, InvalidRow, RowValidator, column_check, resolve_columns, uid_check
 
 __all__ = ["CsvDryRun", "dry_run_csv"]
@@ -328,6 +329,8 @@ class _Outcomes:
         self.updated_by = settings.updated_by
         self.shapes: dict[int, tuple[str, str]] = {}
         self.problems: list[RowResult] = []
+        # Rows that say the same (a million web-page numbers as uids) share one message.
+        self.message = Shared[str]()
 
     def of_shape(self, mask: int) -> tuple[str, str]:
         known = self.shapes.get(mask)
@@ -344,7 +347,7 @@ class _Outcomes:
     def of_row(self, number: int, values: Sequence[str]) -> tuple[str, str, str]:
         check = self.validate(SheetRow(number, tuple(values)))
         if isinstance(check, InvalidRow):
-            message = "; ".join(str(p) for p in check.problems)
+            message = self.message("; ".join(str(p) for p in check.problems))
             self.problems.append(RowResult(number, check.uid, Outcome.INVALID, message=message))
             return str(Outcome.INVALID), "", message
         built = build_patch(number, check.uid, check.values, default_updated_by=self.updated_by)

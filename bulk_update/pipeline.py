@@ -39,6 +39,7 @@ from .models import (
     Outcome,
     Patch,
     PlannedRow,
+    Problem,
     RawSheet,
     RowResult,
     RunSummary,
@@ -54,7 +55,7 @@ from .report import (
     restore_cell,
     write_report,
 )
-from .rowstore import CHUNK_ROWS, RowStore
+from .rowstore import CHUNK_ROWS, RowStore, Shared
 from .schema import (
     OBJECT_FIELDS,
     InvalidRow,
@@ -308,6 +309,9 @@ def plan(
     )
     planned: list[PlannedRow] = []
     shapes: dict[tuple[str, ...], Outcome | tuple[str, ...]] = {}
+    # Invalid rows that say the same (a million web-page numbers as uids) share their
+    # problems, as rows of one shape share their fields.
+    shared = Shared[tuple[Problem, ...]]()
     kept = 0
     for chunk in _chunks(sheet.rows):
         checked = list(map(validate, chunk))
@@ -324,9 +328,8 @@ def plan(
                 )
                 continue
             if isinstance(check, InvalidRow):
-                planned.append(
-                    PlannedRow(row.number, check.uid, None, Outcome.INVALID, check.problems)
-                )
+                problems = shared(check.problems)
+                planned.append(PlannedRow(row.number, check.uid, None, Outcome.INVALID, problems))
                 continue
             last: dict[str, str] | None = None
             warnings: tuple[str, ...] = ()
@@ -398,13 +401,13 @@ def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:
         yield rows[start : start + CHUNK_ROWS]
 
 
-def _settled_result(planned: PlannedRow) -> RowResult:
+def _settled_result(planned: PlannedRow, shared: Shared[str]) -> RowResult:
     assert planned.outcome is not None
     return RowResult(
         row=planned.row,
         uid=planned.uid,
         outcome=planned.outcome,
-        message="; ".join([*planned.warnings, *(str(p) for p in planned.problems)]),
+        message=shared("; ".join([*planned.warnings, *(str(p) for p in planned.problems)])),
     )
 
 
@@ -631,7 +634,8 @@ async def run_async(
         # million-row dry run); the report itself can only hold the time before it.
         return replace(summary, duration_s=time.monotonic() - started)
 
-    settled = [_settled_result(r) for r in the_plan.rows if r.outcome is not None]
+    shared = Shared[str]()  # one message for the rows that say the same
+    settled = [_settled_result(r, shared) for r in the_plan.rows if r.outcome is not None]
     for result in settled:
         if on_result:
             on_result(result)

@@ -3,6 +3,7 @@
 A million rows as SheetRow objects cost about a gigabyte (a tuple and a str per cell); the
 same rows joined into one string per chunk cost about the file's own size. The pipeline
 reads a sheet once into a RowStore, plans it, and walks it again to write the report.
+What is said about the rows is kept once for all the rows that say it (`Shared`).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from typing import overload
+from typing import Generic, TypeVar, overload
 
 from .models import SheetRow
 
-__all__ = ["RowStore"]
+__all__ = ["RowStore", "Shared"]
+
+_T = TypeVar("_T")
 
 #: Rows per chunk: large enough that a chunk's bookkeeping is nothing, small enough that
 #: decoding one for a single row (`store[i]`) stays cheap.
@@ -146,3 +149,26 @@ class RowStore(Sequence[SheetRow]):
 
     def __repr__(self) -> str:
         return f"RowStore({self._len} rows of {self.width} cells)"
+
+
+class Shared(Generic[_T]):
+    """One object for equal values: a million rows that say the same thing hold it once.
+
+    Calling it with a value returns the equal value it was first given (or the value
+    itself, remembered). It remembers at most `limit` values and then starts afresh: on a
+    sheet whose every row says something else, sharing gains nothing and a table of a
+    million values must not pile up.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._known: dict[_T, _T] = {}
+
+    def __call__(self, value: _T) -> _T:
+        known = self._known.get(value)
+        if known is not None:
+            return known
+        if len(self._known) >= self.limit:
+            self._known.clear()
+        self._known[value] = value
+        return value

@@ -681,8 +681,10 @@ def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[
     if uid[0] in _ERROR_STARTS and _ERROR.fullmatch(uid):
         problems.append(_error_problem(uid))
     elif uid.isdigit():
+        # The row's uid is beside every message (the report's uid column, the problem
+        # lines): said once for all such rows, the message costs a large sheet nothing.
         problems.append(
-            f"'{_show(uid)}': the number in the Comeet web page URL is not the API uid; "
+            "the number in the Comeet web page URL is not the API uid; "
             "use the dotted uid, e.g. AE.17934"
         )
     elif _SCIENTIFIC.fullmatch(uid):
@@ -705,8 +707,7 @@ def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[
         )
     if uid in duplicates:
         problems.append(
-            f"uid '{_show(uid)}' appears on more than one row of the sheet; "
-            "keep one row per candidate"
+            "this uid appears on more than one row of the sheet; keep one row per candidate"
         )
     return problems
 

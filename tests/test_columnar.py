@@ -588,3 +588,28 @@ def test_a_report_that_would_replace_the_input_goes_to_the_general_path(
     assert dry_run_csv(path, report_path=path.with_suffix(".xlsx")) is None
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+
+
+def test_rows_that_say_the_same_share_one_message(tmp_path: Path) -> None:
+    """Web-page numbers as uids (issue 12): every row invalid, its message kept once.
+
+    The message does not repeat the uid (the report's uid column shows it), so a million
+    such rows hold one message, in either path, and the reports stay the same.
+    """
+    lines = [f"{10000 + n},a{n}@example.com" for n in range(300)]
+    sheet = write(tmp_path / "s.csv", "\n".join(["uid,email", *lines, "12345,", "12345,"]))
+    for suffix in (".csv", ".xlsx"):
+        fast = assert_same(sheet, tmp_path, suffix=suffix)
+        assert fast is not None
+        results = fast.summary.results
+        assert len(results) == 302 and {r.uid for r in results[:2]} == {"10000", "10001"}
+        assert len({id(r.message) for r in results[:300]}) == 1
+        assert len({id(r.message) for r in results[300:]}) == 1  # a duplicate too: one again
+    the_plan = plan(load(sheet), bodies=5)
+    assert len({id(r.problems) for r in the_plan.rows[:300]}) == 1
+    summary = asyncio.run(run_async(the_plan, dry_run=True, report_path=False))
+    assert len({id(r.message) for r in summary.results[:300]}) == 1
+    assert summary.results[0].message == (
+        "uid: the number in the Comeet web page URL is not the API uid; use the dotted uid, "
+        "e.g. AE.17934"
+    )

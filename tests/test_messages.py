@@ -363,9 +363,9 @@ def test_row_problem_messages(tmp_path: Path) -> None:
     said = "\n".join(str(p) for p in problems)
     for fragment in (
         "uid: the uid is missing",
-        "uid: '61459710': the number in the Comeet web page URL",
+        "uid: the number in the Comeet web page URL",
         "uid: '../positions' is not a Comeet uid",
-        "uid: uid 'AE.1' appears on more than one row",
+        "uid: this uid appears on more than one row",
         "prospect_status: 'Hot lead' is not a prospect status",
         "updated_by.type: 'boss' is not an updated_by type",
         "updated_by.name: required when updated_by is sent; fill it in on this row",

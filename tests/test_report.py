@@ -20,6 +20,7 @@ from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.pipeline import load, plan
 from bulk_update.reader import read_sheet
+from bulk_update.reader.cells import strip_cell
 from bulk_update.report import (
     FORMULA_STARTS,
     OUTCOME_COLOURS,
@@ -514,7 +515,7 @@ def test_csv_report_uploaded_again_gives_back_the_cells_as_typed(
     tmp_path_factory: pytest.TempPathFactory, cells: list[str]
 ) -> None:
     # What the reader could have produced: stripped text without NUL (not a text file).
-    values = tuple(c.replace("\x00", "").strip() for c in cells)
+    values = tuple(strip_cell(c.replace("\x00", "")) for c in cells)
     headers = ("uid", *(f"custom_fields.C{i}" for i in range(len(values))))
     rows = [SheetRow(2, ("AE.1", *values))]
     path = write(

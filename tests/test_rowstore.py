@@ -77,3 +77,13 @@ def test_index_out_of_range() -> None:
         store[3]
     with pytest.raises(IndexError):
         store[-4]
+
+
+def test_shared_gives_one_object_for_equal_values_and_starts_afresh_past_its_limit() -> None:
+    shared = rowstore.Shared[str](limit=2)
+    first = shared("".join(["say", " this"]))
+    again = "".join(["say", " this"])
+    assert again is not first and shared(again) is first
+    shared("other")
+    shared("a third")  # past the limit: what was kept is forgotten
+    assert shared(again) is again
