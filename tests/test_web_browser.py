@@ -4,7 +4,9 @@ The whole flow against `serve --sandbox` (a subprocess, as a newcomer would star
 upload sample_data/candidates.csv, preview counts equal to the command line's dry run,
 confirm, follow the progress, download the results sheet; a sheet with an unknown column
 through the mapping step; a file that is not a sheet; a POST without the CSRF token; and
-`serve --host 0.0.0.0` without a password. Screenshots of each step go to docs/.
+`serve --host 0.0.0.0` without a password. Screenshots of each step go to a temporary
+folder, or to the folder BULK_UPDATE_SCREENSHOTS names (`BULK_UPDATE_SCREENSHOTS=docs` renews
+the README's pictures): a test run leaves the tracked docs/ alone.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from .conftest import ROOT, SAMPLE, run_cli
 
-DOCS = ROOT / "docs"
+#: Where _shot puts the screenshots (set for each test by the `shots` fixture).
+SHOTS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -85,12 +88,20 @@ def _counts(page: Page, selector: str) -> dict[str, int]:
     }
 
 
+@pytest.fixture(autouse=True)
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    global SHOTS
+    wanted = os.environ.get("BULK_UPDATE_SCREENSHOTS")
+    SHOTS = Path(wanted).resolve() if wanted else tmp_path_factory.mktemp("screenshots")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield SHOTS
+
+
 def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
-    page.screenshot(path=str(DOCS / f"{name}.png"), full_page=full_page)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
 
 def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
-    DOCS.mkdir(exist_ok=True)
     # What the command line's dry run says about the same sheet.
     dry = run_cli(
         "run",
