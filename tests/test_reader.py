@@ -342,7 +342,7 @@ def test_crlf_numbering_blank_rows_and_multiline_records(tmp_path: Path) -> None
 def test_cells_and_headers_are_stripped_and_kept_as_written(tmp_path: Path) -> None:
     data = b" uid , First Name ,phone,phone\n AE.1 ,  Dana , +972501234567 ,007\n"
     sheet = read_sheet(write_bytes(tmp_path, "s.csv", data))
-    # Duplicate headers are schema.py's business: returned as written.
+    # Duplicate headers are the schema's business: returned as written.
     assert sheet.headers == ("uid", "First Name", "phone", "phone")
     assert sheet.rows[0].values == ("AE.1", "Dana", "+972501234567", "007")
 

@@ -652,7 +652,7 @@ def test_a_row_validator_remembers_conversions_and_gives_what_validate_row_gives
     from bulk_update import schema
     from bulk_update.schema import RowValidator, validate_row
 
-    monkeypatch.setattr(schema, "_MEMO_SIZE", 3)
+    monkeypatch.setattr(schema.rows, "_MEMO_SIZE", 3)
     columns = resolve_columns(["uid", "Prospect Status", "Address.Country", "Email", "Note"])
     statuses = ["interested", "Contacted", "nope", "NOT INTERESTED", "sourced"]
     rows = [

@@ -4,7 +4,7 @@ The only module that knows file formats. Everything it returns is text as a pers
 it: numbers as plain decimals, dates as ISO 8601, booleans as TRUE/FALSE, stripped of white
 space. Rows are numbered as a spreadsheet program shows them (1-based, blank rows counted;
 a CSV record whose quoted cell spans several lines is one row). Headers are returned as
-written: matching them to API fields is schema.py's job.
+written: matching them to API fields is the schema's job.
 
 A merged range of an XLSX sheet gives its value to its top-left cell; its other cells are
 empty (what Excel itself keeps). A hidden worksheet is never read unless named; hidden rows

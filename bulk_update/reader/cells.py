@@ -2,7 +2,7 @@
 
 Also the characters every cell is stripped of, CSV or XLSX: white space as `str.strip`
 takes it, and the invisible characters a paste from a web page or a chat leaves at a cell's
-edges (contract section 4). Inside a cell they are kept: schema.py refuses them where they
+edges (contract section 4). Inside a cell they are kept: the schema refuses them where they
 would make a value wrong (a uid, an email, a URL, a phone).
 """
 

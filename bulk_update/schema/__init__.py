@@ -1,0 +1,64 @@
+"""The API's fields, column-name matching and per-row validation.
+
+Three jobs, in the order a run needs them:
+
+1. `resolve_columns` decides, once per sheet, which API field each column feeds
+   (contract section 4); a column it cannot place stops the run before anything is sent.
+2. `validate_row` turns one row of text into values ready for the API, or into every
+   problem of that row, each naming the column as the sheet spells it (section 5).
+3. `CandidatePatch` describes the `PATCH /candidates/{uid}` body we send. Its field types
+   are the same checks `validate_row` applies to cells, so the rules live in one place.
+
+The package's modules: `fields` (the API's vocabulary), `cells` (each cell's rules, and their
+column form for columnar.py), `body` (the PATCH body's models), `columns` (header matching),
+`rows` (row validation).
+"""
+
+from __future__ import annotations
+
+from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
+from .cells import ColumnCheck, column_check, escape_invisible, uid_check
+from .columns import names_uid, normalize_header, resolve_columns
+from .fields import (
+    CUSTOM_FIELDS_PREFIX,
+    DIGIT_FIELDS,
+    FIELDS,
+    ISO_COUNTRY_CODES,
+    MAX_FILE_BYTES,
+    OBJECT_FIELDS,
+    PROSPECT_STATUSES,
+    RESUME_EXTENSIONS,
+    UPDATED_BY_TYPES,
+)
+from .rows import InvalidRow, RowValidator, ValidRow, find_duplicate_uids, validate_row
+
+__all__ = [
+    "CUSTOM_FIELDS_PREFIX",
+    "DIGIT_FIELDS",
+    "FIELDS",
+    "ISO_COUNTRY_CODES",
+    "MAX_FILE_BYTES",
+    "OBJECT_FIELDS",
+    "PROSPECT_STATUSES",
+    "RESUME_EXTENSIONS",
+    "UPDATED_BY_TYPES",
+    "Address",
+    "CandidatePatch",
+    "ColumnCheck",
+    "FileObject",
+    "InvalidRow",
+    "Link",
+    "ResumeFile",
+    "RowValidator",
+    "SourceContact",
+    "UpdatedBy",
+    "ValidRow",
+    "column_check",
+    "escape_invisible",
+    "find_duplicate_uids",
+    "names_uid",
+    "normalize_header",
+    "resolve_columns",
+    "uid_check",
+    "validate_row",
+]

@@ -1,0 +1,148 @@
+"""Column matching: which API field each header of a sheet feeds (contract section 4)."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from types import MappingProxyType
+
+from ..errors import ConfigError, InputError, UnknownColumnError
+from ..models import REPORT_COLUMNS, Column
+from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
+
+# --- column matching ----------------------------------------------------------------------
+
+_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def _fold(part: str) -> str:
+    return _SEPARATORS.sub("_", part.strip().lower())
+
+
+# Separators also count as absent when that names a field: 'E-mail', 'FirstName' are common.
+_SQUASHED = {f.replace("_", ""): f for f in FIELDS}
+
+
+def normalize_header(header: str) -> str:
+    """The field a header names: case-insensitive, with spaces, hyphens, underscores alike.
+
+    `First Name` -> `first_name`; `E-mail` -> `email`; `Address.Country` ->
+    `address.country`; `Custom Fields.Team Size` -> `custom_fields.Team Size` (a custom
+    field's name, after the first dot, is kept as written, only stripped). A header that
+    names no field comes back folded (lower case, `_` for separators).
+    """
+    head, dot, rest = header.strip().partition(".")
+    head = _fold(head)
+    if dot and head.replace("_", "") == "customfields":
+        return CUSTOM_FIELDS_PREFIX + rest.strip()
+    folded = f"{head}.{_fold(rest)}" if dot else head
+    return _SQUASHED.get(folded.replace("_", ""), folded)
+
+
+def names_uid(headers: Iterable[str], mapping: Mapping[str, str] = MappingProxyType({})) -> bool:
+    """True when one of `headers` feeds the uid: named so, or mapped so under [columns]."""
+    mapped = {normalize_header(k) for k, v in mapping.items() if normalize_header(v) == "uid"}
+    return any(normalize_header(h) == "uid" or normalize_header(h) in mapped for h in headers)
+
+
+def _is_field(path: str) -> bool:
+    return path in FIELDS or (
+        path.startswith(CUSTOM_FIELDS_PREFIX) and bool(path[len(CUSTOM_FIELDS_PREFIX) :].strip())
+    )
+
+
+def _closest(header: str) -> str | None:
+    normal = normalize_header(header)
+    head, dot, rest = normal.partition(".")
+    # 'Custom field.Team' is a near miss of a custom field, which FIELDS cannot list.
+    if dot and rest and difflib.get_close_matches(head, ["custom_fields"], n=1):
+        return CUSTOM_FIELDS_PREFIX + header.partition(".")[2].strip()
+    matches = difflib.get_close_matches(normal, _ORDERED_FIELDS, n=1)
+    return matches[0] if matches else None
+
+
+def _letter(index: int) -> str:
+    """A 0-based column index as a spreadsheet shows it (0 -> A, 26 -> AA)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return letters
+
+
+def _mapped_fields(mapping: Mapping[str, str]) -> dict[str, str]:
+    """Normalized [columns] key -> field; every bad entry reported at once."""
+    result: dict[str, str] = {}
+    source: dict[str, str] = {}
+    problems = []
+    for key, value in mapping.items():
+        field = normalize_header(value)
+        if not _is_field(field):
+            hint = _closest(value)
+            also = f" (did you mean '{hint}'?)" if hint else ""
+            problems.append(f'[columns] "{key}" = "{value}": not a Comeet field{also}')
+            continue
+        normal = normalize_header(key)
+        if normal in result and result[normal] != field:
+            problems.append(f'[columns] "{source[normal]}" and "{key}" name the same column')
+        result[normal], source[normal] = field, key
+    if problems:
+        raise ConfigError(
+            "; ".join(problems),
+            fix="map each header to an API field such as email, address.country "
+            "or custom_fields.<name>",
+        )
+    return result
+
+
+def resolve_columns(
+    headers: Sequence[str],
+    *,
+    mapping: Mapping[str, str] = MappingProxyType({}),
+    ignore: Collection[str] = (),
+) -> tuple[Column, ...]:
+    """Match every header to the API field it feeds (None: ignored).
+
+    A re-uploaded results sheet's own leading columns are ignored. Raises
+    UnknownColumnError for a header that is neither a field, nor mapped, nor ignored;
+    InputError for two columns feeding one field or a missing uid column; ConfigError for
+    a [columns] entry that maps to no field.
+    """
+    mapped = _mapped_fields(mapping)
+    ignored = {normalize_header(name) for name in ignore}
+    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
+    columns: list[Column] = []
+    feeding: dict[str, str] = {}
+    for index, header in enumerate(headers):
+        normal = normalize_header(header)
+        field: str | None
+        if index < skip or normal in ignored:
+            field = None
+        elif normal in mapped:
+            field = mapped[normal]
+        elif _is_field(normal):
+            field = normal
+        elif not header.strip():
+            raise InputError(
+                f"column {_letter(index)} has no header",
+                fix="type the API field it feeds in its first row, or delete the column",
+            )
+        else:
+            raise UnknownColumnError(header, _closest(header))
+        if field is not None:
+            if field in feeding:
+                raise InputError(
+                    f"columns '{feeding[field]}' and '{header}' both feed the field {field}",
+                    fix="keep one of them, or list the other in [input] ignore_columns",
+                )
+            feeding[field] = header
+        columns.append(Column(index=index, header=header, field=field))
+    if "uid" not in feeding:
+        raise InputError(
+            "the sheet has no uid column",
+            fix="add a 'uid' column with each candidate's Comeet uid, or map your column to "
+            'uid under [columns] in the config file (e.g. "Candidate UID" = "uid")',
+        )
+    return tuple(columns)
