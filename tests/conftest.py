@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Shared 2-core machines run slow at times: time limits on data generation would make the
@@ -20,6 +22,17 @@ settings.load_profile("bulk-update")
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
+
+
+def require_program(program: str, install: str) -> None:
+    """Skip the test when `program` (a name on PATH, or a path) is missing, saying how to get
+    it; in CI (`CI` set) fail instead: there every test runs (.ci/run installs them)."""
+    if shutil.which(program) or Path(program).is_file():
+        return
+    missing = f"{program} is not installed ({install})"
+    if os.environ.get("CI"):
+        pytest.fail(f"{missing}; CI runs every test", pytrace=False)
+    pytest.skip(missing)
 
 
 @dataclass

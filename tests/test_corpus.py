@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 
 from bulk_update.errors import InputError
 from bulk_update.reader import read_sheet
-from tests.conftest import ROOT, CliResult, run_cli
+from tests.conftest import ROOT, CliResult, require_program, run_cli
 from tests.data import make_corpus
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -229,12 +228,9 @@ def test_make_corpus_writes_the_same_files(tmp_path: Path) -> None:
                 read_sheet(path, sheet=entry.get("sheet"))
 
 
-@pytest.mark.skipif(
-    shutil.which("soffice") is None,
-    reason="LibreOffice (soffice) is not installed: apt-get install libreoffice-calc-nogui",
-)
 def test_libreoffice_makes_the_same_workbooks(tmp_path: Path) -> None:
     """The lo_* workbooks, made again by LibreOffice from lo_src/, read as committed."""
+    require_program("soffice", "LibreOffice: apt-get install libreoffice-calc-nogui")
     made = make_corpus.soffice_xlsx(tmp_path)
     assert {p.name for p in made} == {e["file"] for e in ENTRIES if e.get("made_by") == "soffice"}
     for entry in ENTRIES:

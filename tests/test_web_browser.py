@@ -24,7 +24,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .conftest import ROOT, SAMPLE, run_cli
+from .conftest import ROOT, SAMPLE, require_program, run_cli
 
 #: Where _shot puts the screenshots (set for each test by the `shots` fixture).
 SHOTS = ROOT / "docs"
@@ -86,6 +86,11 @@ def _counts(page: Page, selector: str) -> dict[str, int]:
         )
         for i in range(items.count())
     }
+
+
+@pytest.fixture(autouse=True)
+def chromium() -> None:
+    require_program(CHROMIUM, "Debian's Chromium: apt-get install chromium")
 
 
 @pytest.fixture(autouse=True)
