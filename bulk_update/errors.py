@@ -61,19 +61,39 @@ class InputError(CannotStartError):
 
 
 class UnknownColumnError(InputError):
-    """A column header is neither an API field, nor mapped in [columns], nor ignored."""
+    """The header row cannot be used: every problem of it, at once.
 
-    def __init__(self, header: str, suggestion: str | None) -> None:
+    `unknown`: each header that is neither an API field, nor mapped in [columns], nor
+    ignored, with the closest field (or None). `others`: the row's other problems, as
+    messages (a missing uid column, a [columns] entry that matches no header...).
+    `header` and `suggestion` are the first unknown column's.
+    """
+
+    def __init__(
+        self,
+        header: str,
+        suggestion: str | None,
+        *,
+        more: tuple[tuple[str, str | None], ...] = (),
+        others: tuple[str, ...] = (),
+        fixes: tuple[str, ...] = (),
+    ) -> None:
         self.header = header
         self.suggestion = suggestion
-        hint = f" Did you mean '{suggestion}'?" if suggestion else ""
-        super().__init__(
-            f"Column '{header}' is not a Comeet field.{hint}",
-            fix=(
-                "rename the column to an API field name, map it under [columns] in the config "
-                "file, or list it in [input] ignore_columns"
-            ),
+        self.unknown = ((header, suggestion), *more)
+        self.others = others
+        lines = [unknown_column_message(h, s) for h, s in self.unknown] + list(others)
+        fix = (
+            "rename each such column to an API field name, map it under [columns] in the "
+            "config file, or list it in [input] ignore_columns"
         )
+        super().__init__("\n".join(lines), fix="; ".join((fix, *fixes)))
+
+
+def unknown_column_message(header: str, suggestion: str | None) -> str:
+    """What is said of one header that is no field: `Column 'X' is not a Comeet field.`"""
+    hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+    return f"Column '{header}' is not a Comeet field.{hint}"
 
 
 class LockError(CannotStartError):

@@ -413,6 +413,27 @@ def test_unknown_column_stops_before_anything_is_sent(tmp_path: Path, sandbox: A
     assert not (tmp_path / "s.results.xlsx").exists()
 
 
+def test_every_column_problem_is_said_at_once(tmp_path: Path, sandbox: Any) -> None:
+    # The config maps a header the sheet renamed: its uid column is gone, among typos.
+    sheet = write_csv(tmp_path / "s.csv", [["Candidate", "Emial", "Fone"], ["AE.1", "a@b.co", "1"]])
+    (tmp_path / "bulk_update.toml").write_text('[columns]\n"Candidate UID" = "uid"\n')
+    state = make_state(["AE.1"])
+    with sandbox(state) as sb:
+        res = run_cli("run", sheet, "--base-url", sb.base_url, env=CREDS, cwd=tmp_path)
+    assert res.code == 2
+    for said in (
+        "Column 'Candidate' is not a Comeet field.",
+        "Column 'Emial' is not a Comeet field. Did you mean 'email'?",
+        "Column 'Fone' is not a Comeet field. Did you mean 'phone'?",
+        "the sheet has no uid column",
+        "config maps 'Candidate UID' to uid, but the sheet has no such column; did you mean "
+        "'Candidate'?",
+    ):
+        assert said in res.err, said
+    assert "Traceback" not in res.err
+    assert state.requests == []
+
+
 # --- outcomes from the API ----------------------------------------------------------------
 
 

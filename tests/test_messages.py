@@ -319,6 +319,9 @@ def test_column_messages(tmp_path: Path) -> None:
         sheet = write_csv(tmp_path / f"c{i}.csv", f"{header}\n")
         check_error(lambda s=sheet: load(s))  # type: ignore[misc]
     check_error(lambda: resolve_columns(["uid", ""]))
+    # Every problem of the header row at once (issue 14).
+    mapping = {"Candidate UID": "uid", "Old column": "email"}
+    check_error(lambda: resolve_columns(["Candidate", "Emial", "Team"], mapping=mapping))
 
 
 # --------------------------------------------------------------------------- row problems

@@ -425,7 +425,7 @@ def test_a_first_worksheet_without_the_candidates_points_to_the_one_with_uids(
     fix = caught.value.fix or ""
     assert fix.startswith(
         "the first worksheet, 'Read me', was read; 'New hires' has a uid column: read it with "
-        "--sheet 'New hires' (or [input] sheet); else rename the column"
+        "--sheet 'New hires' (or [input] sheet); else rename each such column"
     )
     assert fix in str(caught.value)
     no_uid = book("b.xlsx", ["Email"], {"Candidates": ["Candidate"]})
@@ -441,7 +441,12 @@ def test_a_first_worksheet_without_the_candidates_points_to_the_one_with_uids(
     assert caught.value.fix and caught.value.fix.startswith("add a 'uid' column")
     with pytest.raises(errors.UnknownColumnError) as caught:
         bu.load(unknown, bu.Settings(sheet="Notes"))
-    assert caught.value.fix and caught.value.fix.startswith("rename the column")
+    assert caught.value.fix and caught.value.fix.startswith("rename each such column")
+    # The worksheet read has no uid column either: said at once, with its fix.
+    assert (
+        caught.value.message == "Column 'Text' is not a Comeet field.\nthe sheet has no uid column"
+    )
+    assert "add a 'uid' column" in caught.value.fix
 
 
 async def test_a_report_that_would_replace_the_input_stops_the_run_first(

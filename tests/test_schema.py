@@ -140,6 +140,33 @@ def test_mapping_to_an_unknown_field_names_the_columns_key() -> None:
     assert "email" in str(info.value)  # the suggestion
 
 
+def test_every_problem_of_the_header_row_is_said_at_once() -> None:
+    # The uid column renamed from the header the config maps; two other unknown headers.
+    mapping = {"Candidate UID": "uid", "Team": "custom_fields.Team"}
+    with pytest.raises(UnknownColumnError) as info:
+        resolve_columns(["Candidate", "Emial", "Team", "Zqxwv"], mapping=mapping)
+    error = info.value
+    assert error.unknown == (
+        ("Candidate", "partner_candidate_id"),
+        ("Emial", "email"),
+        ("Zqxwv", None),
+    )
+    assert (error.header, error.suggestion) == ("Candidate", "partner_candidate_id")
+    assert error.message.splitlines() == [
+        "Column 'Candidate' is not a Comeet field. Did you mean 'partner_candidate_id'?",
+        "Column 'Emial' is not a Comeet field. Did you mean 'email'?",
+        "Column 'Zqxwv' is not a Comeet field.",
+        "the sheet has no uid column",
+        "config maps 'Candidate UID' to uid, but the sheet has no such column; "
+        "did you mean 'Candidate'?",
+    ]
+    assert error.fix and "add a 'uid' column" in error.fix
+    # A [columns] entry that matches no header is said only beside another problem: a
+    # config may serve several sheets.
+    columns = resolve_columns(["uid", "email"], mapping=mapping)
+    assert [c.field for c in columns] == ["uid", "email"]
+
+
 @pytest.mark.parametrize(
     ("header", "suggestion"),
     [

@@ -106,15 +106,18 @@ def resolve_columns(
     """Match every header to the API field it feeds (None: ignored).
 
     A re-uploaded results sheet's own leading columns are ignored. Raises
-    UnknownColumnError for a header that is neither a field, nor mapped, nor ignored;
-    InputError for two columns feeding one field or a missing uid column; ConfigError for
-    a [columns] entry that maps to no field.
+    UnknownColumnError for headers that are neither a field, nor mapped, nor ignored (every
+    one of them, with the header row's other problems: a missing uid column, [columns]
+    entries that match no header); InputError for two columns feeding one field, a column
+    without a header, or a missing uid column alone; ConfigError for a [columns] entry that
+    maps to no field.
     """
     mapped = _mapped_fields(mapping)
     ignored = {normalize_header(name) for name in ignore}
     skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
     columns: list[Column] = []
     feeding: dict[str, str] = {}
+    unknown: list[tuple[str, str | None]] = []
     for index, header in enumerate(headers):
         normal = normalize_header(header)
         field: str | None
@@ -130,7 +133,8 @@ def resolve_columns(
                 fix="type the API field it feeds in its first row, or delete the column",
             )
         else:
-            raise UnknownColumnError(header, _closest(header))
+            unknown.append((header, _closest(header)))
+            continue
         if field is not None:
             if field in feeding:
                 raise InputError(
@@ -139,10 +143,32 @@ def resolve_columns(
                 )
             feeding[field] = header
         columns.append(Column(index=index, header=header, field=field))
+    no_uid_fix = (
+        "add a 'uid' column with each candidate's Comeet uid, or map your column to uid "
+        'under [columns] in the config file (e.g. "Candidate UID" = "uid")'
+    )
+    if unknown:
+        others: list[str] = []
+        fixes: list[str] = []
+        if "uid" not in feeding:
+            others.append("the sheet has no uid column")
+            fixes.append(no_uid_fix)
+        others += _unmatched_mappings(mapping, headers)
+        first, *more = unknown
+        raise UnknownColumnError(*first, more=tuple(more), others=tuple(others), fixes=tuple(fixes))
     if "uid" not in feeding:
-        raise InputError(
-            "the sheet has no uid column",
-            fix="add a 'uid' column with each candidate's Comeet uid, or map your column to "
-            'uid under [columns] in the config file (e.g. "Candidate UID" = "uid")',
-        )
+        raise InputError("the sheet has no uid column", fix=no_uid_fix)
     return tuple(columns)
+
+
+def _unmatched_mappings(mapping: Mapping[str, str], headers: Sequence[str]) -> list[str]:
+    """A message for each [columns] entry that matches no header, naming the closest one."""
+    present = {normalize_header(h): h for h in headers if h.strip()}
+    said = []
+    for key, value in mapping.items():
+        if normalize_header(key) in present:
+            continue
+        close = difflib.get_close_matches(key, list(present.values()), n=1, cutoff=0.4)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        said.append(f"config maps '{key}' to {value}, but the sheet has no such column{hint}")
+    return said

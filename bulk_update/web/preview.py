@@ -111,26 +111,20 @@ def mapped_settings(settings: Settings, mapping: dict[str, str], ignored: list[s
 def find_unknown_columns(path: Path, settings: Settings) -> list[UnknownColumn]:
     """Every header of the sheet that is neither a field, nor mapped, nor ignored.
 
-    The library stops at the first such column; asking it again with each one set aside
-    finds them all, so that the mapping step can show every one at once.
+    The library names them all at once, so that the mapping step can show every one.
     """
     raw = read_sheet(path, sheet=settings.sheet, encoding=settings.encoding)
     headers = raw.headers
-    ignore = list(settings.ignore_columns)
-    found: list[UnknownColumn] = []
-    for _ in range(len(headers)):
-        try:
-            resolve_columns(headers, mapping=settings.columns, ignore=ignore)
-        except UnknownColumnError as exc:
-            index = headers.index(exc.header)
-            examples = _examples(raw.rows, index)
-            found.append(UnknownColumn(exc.header, exc.suggestion, examples))
-            ignore.append(exc.header)
-            continue
-        except InputError:
-            pass  # another problem of the sheet: loading it again will say which
-        break
-    return found
+    try:
+        resolve_columns(headers, mapping=settings.columns, ignore=settings.ignore_columns)
+    except UnknownColumnError as exc:
+        return [
+            UnknownColumn(header, suggestion, _examples(raw.rows, headers.index(header)))
+            for header, suggestion in exc.unknown
+        ]
+    except InputError:
+        pass  # another problem of the sheet: loading it again will say which
+    return []
 
 
 def _examples(rows: Sequence[SheetRow], index: int, count: int = 3) -> tuple[str, ...]:
