@@ -1,5 +1,8 @@
 """Standard output and error that a reader may close early (`bulk-update run ... | head`).
 
+Also: a console that cannot show a character (a Windows console in cp1252 printing a Hebrew
+name) gets its escape instead, and the run goes on.
+
 A closed pipe says the reader has seen enough, not that anything went wrong: the run goes
 on to the end (the report written, the journal recorded) and exits with its own status.
 What it prints after the reader left goes nowhere.
@@ -32,6 +35,12 @@ def is_closed_pipe(exc: OSError) -> bool:
     return sys.platform == "win32" and exc.errno == errno.EINVAL
 
 
+def shown_in(text: str, stream: TextIO) -> str:
+    """`text` with what `stream`'s encoding cannot hold spelled as escapes (`\\u05e2`)."""
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    return text.encode(encoding, "backslashreplace").decode(encoding)
+
+
 class ClosablePipe:
     """A text stream standing in for sys.stdout or sys.stderr; quiet once its reader left.
 
@@ -44,10 +53,17 @@ class ClosablePipe:
         self.closed_early = False
 
     def write(self, text: str) -> int:
-        """Write `text`, or drop it once the reader is gone (counted as written)."""
+        """Write `text`, or drop it once the reader is gone (counted as written).
+
+        A character the console's encoding cannot show (a Hebrew name on a Windows console
+        in cp1252) is written as its escape (`\\u05e2`): output degrades, the run goes on.
+        """
         if not self.closed_early:
             try:
-                return self.stream.write(text)
+                try:
+                    return self.stream.write(text)
+                except UnicodeEncodeError:
+                    return self.stream.write(shown_in(text, self.stream))
             except OSError as exc:
                 if not is_closed_pipe(exc):
                     raise
@@ -97,6 +113,11 @@ def closable_standard_streams() -> Iterator[None]:
     not in the interpreter's own flush at exit.
     """
     stdout, stderr = sys.stdout, sys.stderr
+    for stream in (stdout, stderr):
+        # A console that cannot show a character never stops a run (writes that bypass the
+        # wrapper, such as the interpreter's own, degrade the same way).
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     pipes = [ClosablePipe(s) for s in (stdout, stderr) if s is not None]  # None: pythonw
     if stdout is not None:
         sys.stdout = cast(TextIO, pipes[0])

@@ -218,3 +218,36 @@ def test_the_standard_streams_are_as_they_were_afterwards() -> None:
         assert isinstance(sys.stdout, ClosablePipe) and isinstance(sys.stderr, ClosablePipe)
         assert sys.stdout.stream is before[0]
     assert (sys.stdout, sys.stderr) == before
+
+
+# --- a console that cannot show a character (issue 14) ---------------------------------------
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_console_that_cannot_show_a_name_never_stops_a_run(tmp_path: Path, dry_run: bool) -> None:
+    """A Windows console in cp1252 and names in Hebrew and Vietnamese: escapes, no error."""
+    sheet = tmp_path / "names.csv"
+    sheet.write_text(
+        "uid,first_name,email\nAE.17934,עדי,bad@\nB4.B5F21,Tiếng Việt,ok@example.com\n",
+        encoding="utf-8",
+    )
+    args = ["run", str(sheet), "--report", str(tmp_path / "out.csv")]
+    args += ["--dry-run"] if dry_run else ["--sandbox", "--state-dir", str(tmp_path / "s")]
+    code, out, err = _run(args, tmp_path, env={"PYTHONIOENCODING": "cp1252"})
+    assert code == 1, err  # the invalid email: the run's own status
+    assert "unexpected error" not in err and "Traceback" not in err
+    if dry_run:
+        assert '"first_name": "Ti\\u1ebfng Vi\\u1ec7t"' in out
+    assert "1 invalid" in out
+    with (tmp_path / "out.csv").open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["first_name"] for r in rows] == ["עדי", "Tiếng Việt"]  # the report keeps them
+
+
+def test_a_stream_without_reconfigure_degrades_too() -> None:
+    raw = io.BytesIO()
+    console = io.TextIOWrapper(raw, encoding="cp1252")
+    pipe = ClosablePipe(console)
+    assert pipe.write("עדי ok\n") == len("\\u05e2\\u05d3\\u05d9 ok\n")
+    console.flush()
+    assert raw.getvalue() == b"\\u05e2\\u05d3\\u05d9 ok\n"
