@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help="where the journal lives (default: $XDG_STATE_HOME/bulk-update)",
+        help="where the journal lives (default: the system's state folder, see the README)",
     )
     run.add_argument("--full", action="store_true", help="ignore the journal; send every valid row")
     run.add_argument(
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help="where the journal lives (default: $XDG_STATE_HOME/bulk-update)",
+        help="where the journal lives (default: the system's state folder, see the README)",
     )
     history.add_argument(
         "--limit", type=int, default=20, metavar="N", help="how many runs (default: 20)"
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="DIR",
         help="where the journal and the page's results sheets live "
-        "(default: $XDG_STATE_HOME/bulk-update)",
+        "(default: the system's state folder, see the README)",
     )
     serve.add_argument(
         "--files-dir",

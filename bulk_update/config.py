@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
-import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
@@ -26,10 +26,12 @@ DEFAULT_CONFIG_NAME = "bulk_update.toml"
 DEFAULT_RATE = Rate(100, 60.0)  # Comeet's documented limit
 
 
-def default_state_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """`$XDG_STATE_HOME/bulk-update`, else `~/.local/state/bulk-update`."""
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "bulk-update"
+def default_state_dir() -> Path:
+    """Where the journal lives by default, by each system's convention (platformdirs):
+    `$XDG_STATE_HOME/bulk-update` (else `~/.local/state/bulk-update`) on Linux,
+    `~/Library/Application Support/bulk-update` on macOS, `%LOCALAPPDATA%\\bulk-update` on
+    Windows."""
+    return Path(platformdirs.user_state_dir("bulk-update", appauthor=False))
 
 
 @dataclass(frozen=True, slots=True)

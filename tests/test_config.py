@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -114,9 +117,50 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_state_dir_follows_xdg(tmp_path: Path) -> None:
-    assert default_state_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "bulk-update"
-    assert default_state_dir({}).parts[-3:] == (".local", "state", "bulk-update")
+def test_state_dir_follows_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "bulk-update"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_state_dir().parts[-3:] == (".local", "state", "bulk-update")
+
+
+_AS_ON = """
+import importlib, sys
+import platformdirs
+from bulk_update.config import default_state_dir
+sys.platform = {platform!r}  # as platformdirs sees it when it picks a system's rules
+if sys.platform == "win32":
+    sys.modules["ctypes"] = None  # no Windows API here: platformdirs reads LOCALAPPDATA
+    sys.modules["winreg"] = None
+importlib.reload(platformdirs)
+print(default_state_dir())
+"""
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ("darwin", "{home}/Library/Application Support/bulk-update"),
+        ("win32", "{local}/bulk-update"),
+        ("linux", "{home}/.local/state/bulk-update"),
+    ],
+)
+def test_state_dir_follows_each_systems_convention(
+    tmp_path: Path, platform: str, expected: str
+) -> None:
+    home, local = tmp_path / "home", tmp_path / "AppData" / "Local"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env.update(HOME=str(home), LOCALAPPDATA=str(local), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-c", _AS_ON.format(platform=platform)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # Windows' separator is its own; the folder is what matters.
+    shown = done.stdout.strip().replace("\\", "/")
+    assert shown == expected.format(home=home, local=local)
 
 
 @pytest.mark.parametrize(
