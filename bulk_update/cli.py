@@ -9,7 +9,6 @@ import gc
 import json
 import logging
 import os
-import signal
 import sqlite3
 import sys
 import time
@@ -37,6 +36,7 @@ from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResu
 from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
+from .signals import on_stop_signals
 from .streams import closable_standard_streams
 from .warnlog import warnings_logged
 
@@ -590,8 +590,7 @@ async def _send(
         elif main_task:
             main_task.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
+    on_stop_signals(loop, on_signal)
 
     bar = sys.stderr.isatty() and not args.quiet and args.log_format == "text"
     async with contextlib.AsyncExitStack() as stack:

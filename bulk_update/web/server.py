@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from aiohttp import web
 from ..auth import Credentials
 from ..config import Settings
 from ..errors import CannotStartError, CredentialsError
+from ..signals import on_stop_signals
 from ..warnlog import warnings_logged
 from .app import STATE, WebConfig, WebState, create_app
 from .security import PASSWORD_VAR, check_bind, is_loopback
@@ -127,10 +127,8 @@ async def _serve(config: WebConfig, port: int, out: TextIO) -> None:
         out.flush()
         await _wait_for_signal()
         print("Stopping: finishing the runs in progress...", file=out, flush=True)
-        loop = asyncio.get_running_loop()
         # A second Ctrl-C while waiting stops the runs at once (their reports are written).
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, _interrupt_all, state)
+        on_stop_signals(asyncio.get_running_loop(), lambda _: _interrupt_all(state))
         await asyncio.to_thread(state.runs.shutdown)
 
 
@@ -140,15 +138,12 @@ def _interrupt_all(state: WebState) -> None:
 
 
 async def _wait_for_signal() -> None:
-    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    remove = on_stop_signals(asyncio.get_running_loop(), lambda _: stop.set())
     try:
         await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        remove()
 
 
 def _with_base_url(config: WebConfig, base_url: str) -> WebConfig:
