@@ -525,11 +525,12 @@ def _open_journal(
     settings: Settings,
     credentials: Credentials | None,
 ) -> Journal | None:
-    """Take the run lock and open the journal of this state dir, base URL and API key.
+    """Take the run lock (per API key) and open the journal of this state dir and account.
 
     The in-process sandbox forgets everything when the run ends, so a journal of it would
     only mislead the next run: `--sandbox` runs use none. A dry run takes no lock and uses
-    the journal only when COMEET_API_KEY says whose journal it is.
+    the journal only when COMEET_API_KEY is set (a preview without credentials reads no
+    state).
     """
     if args.sandbox:
         return None
@@ -545,7 +546,9 @@ def _open_journal(
         if lock.took_over:
             log.warning("%s", lock.took_over, extra={"event": "lock_taken_over"})
     journal = stack.enter_context(
-        Journal.open(settings.state_dir, base_url=settings.base_url, api_key=api_key)
+        Journal.open(
+            settings.state_dir, base_url=settings.base_url, journal_scope=settings.journal_scope
+        )
     )
     if not args.dry_run:
         journal.mark_stale_runs(process_alive)

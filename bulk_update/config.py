@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -56,6 +57,9 @@ class Settings:
     #: What a real run does with an XLSX's hidden rows and columns: "send", "skip", or
     #: None (not said: such a sheet stops the run before sending).
     hidden: str | None = None
+    #: `[journal] scope`: a name for the Comeet company, when one machine serves several
+    #: on one base URL (each then has its own journal); None: the base URL alone.
+    journal_scope: str | None = None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) values replaced and checked again."""
@@ -107,12 +111,21 @@ class _Input(_Section):
     encoding: str | None = None
 
 
+#: A `[journal] scope` name: short, plain, the same however it is typed or printed.
+JOURNAL_SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class _Journal(_Section):
+    scope: str | None = None
+
+
 class _File(_Section):
     api: _Api = _Api()
     limits: _Limits = _Limits()
     defaults: _Defaults = _Defaults()
     columns: dict[str, str] = {}
     input: _Input = _Input()
+    journal: _Journal = _Journal()
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -195,6 +208,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
             encoding = _codec(encoding, "input.encoding")
         except ConfigError as exc:
             problems.append(exc.message)
+    scope = parsed.journal.scope
+    if scope is not None and not JOURNAL_SCOPE.fullmatch(scope):
+        problems.append(
+            f"journal.scope '{scope}' must be 1 to 64 letters, digits, '.', '_' or '-'"
+            " (starting with a letter or digit)"
+        )
     if problems:
         raise ConfigError(
             f"{source} has problems:\n  " + "\n  ".join(problems),
@@ -215,6 +234,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         ignore_columns=tuple(parsed.input.ignore_columns),
         hidden=parsed.input.hidden,
         encoding=encoding,
+        journal_scope=scope,
     )
 
 

@@ -1,10 +1,12 @@
 """SQLite: what was applied, for re-runs and resume; and the run lock (contract section 6).
 
 The journal lives in `state_dir/journal.sqlite3`. Everything in it belongs to a *scope*: one
-base URL and one API key (stored as a sha256 of the key, never the key). Per scope and uid
-it keeps one row: for each field, a keyed fingerprint of the value last applied (a JSON
-object, so that confirming a row writes one row, not one per field); per uid the notes
-added; and one row per run for `history`.
+Comeet account, that is a base URL plus the `[journal] scope` name, whatever the API key
+(`accounts` says why, and how the scopes per API key of schema version 2 are adopted). Per
+scope and uid it keeps one row: for each field, a keyed fingerprint of the value last
+applied (a JSON object, so that confirming a row writes one row, not one per field); per uid
+the notes added (with the run and time, for the row that leaves one out to say when); and
+one row per run for `history`.
 
 Privacy: the file holds no candidate data. Values are stored only as keyed BLAKE2b hashes
 (a MAC) under a random salt of the scope: a plain hash of a phone number or an email could
@@ -38,15 +40,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from .accounts import SCHEMA_V3, account, find_account, legacy_scopes
 from .confirmlog import ConfirmLog, Record, fields_json, is_fingerprint
 from .errors import CannotStartError, LockError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JOURNAL_FILE", "Journal", "RunLock", "RunRecord", "process_alive", "read_runs"]
+__all__ = [
+    "JOURNAL_FILE",
+    "Journal",
+    "NoteEntry",
+    "RunLock",
+    "RunRecord",
+    "process_alive",
+    "read_runs",
+]
 
 JOURNAL_FILE = "journal.sqlite3"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: uids per `IN (...)` query: far below SQLite's variable limit, large enough to be few.
 _CHUNK = 500
 #: The log of confirmations is folded into SQLite when it holds this many rows, or when the
@@ -153,7 +164,11 @@ def _to_v2(conn: sqlite3.Connection) -> None:
 
 #: user_version -> what brings the file from the previous version to it (a script or a
 #: function of the connection, run inside the migration's transaction).
-_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {1: _SCHEMA_V1, 2: _to_v2}
+_MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
+    1: _SCHEMA_V1,
+    2: _to_v2,
+    3: SCHEMA_V3,
+}
 
 
 def _utcnow() -> datetime:
@@ -198,6 +213,16 @@ def process_alive(pid: int) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class NoteEntry:
+    """A note the journal knows for a uid: 'applied', or 'pending' (sent, never confirmed),
+    and the run and time (aware, UTC) it was added or sent."""
+
+    state: str
+    run: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run as the journal remembers it (for `history`). Times are aware, in UTC."""
 
@@ -237,7 +262,8 @@ class Journal:
 
     WAL mode, synchronous=NORMAL, busy_timeout 5000 ms.
 
-    Open it with `Journal.open(...)`; one instance serves one scope (base URL + API key).
+    Open it with `Journal.open(...)`; one instance serves one scope (an account: base URL
+    and `[journal] scope`).
     Calls are synchronous and cheap enough for the event loop: recording a row takes tens of
     microseconds, and the fold that follows every few hundred rows a few milliseconds.
     """
@@ -250,6 +276,7 @@ class Journal:
         scope: int,
         salt: bytes,
         clock: Callable[[], datetime] = _utcnow,
+        older_salts: Sequence[bytes] = (),
     ) -> None:
         self._conn = conn
         self._lock = threading.RLock()
@@ -258,6 +285,8 @@ class Journal:
         # Keying BLAKE2b costs a whole compression of the key block; copying a hasher that
         # has done it once halves the cost of each fingerprint (8 per confirmed row).
         self._keyed = hashlib.blake2b(key=salt, digest_size=32)
+        #: The salts of the per-key journals this account adopted (see `rekey`).
+        self._older = tuple(hashlib.blake2b(key=s, digest_size=32) for s in older_salts)
         self._clock = clock
         self.path = path
         self._log = ConfirmLog(path.parent / f"confirmed-{scope}.log")
@@ -273,14 +302,21 @@ class Journal:
         state_dir: Path,
         *,
         base_url: str,
-        api_key: str,
+        journal_scope: str | None = None,
+        api_key: str | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> Journal:
-        """Open (creating when needed) the journal of `state_dir` for this base URL and key.
+        """Open (creating when needed) the journal of `state_dir` for this Comeet account.
 
+        The account is the base URL plus `journal_scope` (`[journal] scope`, for several
+        companies on one machine). `api_key` is no longer used (the journal does not depend
+        on the key since schema version 3); it is accepted for callers written before.
+        The first open of an account adopts what the journals kept per API key held for its
+        base URL (`accounts`) and logs what it adopted.
         Creates the dir (mode 0700) and the file (0600). Raises CannotStartError when the
         file is not a journal this version can read.
         """
+        del api_key
         state_dir = _private_dir(Path(state_dir))
         path = state_dir / JOURNAL_FILE
         # Create the file ourselves so that it is private from the first byte; SQLite gives
@@ -308,14 +344,34 @@ class Journal:
             # as much. The last connection to close checkpoints and removes the WAL.
             conn.execute("PRAGMA wal_autocheckpoint = 10000")
             _migrate(conn, path)
-            scope, salt = _scope(conn, base_url.rstrip("/"), _key_sha256(api_key), clock())
+            base_url, name = base_url.rstrip("/"), journal_scope or ""
+            found = find_account(conn, base_url, name)
+            if found is None:
+                # Adopting copies the per-key journals: first fold in what a process killed
+                # before the upgrade left in their logs of confirmations.
+                for legacy, salt in legacy_scopes(conn, base_url):
+                    if (state_dir / f"confirmed-{legacy}.log").exists():
+                        cls(conn, path=path, scope=legacy, salt=salt, clock=clock)._recover()
+                found = account(conn, base_url, name, _iso(clock()))
+                if found.adopted:
+                    logger.info("%s", found.adopted, extra={"event": "journal_adopted_per_key"})
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _unreadable(path, exc) from None
+        except OSError as exc:
+            conn.close()
+            raise _unusable(state_dir, exc) from None
         except BaseException:
             conn.close()
             raise
-        journal = cls(conn, path=path, scope=scope, salt=salt, clock=clock)
+        journal = cls(
+            conn,
+            path=path,
+            scope=found.scope,
+            salt=found.salt,
+            clock=clock,
+            older_salts=found.older_salts,
+        )
         try:
             journal._recover()
         except sqlite3.Error as exc:
@@ -394,6 +450,63 @@ class Journal:
             ):
                 found[uid][note_fp.hex()] = state
         return found
+
+    def note_entries_many(self, uids: Iterable[str]) -> dict[str, dict[str, NoteEntry]]:
+        """`notes_many` with the run and time of each note; every uid asked for is a key."""
+        wanted = list(dict.fromkeys(uids))
+        found: dict[str, dict[str, NoteEntry]] = {uid: {} for uid in wanted}
+        with self._lock:
+            self._fold()
+            for uid, note_fp, state, run, at in self._select(
+                "SELECT uid, note_fp, state, run, at FROM notes", wanted
+            ):
+                found[uid][note_fp.hex()] = NoteEntry(state, run, datetime.fromtimestamp(at, UTC))
+        return found
+
+    def note_entry(
+        self, entries: Mapping[str, NoteEntry], note: str
+    ) -> tuple[str, NoteEntry | None]:
+        """The note's fingerprint, and what `entries` (one uid's) know of it: the first time
+        it was added, else its pending send, else None.
+
+        Recognises the note under the salts of the per-key journals this one adopted too
+        (a rotated key had added the note again: both are known, the first one counts).
+        """
+        own = self.fingerprint(note)
+        known = [e for fp in (own, *self._older_fps(note)) if (e := entries.get(fp))]
+        if not known:
+            return own, None
+        applied = [e for e in known if e.state == "applied"]
+        return own, min(applied or known, key=lambda e: (e.at, e.run))
+
+    def rekey(self, last: dict[str, str], values: Mapping[str, Any]) -> dict[str, str]:
+        """`last` (a uid's `applied`) with each fingerprint that an adopted per-key journal
+        took of the row's value (under its own salt) replaced by this journal's own.
+
+        So a field applied with an old key compares equal to the same value now. Nothing to
+        do (and no cost) unless this account adopted several per-key journals.
+        """
+        if self._older:
+            for path, fp in last.items():
+                value = values.get(path)
+                if value is not None and fp in self._older_fps(value):
+                    last[path] = self.fingerprint(value)
+        return last
+
+    def _older_fps(self, value: Any) -> list[str]:
+        """The value's fingerprints under the adopted journals' salts (see `fingerprint`)."""
+        if not self._older:
+            return []
+        if isinstance(value, str):
+            data = b"\x00" + value.encode("utf-8")
+        else:
+            data = b"\x01" + _CANONICAL.encode(value).encode("utf-8")
+        fps = []
+        for keyed in self._older:
+            hasher = keyed.copy()
+            hasher.update(data)
+            fps.append(hasher.hexdigest())
+        return fps
 
     def _select(self, select: str, uids: list[str]) -> Iterator[tuple[Any, ...]]:
         """The rows of `select` for these uids of this scope, a chunk of uids per query."""
@@ -778,28 +891,6 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _scope(
-    conn: sqlite3.Connection, base_url: str, key_sha256: str, now: datetime
-) -> tuple[int, bytes]:
-    """The scope's id and salt, created (with a fresh random salt) on first use."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute(
-            "INSERT OR IGNORE INTO scopes (base_url, key_sha256, salt, created)"
-            " VALUES (?, ?, ?, ?)",
-            (base_url, key_sha256, os.urandom(32), _iso(now)),
-        )
-        scope, salt = conn.execute(
-            "SELECT id, salt FROM scopes WHERE base_url = ? AND key_sha256 = ?",
-            (base_url, key_sha256),
-        ).fetchone()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return int(scope), bytes(salt)
 
 
 class RunLock:

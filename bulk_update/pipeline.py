@@ -30,7 +30,7 @@ from .client import ComeetClient, Kind, Response
 from .config import Settings
 from .errors import InputError, RunInterrupted
 from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
-from .journal import Journal
+from .journal import Journal, NoteEntry
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
     REPORT_COLUMNS,
@@ -87,6 +87,16 @@ PENDING_NOTE_WARNING = (
     "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
     "asked whether it arrived; check the candidate in Comeet and add it by hand if missing"
 )
+NOTE_ADDED_WARNING = (
+    "note not sent: the same note was added on {date} (run {run}); change its text to add it again"
+)
+
+
+def note_not_sent(entry: NoteEntry) -> str:
+    """Why a row's note is left out: added already (when, by which run), or maybe added."""
+    if entry.state == "pending":
+        return PENDING_NOTE_WARNING
+    return NOTE_ADDED_WARNING.format(date=f"{entry.at:%Y-%m-%d}", run=entry.run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +327,7 @@ def plan(
         checked = list(map(validate, chunk))
         valid_uids = [c.uid for c in checked if not isinstance(c, InvalidRow)]
         applied = journal.applied_many(valid_uids) if journal and not full else {}
-        notes = journal.notes_many(valid_uids) if journal else {}
+        notes = journal.note_entries_many(valid_uids) if journal else {}
         for row, check in zip(chunk, checked, strict=True):
             if skip_hidden and row.hidden:
                 uid = row.values[uid_index].strip() if uid_index is not None else ""
@@ -334,15 +344,13 @@ def plan(
             last: dict[str, str] | None = None
             warnings: tuple[str, ...] = ()
             if journal is not None:
-                last = dict(applied.get(check.uid, {}))
+                last = journal.rekey(dict(applied.get(check.uid, {})), check.values)
                 note = check.values.get("note")
                 if note:
-                    note_fp = journal.fingerprint(note)
-                    state = notes.get(check.uid, {}).get(note_fp)
-                    if state:
+                    note_fp, entry = journal.note_entry(notes.get(check.uid, {}), note)
+                    if entry is not None:
                         last["note"] = note_fp
-                    if state == "pending":
-                        warnings = (PENDING_NOTE_WARNING,)
+                        warnings = (note_not_sent(entry),)
             keep = bodies is None or kept < bodies
             if not keep and journal is None:
                 # No body to keep and nothing to compare: what is sent follows from which

@@ -105,19 +105,14 @@ def test_a_journal_from_a_newer_version_cannot_start(state: Path) -> None:
         Journal.open(state, base_url=BASE, api_key=KEY)
 
 
-def test_a_version_1_journal_is_brought_to_version_2_keeping_what_was_applied(
+def test_a_version_1_journal_is_brought_to_version_3_keeping_what_was_applied(
     state: Path,
 ) -> None:
-    # A journal as version 1 wrote it: one row per uid and field.
-    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
-        email, team, phone = j.fingerprint("a@b.co"), j.fingerprint("Core"), j.fingerprint("1")
-        scope = j._scope
-    conn = sqlite3.connect(state / JOURNAL_FILE)
+    # A journal as version 1 wrote it: one row per uid and field, scoped by the API key.
+    conn, old = per_key_journal(state, KEY, version=1)
+    email, team, phone = old.fingerprint("a@b.co"), old.fingerprint("Core"), old.fingerprint("1")
+    scope = old._scope
     with conn:
-        conn.execute("DROP TABLE applied")
-        for statement in journal_module._SCHEMA_V1.split(";"):
-            if "CREATE TABLE applied" in statement:
-                conn.execute(statement)
         conn.executemany(
             "INSERT INTO applied (scope, uid, field, fp, run, at) VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -127,9 +122,8 @@ def test_a_version_1_journal_is_brought_to_version_2_keeping_what_was_applied(
                 (scope + 1, "AE.1", "phone", bytes.fromhex(phone), 1, 100),  # another scope
             ],
         )
-        conn.execute("PRAGMA user_version = 1")
     conn.close()
-    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+    with Journal.open(state, base_url=BASE, api_key="a-new-key") as j:
         assert j.applied_many(["AE.1", "AE.2", "AE.3"]) == {
             "AE.1": {"email": email, "custom_fields.Team": team},
             "AE.2": {"phone": phone},
@@ -138,11 +132,37 @@ def test_a_version_1_journal_is_brought_to_version_2_keeping_what_was_applied(
         j.record_applied("AE.1", {"email": j.fingerprint("new@b.co")}, 3)
         assert j.applied("AE.1") == {"email": j.fingerprint("new@b.co"), "custom_fields.Team": team}
     conn = sqlite3.connect(state / JOURNAL_FILE)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     rows = conn.execute("SELECT scope, uid, run, at FROM applied ORDER BY scope, uid").fetchall()
     conn.close()
-    assert rows[:2] == [(scope, "AE.1", 3, rows[0][3]), (scope, "AE.2", 1, 100)]
+    # The per-key scope is kept as it was; the account (a new scope) adopted it.
+    assert rows[:2] == [(scope, "AE.1", 2, 200), (scope, "AE.2", 1, 100)]
     assert rows[2][:2] == (scope + 1, "AE.1")
+    assert rows[3:] == [(scope + 2, "AE.1", 3, rows[3][3]), (scope + 2, "AE.2", 1, 100)]
+
+
+def per_key_journal(
+    state: Path, key: str, *, base_url: str = BASE, version: int = 2
+) -> tuple[sqlite3.Connection, Journal]:
+    """A journal as versions 1 and 2 kept it, per base URL and API key: the file (made with
+    those versions' schema, or brought to it), and a Journal of that key's scope, which
+    writes entries as those versions did (their writing code is today's)."""
+    state.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(state / JOURNAL_FILE, isolation_level=None, check_same_thread=False)
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        for statement in journal_module._SCHEMA_V1.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if version == 2:
+            journal_module._to_v2(conn)
+        conn.execute(f"PRAGMA user_version = {version}")
+    salt = os.urandom(32)
+    scope = conn.execute(
+        "INSERT INTO scopes (base_url, key_sha256, salt, created) VALUES (?, ?, ?, ?)",
+        (base_url, hashlib.sha256(key.encode()).hexdigest(), salt, "2026-01-01T00:00:00+00:00"),
+    ).lastrowid
+    assert scope is not None
+    return conn, Journal(conn, path=state / JOURNAL_FILE, scope=scope, salt=salt)
 
 
 @pytest.mark.parametrize("json_patch", [True, False], ids=["json_patch", "read-merge-write"])
@@ -201,7 +221,9 @@ def test_fingerprint_is_a_keyed_hash(jnl: Journal, state: Path) -> None:
 def test_fingerprint_differs_between_scopes_and_survives_reopening(state: Path) -> None:
     with Journal.open(state, base_url=BASE, api_key=KEY) as j:
         first = j.fingerprint("+972501234567")
-    with Journal.open(state, base_url=BASE, api_key="another-key") as j:
+    with Journal.open(state, base_url=BASE, api_key="another-key") as j:  # same account
+        assert j.fingerprint("+972501234567") == first
+    with Journal.open(state, base_url=BASE, journal_scope="acme") as j:
         assert j.fingerprint("+972501234567") != first
     with Journal.open(state, base_url="https://eu.comeet.co", api_key=KEY) as j:
         assert j.fingerprint("+972501234567") != first
@@ -238,12 +260,12 @@ def test_scopes_are_isolated(state: Path) -> None:
     with Journal.open(state, base_url=BASE, api_key=KEY) as j:
         run = j.start_run(sheet=Path("s.csv"), report=None, dry_run=False, full=False)
         j.record_applied("AE.1", {"email": j.fingerprint("x")}, run, note_fp=j.fingerprint("n"))
-    for base_url, key in [(BASE, "another-key"), ("https://eu.comeet.co", KEY)]:
-        with Journal.open(state, base_url=base_url, api_key=key) as j:
+    for base_url, name in [(BASE, "acme"), ("https://eu.comeet.co", None)]:
+        with Journal.open(state, base_url=base_url, journal_scope=name) as j:
             assert j.applied("AE.1") == {}
             assert j.applied_many(["AE.1"]) == {"AE.1": {}}
             assert j.notes("AE.1") == {}
-    with Journal.open(state, base_url=BASE, api_key=KEY) as j:
+    with Journal.open(state, base_url=BASE, api_key="another-key") as j:
         assert set(j.applied("AE.1")) == {"email"}
 
 

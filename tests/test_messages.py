@@ -441,6 +441,28 @@ def test_the_pending_note_warning(tmp_path: Path) -> None:
     check("the journal could not close this run: [Errno 28] No space left")
 
 
+def test_the_note_added_warning_and_the_adoption_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sheet = write_csv(tmp_path / "n.csv", "uid,note\nAE.1,call back\n")
+    state = tmp_path / "state"
+    with Journal.open(state, base_url="http://127.0.0.1:1") as journal:
+        run_id = journal.start_run(sheet=sheet, report=None, dry_run=False, full=False)
+        journal.record_applied("AE.1", {}, run_id, note_fp=journal.fingerprint("call back"))
+        (row,) = plan(load(sheet), journal=journal).rows
+    check(*row.warnings)
+    # A journal kept per API key (schema version 2), adopted by the account.
+    conn = sqlite3.connect(state / "journal.sqlite3")
+    with conn:
+        conn.execute("UPDATE scopes SET key_sha256 = 'ab', name = NULL")
+    conn.close()
+    with caplog.at_level(logging.INFO, logger="bulk_update"):
+        Journal.open(state, base_url="http://127.0.0.1:1", journal_scope="acme").close()
+    (adopted,) = [r.getMessage() for r in caplog.records if "API key" in r.getMessage()]
+    check(adopted)
+    check_error(lambda: parse_config({"journal": {"scope": "a b"}}, source=SOURCE))
+
+
 # --------------------------------------------------------------------------- API outcomes
 
 

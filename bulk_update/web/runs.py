@@ -156,7 +156,7 @@ class WebRun:
                         Journal.open(
                             self._settings.state_dir,
                             base_url=self._settings.base_url,
-                            api_key=self._credentials.api_key,
+                            journal_scope=self._settings.journal_scope,
                         )
                     )
                     journal.mark_stale_runs(process_alive)

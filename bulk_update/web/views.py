@@ -173,7 +173,9 @@ async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Pr
         # As `run --dry-run` with COMEET_API_KEY set: fields already applied are left out.
         if state.config.use_journal and credentials is not None:
             with Journal.open(
-                settings.state_dir, base_url=settings.base_url, api_key=credentials.api_key
+                settings.state_dir,
+                base_url=settings.base_url,
+                journal_scope=settings.journal_scope,
             ) as journal:
                 return make_preview(sheet, settings, journal=journal, report_path=report)
         return make_preview(sheet, settings, journal=None, report_path=report)
