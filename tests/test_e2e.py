@@ -660,6 +660,7 @@ def test_sigterm_finishes_in_flight_rows_and_writes_the_report(
     state = make_state(uids)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env.update(CREDS, PYTHONPATH=str(ROOT))
+    env["XDG_STATE_HOME"] = str(tmp_path)  # not the journal of the home folder
     with sandbox(state, faults=Faults(slow=1.0, slow_s=0.2)) as sb:
         proc = subprocess.Popen(
             [

@@ -655,7 +655,12 @@ def test_cli_run_control_lines(in_tmp: Path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["run", str(sheet), "--dry-run", "--log-format", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     (info,) = [e["message"] for e in events if e["event"] == "no_journal"]
-    check(info)
+    (config,) = [e["message"] for e in events if e["event"] == "config"]
+    (in_tmp / "bulk_update.toml").write_text("")
+    assert cli.main(["run", str(sheet), "--dry-run", "--log-format", "json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (config_file,) = [e["message"] for e in events if e["event"] == "config"]
+    check(info, config, config_file)
 
 
 @pytest.mark.parametrize("raised", [ZeroDivisionError("x"), KeyboardInterrupt()])
