@@ -273,6 +273,7 @@ def _summary_json(summary: RunSummary) -> str:
             "duration_s": round(summary.duration_s, 3),
             "estimate_s": summary.estimate_s,
             "report": str(summary.report_path) if summary.report_path else None,
+            "config": str(summary.config_path) if summary.config_path else None,
             "exit_code": summary.exit_code,
         }
     )
@@ -321,6 +322,7 @@ def _print_dry_run(
 ) -> None:
     counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
     print(f"Would send {sends} request(s): {counts}.")
+    print(settings.config_said)
     if encoding:
         print(f"encoding: {encoding}")
     hidden: HiddenContent = summary.hidden
@@ -449,6 +451,7 @@ async def _run(args: argparse.Namespace) -> int:
         hidden=args.hidden,
         encoding=args.encoding,
     )
+    _log_config(settings)
     credentials: Credentials | None = None
     if args.sandbox:
         from .sandbox import DEMO_API_KEY, DEMO_SECRET
@@ -488,6 +491,17 @@ async def _run(args: argparse.Namespace) -> int:
         the_plan = plan(sheet, settings, journal=journal, full=args.full, bodies=bodies)
         _log_planned(args, len(sheet.rows), the_plan.sends, sheet.raw.encoding)
         return await _send(the_plan, args, settings, credentials, journal)
+
+
+def _log_config(settings: Settings) -> None:
+    """Say which config file was read: a cron run started elsewhere may not read the one
+    meant."""
+    path = settings.config_path
+    log.info(
+        "%s",
+        settings.config_said,
+        extra={"event": "config", "fields": {"config": str(path) if path else None}},
+    )
 
 
 def _log_planned(args: argparse.Namespace, rows: int, sends: int, encoding: str | None) -> None:
@@ -668,6 +682,8 @@ def _history_command(args: argparse.Namespace) -> int:
             f"#{run.id}  {run.started:%Y-%m-%d %H:%M:%S} UTC  {run.status}{kind}  {took}  "
             f"{run.sheet}\n      {counts}\n      report: {run.report or '-'}"
         )
+        if run.config is not None:  # None: recorded before runs kept it
+            print(f"      config: {run.config or 'none (defaults)'}")
     return 0
 
 

@@ -1,21 +1,23 @@
 """One `PATCH /candidates/{uid}` on an injected aiohttp session, and what its answer means.
 
 `classify` is pure (status, headers, body -> `Response`) so the status table of contract
-section 7 is tested without HTTP. `ComeetClient.patch` never raises for network trouble: a
-timeout or a dropped connection is a `Response` of kind RETRY like a 503, and the pool
-decides what to do with it.
+section 7 is tested without HTTP. It also reads every answer's `Date`: a clock off by
+minutes makes every token look expired to Comeet, and only the answers can tell.
+`ComeetClient.patch` never raises for network trouble: a timeout or a dropped connection is
+a `Response` of kind RETRY like a 503, and the pool decides what to do with it.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
+import functools
 import http
 import json
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -25,10 +27,22 @@ import yarl
 
 from .auth import TokenMinter
 
-__all__ = ["MESSAGE_LIMIT", "ComeetClient", "Kind", "Response", "classify"]
+__all__ = [
+    "CLOCK_OFFSET_LIMIT_S",
+    "MESSAGE_LIMIT",
+    "ComeetClient",
+    "Kind",
+    "Response",
+    "classify",
+    "clock_offset",
+    "clock_problem",
+]
 
 #: Raw bodies (anything but the API's JSON error shape) are cut to this many characters.
 MESSAGE_LIMIT = 500
+#: A clock off by more than this (seconds) is said. `Date` has whole seconds and the answer
+#: takes a while to arrive, so a few seconds mean nothing; a minute is a clock set wrong.
+CLOCK_OFFSET_LIMIT_S = 60.0
 
 
 class Kind(Enum):
@@ -50,7 +64,9 @@ class Response:
     `status` is None when no HTTP answer came back (timeout, connection error). `error`
     and `message` come from the API's JSON error body, or `message` holds the raw body.
     `unsent` is True when the request surely never reached the server (the connection could
-    not be made), so sending it again cannot apply it twice.
+    not be made), so sending it again cannot apply it twice. `clock_offset_s` is how far
+    the server's clock was ahead of ours (negative: behind), from the answer's `Date`; None
+    without one. It is a reading, not part of what the answer means: equality ignores it.
     """
 
     kind: Kind
@@ -59,6 +75,7 @@ class Response:
     message: str = ""
     retry_after: float | None = None
     unsent: bool = False
+    clock_offset_s: float | None = field(default=None, compare=False)
 
     @property
     def unclear(self) -> bool:
@@ -83,10 +100,12 @@ def classify(
     """Map an HTTP answer to a `Response` (contract section 7). Pure: no I/O.
 
     `now` (Unix seconds, default the current time) turns an HTTP-date `Retry-After` into
-    seconds from now.
+    seconds from now, and the `Date` header into `clock_offset_s`.
     """
+    current = time.time() if now is None else now
+    offset = clock_offset(_header(headers, "Date"), current)
     if 200 <= status < 300:
-        return Response(Kind.OK, status)
+        return Response(Kind.OK, status, clock_offset_s=offset)
     error, message = _parse_body(body)
     if not error and not message:
         message = _describe_empty(status, headers)
@@ -96,14 +115,67 @@ def classify(
         # A duplicate_candidate 401 is about the record (merged away), not the token.
         kind = Kind.REJECTED if error == "duplicate_candidate" else Kind.AUTH
     elif status == 429:
-        retry_after = _parse_retry_after(_header(headers, "Retry-After"), now)
-        return Response(Kind.RATE_LIMITED, status, error, message, retry_after)
+        retry_after = _parse_retry_after(_header(headers, "Retry-After"), current)
+        return Response(
+            Kind.RATE_LIMITED, status, error, message, retry_after, clock_offset_s=offset
+        )
     elif status == 408 or not 400 <= status < 500:
         # 408, 5xx, a 3xx gateway bounce and anything unexpected may clear on a retry.
         kind = Kind.RETRY
     else:
         kind = Kind.REJECTED
-    return Response(kind, status, error, message)
+    return Response(kind, status, error, message, clock_offset_s=offset)
+
+
+def clock_offset(date: str | None, now: float) -> float | None:
+    """Seconds the clock that wrote the HTTP date `date` is ahead of `now`. Pure.
+
+    Negative when it is behind; None when there is no date or it is not an HTTP date.
+    """
+    when = _http_date(date) if date else None
+    return None if when is None else when - now
+
+
+def clock_problem(offset_s: float | None) -> str:
+    """What a server clock `offset_s` seconds ahead of ours does to tokens; "" if nothing.
+
+    Behind Comeet's clock, a token's `exp` (our clock plus its lifetime) is already past
+    when it arrives; ahead, tokens come from Comeet's future.
+    """
+    if offset_s is None or abs(offset_s) <= CLOCK_OFFSET_LIMIT_S:
+        return ""
+    if offset_s > 0:
+        side, effect = "behind", "expired"
+    else:
+        side, effect = "ahead of", "not yet valid"
+    return (
+        f"this machine's clock is {_duration(abs(offset_s))} {side} Comeet's: tokens look "
+        f"{effect}; set the clock right (NTP)"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """`15 min`, `3 h`, `2 days`: as precise as an HTTP date and a clock set wrong deserve."""
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{max(minutes, 1)} min"
+    hours = round(seconds / 3600)
+    return f"{hours} h" if hours < 48 else f"{round(seconds / 86400)} days"
+
+
+@functools.lru_cache(maxsize=8)
+def _http_date(value: str) -> float | None:
+    """Unix seconds of an HTTP date; None if it is not one.
+
+    Cached: a server's `Date` changes once a second, and every answer carries one.
+    """
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000" parses zone-less; HTTP dates are GMT anyway
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
 
 
 def _parse_body(body: bytes) -> tuple[str, str]:
@@ -157,14 +229,11 @@ def _parse_retry_after(value: str | None, now: float | None) -> float | None:
         pass
     else:
         return seconds if seconds >= 0 and seconds != float("inf") else None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    when = _http_date(value)
+    if when is None:
         return None
-    if when.tzinfo is None:  # "-0000" parses zone-less; HTTP dates are GMT anyway
-        when = when.replace(tzinfo=datetime.UTC)
     current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return max(0.0, when - current)
 
 
 class ComeetClient:
@@ -178,8 +247,10 @@ class ComeetClient:
         *,
         timeout_s: float = 30,
         user_agent: str,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._session = session
+        self._clock = clock  # this machine's clock, compared with the answers' `Date`
         self._base_url = base_url.rstrip("/")
         self._tokens = tokens
         self._timeout_s = timeout_s
@@ -212,7 +283,7 @@ class ComeetClient:
                 allow_redirects=False,
             ) as answer:
                 raw = await answer.read()
-                response = classify(answer.status, answer.headers, raw)
+                response = classify(answer.status, answer.headers, raw, now=self._clock())
         except TimeoutError:  # asyncio.TimeoutError is this builtin since 3.11
             return Response(
                 Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"

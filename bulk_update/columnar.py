@@ -720,6 +720,7 @@ def _dry_run(
             dry_run=True,
             estimate_s=estimate_duration(sends, settings.rate),
             results=tuple(outcomes.problems),
+            config_path=settings.config_path,
         )
         if isinstance(out, _XlsxReport):
             out.finish(tmp, summary, path)

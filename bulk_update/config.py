@@ -60,6 +60,14 @@ class Settings:
     #: `[journal] scope`: a name for the Comeet company, when one machine serves several
     #: on one base URL (each then has its own journal); None: the base URL alone.
     journal_scope: str | None = None
+    #: The config file these settings were read from (absolute), None for the defaults.
+    #: Where they came from, not what they are: equality leaves it out.
+    config_path: Path | None = field(default=None, compare=False)
+
+    @property
+    def config_said(self) -> str:
+        """`config: <path>` or `config: none (defaults)`, as every run says it."""
+        return f"config: {self.config_path or 'none (defaults)'}"
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the given (non-None) values replaced and checked again."""
@@ -261,4 +269,5 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Setting
             f"config file '{path}' is not valid TOML: {exc}",
             fix="compare it with config.example.toml",
         ) from None
-    return parse_config(data, source=f"config file '{path.name}'")
+    settings = parse_config(data, source=f"config file '{path.name}'")
+    return replace(settings, config_path=path.resolve())

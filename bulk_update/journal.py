@@ -11,8 +11,8 @@ one row per run for `history`.
 Privacy: the file holds no candidate data. Values are stored only as keyed BLAKE2b hashes
 (a MAC) under a random salt of the scope: a plain hash of a phone number or an email could
 be reversed by trying every candidate value, and the salt also defeats tables computed in
-advance. What
-remains is uids, field paths, fingerprints, times, sheet and report paths and the base URL.
+advance. What remains is uids, field paths, fingerprints, times, sheet, report and config
+paths and the base URL.
 
 Crash safety: every write is durable before the method returns. Confirmed rows
 (`record_applied_many`) are appended to the scope's log of confirmations (`confirmlog`) with
@@ -238,6 +238,9 @@ class RunRecord:
     duration_s: float | None = None
     base_url: str = ""
     pid: int = 0
+    #: The config file the run read; "" none (the defaults); None: not recorded (a run
+    #: recorded before the journal kept it).
+    config: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (times as ISO 8601, paths as text)."""
@@ -254,6 +257,7 @@ class RunRecord:
             "duration_s": self.duration_s,
             "base_url": self.base_url,
             "pid": self.pid,
+            "config": self.config,
         }
 
 
@@ -548,12 +552,24 @@ class Journal:
                 raise
             self._commit()
 
-    def start_run(self, *, sheet: Path, report: Path | None, dry_run: bool, full: bool) -> int:
-        """Record a run as 'running' (with our pid) and return its id."""
+    def start_run(
+        self,
+        *,
+        sheet: Path,
+        report: Path | None,
+        dry_run: bool,
+        full: bool,
+        config: Path | None = None,
+    ) -> int:
+        """Record a run as 'running' (with our pid) and return its id.
+
+        `config`: the config file the run read, None for none (the defaults).
+        """
         with self._transaction() as conn:
             cursor = conn.execute(
-                "INSERT INTO runs (scope, started, sheet, report, dry_run, full, pid, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+                "INSERT INTO runs"
+                " (scope, started, sheet, report, dry_run, full, pid, status, config)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
                 (
                     self._scope,
                     _iso(self._clock()),
@@ -562,6 +578,7 @@ class Journal:
                     int(dry_run),
                     int(full),
                     os.getpid(),
+                    "" if config is None else str(Path(config).resolve()),
                 ),
             )
         assert cursor.lastrowid is not None
@@ -800,9 +817,11 @@ def read_runs(state_dir: Path, *, limit: int = 20) -> list[RunRecord]:
 
 
 def _select_runs(conn: sqlite3.Connection, limit: int) -> list[RunRecord]:
+    # A journal only read (`history`) may predate the config column.
+    config = "r.config" if _has_run_config(conn) else "NULL"
     rows = conn.execute(
         "SELECT r.id, r.started, r.finished, r.sheet, r.report, r.dry_run, r.full,"
-        " r.status, r.counts, r.duration_s, s.base_url, r.pid"
+        f" r.status, r.counts, r.duration_s, s.base_url, r.pid, {config}"
         " FROM runs r LEFT JOIN scopes s ON s.id = r.scope"
         " ORDER BY r.started DESC, r.id DESC LIMIT ?",
         (limit,),
@@ -821,6 +840,7 @@ def _select_runs(conn: sqlite3.Connection, limit: int) -> list[RunRecord]:
             duration_s=row[9],
             base_url=row[10] or "",
             pid=row[11],
+            config=row[12],
         )
         for row in rows
     ]
@@ -887,10 +907,20 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
                     if statement.strip():
                         conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
+        if not _has_run_config(conn):
+            # A column added, not a new version: a nullable column that older versions
+            # never name leaves them able to read and write the file, so they should not
+            # refuse it as "newer". Runs recorded before it say NULL: not recorded.
+            conn.execute("ALTER TABLE runs ADD COLUMN config TEXT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _has_run_config(conn: sqlite3.Connection) -> bool:
+    """Whether the runs table has its `config` column (the config file each run read)."""
+    return any(row[1] == "config" for row in conn.execute("PRAGMA table_info(runs)"))
 
 
 class RunLock:

@@ -221,6 +221,8 @@ class RunSummary:
     estimate_s: float | None = None
     results: tuple[RowResult, ...] = field(default=(), repr=False)
     hidden: HiddenContent = HiddenContent()
+    #: The config file the run read (`Settings.config_path`); None: the defaults.
+    config_path: Path | None = None
 
     @property
     def exit_code(self) -> int:

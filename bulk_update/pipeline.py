@@ -441,6 +441,7 @@ def _summary(
         estimate_s=estimate_duration(the_plan.sends, settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
         hidden=replace(the_plan.sheet.hidden, choice=settings.hidden),
+        config_path=settings.config_path,
     )
 
 
@@ -589,7 +590,11 @@ async def run_async(
         credentials = Credentials.from_env()
     run_id = (
         journal.start_run(
-            sheet=the_plan.sheet.path, report=path, dry_run=dry_run, full=the_plan.full
+            sheet=the_plan.sheet.path,
+            report=path,
+            dry_run=dry_run,
+            full=the_plan.full,
+            config=settings.config_path,
         )
         if journal
         else None

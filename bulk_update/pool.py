@@ -17,19 +17,34 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .client import MESSAGE_LIMIT, Kind, Response
+from .client import MESSAGE_LIMIT, Kind, Response, clock_problem
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
 
-__all__ = ["AUTH_ABORT_REASON", "INTERRUPTED", "PoolResult", "RetryPolicy", "Sender", "run_pool"]
+__all__ = [
+    "INTERRUPTED",
+    "PoolResult",
+    "RetryPolicy",
+    "Sender",
+    "auth_abort_reason",
+    "run_pool",
+]
 
 logger = logging.getLogger(__name__)
 
-AUTH_ABORT_REASON = (
-    "the API refused the credentials twice (401): check COMEET_API_KEY and COMEET_SECRET"
-)
 INTERRUPTED = "interrupted"
+
+
+def auth_abort_reason(refusal: Response, clock_offset_s: float | None) -> str:
+    """Why a second 401 stops the run: the API's own words, and this machine's clock
+    when the answers' `Date` shows it off by more than a minute (else: the credentials).
+    Pure.
+    """
+    said = refusal.message or refusal.error or f"HTTP {refusal.status}"
+    cause = clock_problem(clock_offset_s) or "check COMEET_API_KEY and COMEET_SECRET"
+    return f'the API refused the credentials twice (401): "{said}"; {cause}'
+
 
 _FINAL: Mapping[Kind, Outcome] = {
     Kind.OK: Outcome.UPDATED,
@@ -167,6 +182,9 @@ class _Run:
         self.results: list[RowResult | None] = [None] * len(patches)
         self.progress = [_Progress() for _ in patches]
         self.abort_reason = ""
+        #: The server's clock ahead of ours, from the last answer with a `Date`.
+        self.clock_offset_s: float | None = None
+        self.clock_said = False
         self.workers: list[asyncio.Task[None]] = []
         # Workers inside sender.patch right now: a halt lets exactly these finish.
         self.sending: set[asyncio.Task[None]] = set()
@@ -236,6 +254,8 @@ class _Run:
                 return None
             progress.attempts += 1
             progress.last = response
+            if response.clock_offset_s is not None:
+                self._read_clock(response.clock_offset_s)
             outcome = _FINAL.get(response.kind)
             if outcome is not None:
                 return _result(patch, outcome, response, progress.attempts)
@@ -243,7 +263,7 @@ class _Run:
                 auth_refusals += 1
                 if auth_refusals >= 2:
                     logger.error("row %d: the API refused a fresh token too", patch.row)
-                    self._halt(AUTH_ABORT_REASON)
+                    self._halt(auth_abort_reason(response, self.clock_offset_s))
                     return None
                 self.sender.refresh_token()
             elif response.kind is Kind.RATE_LIMITED:
@@ -252,6 +272,16 @@ class _Run:
                 return _result(patch, Outcome.FAILED, response, progress.attempts)
             if response.kind is Kind.RETRY and not self.halted:
                 await self.sleep(self.retry.delay(progress.attempts, self.rng))
+
+    def _read_clock(self, offset_s: float) -> None:
+        """Keep the latest offset; say once when this machine's clock is off."""
+        self.clock_offset_s = offset_s
+        problem = clock_problem(offset_s)
+        if problem and not self.clock_said:
+            self.clock_said = True
+            logger.warning(
+                "%s", problem, extra={"event": "clock_offset", "fields": {"offset_s": offset_s}}
+            )
 
     async def _attempt(self, patch: Patch) -> Response | None:
         task = asyncio.current_task()

@@ -423,6 +423,7 @@ def _summary_lines(summary: RunSummary, source: Path | None) -> Iterator[list[xl
     yield put("total", summary.total)
     yield []
     yield put("input", str(source) if source is not None else "")
+    yield put("config", str(summary.config_path or "none (defaults)"))
     yield put("dry run", "yes" if summary.dry_run else "no")
     yield put("duration (s)", round(summary.duration_s, 1))
     if summary.dry_run and summary.estimate_s is not None:

@@ -3,8 +3,9 @@
 It answers `PATCH /candidates/{uid}` (and `GET`) as the API documents: it checks the bearer
 token (HS256, `iss`, `exp`), validates the body field by field, answers 404 for unknown
 uids, 401 `duplicate_candidate` for merged ones, 429 `too_many_requests` past its own
-sliding window, and can inject faults (5xx, 429, dropped connections, slow answers). Faults
-are decided before anything is applied, so a retried request is never applied twice.
+sliding window, and can inject faults (5xx, 429, dropped connections, slow answers, a clock
+set wrong). Faults are decided before anything is applied, so a retried request is never
+applied twice.
 
 The rules are written here again rather than imported from `schema`: a stand-in that shared
 the client's checks could never catch a mistake in them.
@@ -20,6 +21,7 @@ import base64
 import binascii
 import bisect
 import copy
+import email.utils
 import importlib.resources
 import json
 import random
@@ -106,6 +108,9 @@ class Faults:
     slow: float = 0.0
     slow_s: float = 0.0
     seed: int = 0
+    #: The server's clock this many seconds ahead of this machine's (negative: behind): its
+    #: `Date` header and its token checks, so 900 makes every 10-minute token expired.
+    clock_ahead_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("error_5xx", "rate_429", "drop", "slow"):
@@ -374,23 +379,33 @@ class _Window:
         return len(self.arrivals) > self.rate.limit
 
 
-def _token_problem(header: str, api_key: str, secret: str) -> str | None:
-    """Why the Authorization header is refused, or None. Never echoes the token."""
+def _token_problem(header: str, api_key: str, secret: str, now: float) -> str | None:
+    """Why the Authorization header is refused, or None. Never echoes the token.
+
+    `now` is the server's time (Unix seconds): `exp` is checked against it, not PyJWT's clock,
+    so that a sandbox with its clock ahead refuses tokens as Comeet would.
+    """
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return "missing bearer token: send 'Authorization: Bearer <JWT>'"
     try:
         claims = jwt.decode(
-            token.strip(), secret, algorithms=["HS256"], options={"require": ["exp", "iss"]}
+            token.strip(),
+            secret,
+            algorithms=["HS256"],
+            options={"require": ["exp", "iss"], "verify_exp": False},
         )
-    except jwt.ExpiredSignatureError:
-        return "the token has expired (exp is in the past); sign a new one"
     except jwt.InvalidSignatureError:
         return "bad token signature: the token was not signed with this account's secret"
     except jwt.MissingRequiredClaimError as exc:
         return f"the token has no '{exc.claim}' claim"
     except jwt.InvalidTokenError:
         return "the token is not a valid HS256 JWT"
+    exp = claims["exp"]
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        return "the token is not a valid HS256 JWT"
+    if exp <= now:
+        return "the token has expired (exp is in the past); sign a new one"
     if claims.get("iss") != api_key:
         return "wrong token issuer: iss must be the account's API key"
     return None
@@ -426,8 +441,9 @@ class _Handler:
         if request.method == "PATCH":
             with self.state.lock:
                 self.state.arrived += 1
+        wall = time.time() + self.faults.clock_ahead_s  # the server's idea of the time
         problem = _token_problem(
-            request.headers.get("Authorization", ""), self.api_key, self.secret
+            request.headers.get("Authorization", ""), self.api_key, self.secret, wall
         )
         raw = await request.read()
         try:
@@ -437,6 +453,8 @@ class _Handler:
 
         def answer(status: int, response: web.StreamResponse) -> web.StreamResponse:
             self._record(request, ReceivedRequest(now, uid, body, status, problem is None))
+            # aiohttp would stamp its own Date; this one follows the sandbox's clock.
+            response.headers["Date"] = email.utils.formatdate(wall, usegmt=True)
             return response
 
         if over:

@@ -261,9 +261,10 @@ def test_the_example_config_shows_journal_scope_commented_out() -> None:
     from .conftest import ROOT
 
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
-    assert "\n# [journal]\n" in text and '\n# scope = "acme"' in text
+    # The table's header as the others' (a table without keys changes nothing), its value not.
+    assert "\n[journal]\n" in text and '\n# scope = "acme"' in text
     section = textwrap.dedent(
-        "\n".join(line.removeprefix("# ") for line in text.split("# [journal]")[1].splitlines())
+        "\n".join(line.removeprefix("# ") for line in text.split("[journal]")[1].splitlines())
     )
     assert parse_config({"journal": {"scope": section.split('"')[1]}}).journal_scope == "acme"
 

@@ -252,6 +252,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env.update(CREDS, PYTHONPATH=str(ROOT), COLUMNS="120", TERM="xterm")
+    env["XDG_STATE_HOME"] = str(tmp_path)  # not the journal of the home folder
     with ThreadedSandbox(state) as sb:
         proc = subprocess.run(
             [sys.executable, "-m", "bulk_update", "run", str(_sheet(tmp_path)),
@@ -290,3 +291,77 @@ def test_a_report_that_cannot_be_written_stops_before_sending(tmp_path: Path) ->
         )  # fmt: skip
         assert res.code == 2 and ".csv" in res.err
     assert state.requests == []
+
+
+# --- which config file a run read -----------------------------------------------------------
+
+
+def _summary_sheet(path: Path) -> dict[str, object]:
+    from openpyxl import load_workbook
+
+    rows = load_workbook(path, read_only=True)["Summary"].iter_rows(values_only=True)
+    return {str(row[0]): row[1] for row in rows if row and row[0] is not None}
+
+
+@pytest.mark.parametrize("with_journal", [False, True], ids=["columnar", "journal"])
+def test_every_dry_run_says_which_config_it_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    with_journal: bool,
+) -> None:
+    from bulk_update import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("COMEET_SECRET", raising=False)
+    if with_journal:  # the general path: a dry run that consults the journal
+        monkeypatch.setenv("COMEET_API_KEY", DEMO_API_KEY)
+    else:  # a CSV's dry run a column at a time
+        monkeypatch.delenv("COMEET_API_KEY", raising=False)
+    report = tmp_path / "preview.xlsx"
+    args = ["run", str(_sheet(tmp_path)), "--dry-run", "--report", str(report)]
+    args += ["--state-dir", str(tmp_path / "state")]
+    local = tmp_path / "bulk_update.toml"
+    elsewhere = tmp_path / "etc" / "night.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text('[limits]\nrate = "50/60"\n')
+    for config, extra in [(None, []), (local, []), (elsewhere, ["--config", "etc/night.toml"])]:
+        if config is local:
+            local.write_text('[limits]\nrate = "50/60"\n')
+        said = f"config: {config.resolve() if config else 'none (defaults)'}"
+        assert cli.main([*args, *extra]) == 1  # AE.2's e-mail is invalid
+        out, err = capsys.readouterr()
+        assert said in out.splitlines(), out
+        assert f"INFO {said}" in err
+        assert said == f"config: {_summary_sheet(report)['config']}"
+        assert cli.main([*args, *extra, "--log-format", "json"]) == 1
+        out, err = capsys.readouterr()
+        (event,) = [e for e in map(json.loads, err.splitlines()) if e["event"] == "config"]
+        assert event["message"] == said
+        assert event["config"] == (str(config.resolve()) if config else None)
+        assert json.loads(out.splitlines()[-1])["config"] == event["config"]
+
+
+def test_history_says_which_config_each_run_read(tmp_path: Path) -> None:
+    state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
+    config = tmp_path / "night.toml"
+    config.write_text('[limits]\nrate = "100/1"\n')
+    store = ["--state-dir", tmp_path / "state"]
+    with ThreadedSandbox(state) as sb:
+        for extra in (["--config", config], []):
+            res = run_cli(
+                "run", _sheet(tmp_path), "--base-url", sb.base_url, *store, *extra,
+                env=CREDS, cwd=tmp_path,
+            )  # fmt: skip
+            assert res.code == 1, res.err
+            said = f"config: {config.resolve() if extra else 'none (defaults)'}"
+            assert f" INFO {said}\n" in res.err  # a real run's log says it too
+    said = run_cli("history", *store, cwd=tmp_path)
+    assert said.code == 0
+    configs = [ln.strip() for ln in said.out.splitlines() if ln.strip().startswith("config:")]
+    assert configs == ["config: none (defaults)", f"config: {config.resolve()}"]  # newest first
+    as_json = run_cli("history", *store, "--log-format", "json", cwd=tmp_path)
+    assert [json.loads(line)["config"] for line in as_json.out.splitlines()] == [
+        "",
+        str(config.resolve()),
+    ]

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from bulk_update.auth import Credentials, TokenMinter
-from bulk_update.client import ComeetClient, Kind, Response, classify
+from bulk_update.client import ComeetClient, Kind, Response, classify, clock_offset
 
 BASE = "https://api.example.test"
 KEY = "ak_test_0123456789"
@@ -204,6 +204,35 @@ def test_retry_after_date_uses_the_current_time_without_now() -> None:
     assert response.retry_after == 0.0  # long past
 
 
+# -- the clock: every answer's Date against this machine's ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("date", "offset"),
+    [
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("Wed, 21 Oct 2015 07:43:00 GMT", 900.0),  # Comeet's clock 15 min ahead of ours
+        ("Wed, 21 Oct 2015 07:27:30 GMT", -30.0),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),  # zone-less: GMT anyway
+        ("Wednesday, 21-Oct-15 07:43:00 GMT", 900.0),  # RFC 850, obsolete but allowed
+        ("yesterday", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_clock_offset(date: str | None, offset: float | None) -> None:
+    assert clock_offset(date, NOW) == offset
+
+
+def test_classify_reads_the_date_of_every_answer() -> None:
+    ahead = {"Date": "Wed, 21 Oct 2015 07:43:00 GMT"}
+    for status, body in [(200, b""), (401, err(401, "unauthorized", "expired")), (429, b"")]:
+        assert classify(status, ahead, body, now=NOW).clock_offset_s == 900.0
+    # Lower-case, as a plain dict or a proxy may give it.
+    assert classify(503, {"date": ahead["Date"]}, b"", now=NOW).clock_offset_s == 900.0
+    assert classify(200, {}, b"", now=NOW).clock_offset_s is None
+
+
 # -- ComeetClient over aiohttp ---------------------------------------------------------------
 
 
@@ -276,6 +305,19 @@ async def test_patch_sends_json_with_bearer_token_and_headers(
     assert scheme == "Bearer"
     decoded = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
     assert decoded == {"iss": KEY, "exp": 2_000_000_600}
+
+
+async def test_patch_compares_the_answers_date_with_the_injected_clock(
+    session: aiohttp.ClientSession, tokens: TokenMinter
+) -> None:
+    client = ComeetClient(session, BASE, tokens, user_agent=UA, clock=lambda: NOW)
+    expired = err(401, "unauthorized", "the token has expired")
+    with aioresponses() as mock:
+        date = {"Date": "Wed, 21 Oct 2015 07:43:00 GMT"}  # NOW + 15 min
+        mock_patch(mock, f"{BASE}/candidates/AE.1", status=401, body=expired, headers=date)
+        response = await client.patch("AE.1", {})
+    assert response == Response(Kind.AUTH, 401, "unauthorized", "the token has expired")
+    assert response.clock_offset_s == 900.0
 
 
 async def test_patch_takes_the_token_right_before_sending(

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from bulk_update.config import Settings, default_state_dir, load_config, parse_config
+from bulk_update.config import Settings, _File, default_state_dir, load_config, parse_config
 from bulk_update.errors import ConfigError
 from bulk_update.models import Rate
+from bulk_update.pipeline import load, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,26 +37,88 @@ def test_reads_bulk_update_toml_from_the_working_folder(tmp_path: Path) -> None:
     assert load_config(None, cwd=tmp_path).rate == Rate(20, 1.0)
 
 
-def test_example_config_is_complete_and_valid() -> None:
-    data = tomllib.loads((ROOT / "config.example.toml").read_text())
+EXAMPLE = ROOT / "config.example.toml"
+#: A value commented out: `# key = value`, a `[columns]` header quoted (prose has no ` = `).
+_COMMENTED_VALUE = re.compile(r'^# ((?:[a-z_]+|"[^"]+") = .*)$', re.MULTILINE)
+
+
+def uncommented(text: str) -> str:
+    """The example with every value commented out taken in, as a user would edit it."""
+    return _COMMENTED_VALUE.sub(r"\1", text)
+
+
+def schema_keys(model: type[BaseModel] = _File, prefix: str = "") -> set[str]:
+    """Every key the file may have, dotted (`[columns]`, whose keys are free, as one)."""
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            keys |= schema_keys(kind, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def keys_of(data: Mapping[str, Any], prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for name, value in data.items():
+        if isinstance(value, dict) and name != "columns":
+            keys |= keys_of(value, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def test_example_config_documents_every_key_with_a_valid_value() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    data = tomllib.loads(uncommented(text))
+    # every key the schema knows appears in the example, and nothing else
+    assert keys_of(data) == schema_keys()
+    assert len(_COMMENTED_VALUE.findall(text)) == len(keys_of(data)) + 1  # 2 [columns]
     settings = parse_config(data)
     assert settings.updated_by == {
         "type": "app",
         "name": "Spreadsheet sync",
         "email": "ops@example.com",
     }
-    assert settings.columns["Candidate UID"] == "uid"
+    assert settings.columns == {"Candidate UID": "uid", "Team": "custom_fields.Team"}
     assert settings.sheet == "Candidates"
     assert settings.ignore_columns == ("Internal notes",)
     assert settings.hidden == "skip"
-    # every key the schema knows appears in the example
-    for section, keys in {
-        "api": {"base_url", "timeout_s", "token_ttl_s"},
-        "limits": {"rate", "concurrency", "max_attempts", "retry_base_s", "retry_max_s"},
-        "input": {"sheet", "ignore_columns", "hidden"},
-    }.items():
-        assert set(data[section]) == keys, section
-    assert set(data["defaults"]["updated_by"]) == {"type", "name", "email"}
+    assert settings.encoding == "cp1255"
+    # the values marked "default" are the defaults
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("["):
+            section = line
+        elif line.startswith("# ") and line.endswith("# default"):
+            one = tomllib.loads(f"{section}\n{line[2:]}")
+            assert parse_config(one) == Settings(), line
+
+
+def test_example_config_as_it_is_holds_no_value() -> None:
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    empty = {
+        **{"api": {}, "limits": {}, "defaults": {"updated_by": {}}, "columns": {}},
+        **{"input": {}, "journal": {}},
+    }
+    assert data == empty
+    assert parse_config(data) == Settings()
+
+
+def test_a_copy_of_the_example_changes_no_patch_of_the_demo_sheet(tmp_path: Path) -> None:
+    (tmp_path / "bulk_update.toml").write_bytes(EXAMPLE.read_bytes())
+    copied = load_config(None, cwd=tmp_path)
+    assert copied.config_path == tmp_path.resolve() / "bulk_update.toml"
+    assert copied == Settings()
+    sheet = ROOT / "sample_data" / "candidates.csv"
+    with_copy = plan(load(sheet, copied), copied)
+    without = plan(load(sheet, Settings()), Settings())
+    assert len(with_copy.patches) > 20
+    assert [(p.row, p.uid, p.body) for p in with_copy.patches] == [
+        (p.row, p.uid, p.body) for p in without.patches
+    ]
+    assert with_copy.rows == without.rows
 
 
 def test_every_problem_is_reported_at_once_naming_the_key() -> None:

@@ -536,6 +536,31 @@ def test_refused_credentials_abort_with_exit_3(tmp_path: Path, sandbox: Any) -> 
     assert "COMEET_SECRET" in res.err
 
 
+def test_a_clock_15_minutes_behind_aborts_naming_the_expired_token_and_the_clock(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    sheet = write_csv(tmp_path / "s.csv", [["uid", "first_name"], ["AE.1", "X"], ["AE.2", "Y"]])
+    state = make_state(["AE.1", "AE.2"])
+    # Comeet's clock 15 minutes ahead of this machine's: every 10-minute token is expired.
+    with sandbox(state, faults=Faults(clock_ahead_s=900)) as sb:
+        res = run_cli(
+            "run", sheet, "--base-url", sb.base_url, "--report", tmp_path / "out.xlsx",
+            env=CREDS, cwd=tmp_path,
+        )  # fmt: skip
+    assert res.code == 3, res.err
+    assert state.applied == []
+    (aborted,) = [line for line in res.err.splitlines() if line.startswith("Run aborted: ")]
+    assert aborted == (
+        "Run aborted: the API refused the credentials twice (401): "
+        '"the token has expired (exp is in the past); sign a new one"; '
+        "this machine's clock is 15 min behind Comeet's: tokens look expired; "
+        "set the clock right (NTP)"
+    )
+    assert "WARNING this machine's clock is 15 min behind Comeet's" in res.err  # said early
+    summary = dict(load_workbook(tmp_path / "out.xlsx")["Summary"].iter_rows(values_only=True))
+    assert summary["abort reason"] == aborted.removeprefix("Run aborted: ")
+
+
 # --- faults, tokens, the rate limit -------------------------------------------------------
 
 
@@ -656,6 +681,7 @@ def test_sigterm_finishes_in_flight_rows_and_writes_the_report(
     state = make_state(uids)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env.update(CREDS, PYTHONPATH=str(ROOT))
+    env["XDG_STATE_HOME"] = str(tmp_path)  # not the journal of the home folder
     with sandbox(state, faults=Faults(slow=1.0, slow_s=0.2)) as sb:
         proc = subprocess.Popen(
             [

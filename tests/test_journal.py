@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -156,6 +157,8 @@ def per_key_journal(
         if version == 2:
             journal_module._to_v2(conn)
         conn.execute(f"PRAGMA user_version = {version}")
+        # Today's writing code names the runs' config column (added without a new version).
+        conn.execute("ALTER TABLE runs ADD COLUMN config TEXT")
     salt = os.urandom(32)
     scope = conn.execute(
         "INSERT INTO scopes (base_url, key_sha256, salt, created) VALUES (?, ?, ?, ?)",
@@ -449,7 +452,11 @@ def test_runs_record_start_and_finish_most_recent_first(state: Path, tmp_path: P
     clock = FakeClock()
     with Journal.open(state, base_url=BASE, api_key=KEY, clock=clock) as j:
         first = j.start_run(
-            sheet=tmp_path / "a" / ".." / "night.csv", report=None, dry_run=True, full=False
+            sheet=tmp_path / "a" / ".." / "night.csv",
+            report=None,
+            dry_run=True,
+            full=False,
+            config=tmp_path / "etc" / ".." / "bulk_update.toml",
         )
         j.finish_run(first, counts={"would_update": 3}, status="finished", duration_s=1.5)
         second = j.start_run(
@@ -477,6 +484,7 @@ def test_runs_record_start_and_finish_most_recent_first(state: Path, tmp_path: P
         duration_s=9.0,
         base_url="http://127.0.0.1:8080",
         pid=os.getpid(),
+        config="",  # none: the defaults
     )
     running = runs[1]
     assert (running.status, running.finished, running.counts, running.duration_s) == (
@@ -490,13 +498,20 @@ def test_runs_record_start_and_finish_most_recent_first(state: Path, tmp_path: P
     assert runs[2].sheet == tmp_path / "night.csv"  # resolved
     assert runs[2].counts == {"would_update": 3}
     assert runs[2].duration_s == 1.5
+    assert runs[2].config == str(tmp_path / "bulk_update.toml")  # resolved
 
 
 def test_read_runs_needs_no_credentials_and_creates_nothing(state: Path) -> None:
     assert read_runs(state) == []
     assert not state.exists()
     with Journal.open(state, base_url=BASE, api_key=KEY, clock=FakeClock()) as j:
-        first = j.start_run(sheet=Path("a.csv"), report=Path("a.xlsx"), dry_run=False, full=False)
+        first = j.start_run(
+            sheet=Path("a.csv"),
+            report=Path("a.xlsx"),
+            dry_run=False,
+            full=False,
+            config=Path("c.toml"),
+        )
         j.finish_run(first, counts={"updated": 4}, status="finished", duration_s=2.25)
         second = j.start_run(sheet=Path("b.csv"), report=None, dry_run=True, full=False)
         assert read_runs(state) == j.runs()  # while open: the WAL's rows are seen too
@@ -516,12 +531,33 @@ def test_read_runs_needs_no_credentials_and_creates_nothing(state: Path) -> None
         "duration_s": 2.25,
         "base_url": BASE,
         "pid": os.getpid(),
+        "config": str(Path("c.toml").resolve()),
     }
     for leftover in state.iterdir():  # a read-only reader may leave an empty -wal and -shm
         assert stat.S_IMODE(leftover.stat().st_mode) == 0o600, leftover
     (state / JOURNAL_FILE).write_bytes(b"garbage" * 1000)
     with pytest.raises(CannotStartError, match="cannot be opened"):
         read_runs(state)
+
+
+def test_a_journal_from_before_runs_kept_their_config_is_read_and_gains_the_column(
+    state: Path,
+) -> None:
+    with Journal.open(state, base_url=BASE, api_key=KEY, clock=FakeClock()) as j:
+        old = j.start_run(sheet=Path("a.csv"), report=None, dry_run=False, full=False)
+    with contextlib.closing(sqlite3.connect(state / JOURNAL_FILE)) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN config")  # as the previous version wrote it
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    (before,) = read_runs(state)  # read-only, as `history` reads it
+    assert (before.id, before.config) == (old, None)
+    with Journal.open(state, base_url=BASE, api_key=KEY, clock=FakeClock()) as j:
+        new = j.start_run(
+            sheet=Path("b.csv"), report=None, dry_run=False, full=False, config=Path("c.toml")
+        )
+        assert {r.id: r.config for r in j.runs()} == {old: None, new: str(Path("c.toml").resolve())}
+    with contextlib.closing(sqlite3.connect(state / JOURNAL_FILE)) as conn:
+        # A column, not a new version: the previous version still reads and writes the file.
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == version
 
 
 def test_mark_stale_runs(jnl: Journal, state: Path) -> None:

@@ -606,14 +606,20 @@ async def test_outcomes_of_api_answers(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- run control
 
 
-async def test_refused_credentials_abort(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("clock_offset_s", [None, 900.0, -7200.0])
+async def test_refused_credentials_abort(
+    caplog: pytest.LogCaptureFixture, clock_offset_s: float | None
+) -> None:
     async def refused() -> Response:
-        return Response(Kind.AUTH, 401, "unauthorized", "bad token signature")
+        message = "bad token signature" if clock_offset_s is None else "the token has expired"
+        return Response(Kind.AUTH, 401, "unauthorized", message, clock_offset_s=clock_offset_s)
 
-    with caplog.at_level(logging.ERROR, logger="bulk_update"):
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
         result = await pool_of(_Answers(refused))
     assert result.aborted
-    check(f"Run aborted: {result.abort_reason}", *(r.getMessage() for r in caplog.records))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 + (clock_offset_s is not None)  # the clock's warning, the row's line
+    check(f"Run aborted: {result.abort_reason}", *said)
 
 
 async def test_a_stop_before_sending() -> None:
@@ -674,7 +680,12 @@ def test_cli_run_control_lines(in_tmp: Path, capsys: pytest.CaptureFixture[str])
     assert cli.main(["run", str(sheet), "--dry-run", "--log-format", "json"]) == 0
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     (info,) = [e["message"] for e in events if e["event"] == "no_journal"]
-    check(info)
+    (config,) = [e["message"] for e in events if e["event"] == "config"]
+    (in_tmp / "bulk_update.toml").write_text("")
+    assert cli.main(["run", str(sheet), "--dry-run", "--log-format", "json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    (config_file,) = [e["message"] for e in events if e["event"] == "config"]
+    check(info, config, config_file)
 
 
 @pytest.mark.parametrize("raised", [ZeroDivisionError("x"), KeyboardInterrupt()])

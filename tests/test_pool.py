@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from bulk_update.client import Kind, Response
 from bulk_update.errors import ConfigError
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import Outcome, Patch, Rate, RowResult
-from bulk_update.pool import AUTH_ABORT_REASON, PoolResult, RetryPolicy, run_pool
+from bulk_update.pool import PoolResult, RetryPolicy, auth_abort_reason, run_pool
 
 from .virtual_time import VirtualClock, run_virtual
 
@@ -24,6 +25,10 @@ OK = Response(Kind.OK, 200)
 NOT_FOUND = Response(Kind.NOT_FOUND, 404, "not_found", "The provided ID could not be found")
 REJECTED = Response(Kind.REJECTED, 400, "invalid_email", "email is not valid")
 AUTH = Response(Kind.AUTH, 401, "unauthorized", "bad token")
+AUTH_ABORT_REASON_OF_BAD_TOKEN = (
+    'the API refused the credentials twice (401): "bad token"; '
+    "check COMEET_API_KEY and COMEET_SECRET"
+)
 BUSY = Response(Kind.RETRY, 503, "", "HTTP 503 Service Unavailable")
 TIMEOUT = Response(Kind.RETRY, None, "timeout", "no answer within 30 seconds")
 
@@ -294,7 +299,7 @@ def test_a_second_401_for_a_row_aborts_the_run() -> None:
     durations = {uid: 1.0 for uid in script} | {"AE.1": 5.0}
     run = run_script(script, concurrency=2, duration=durations)
     assert run.result.aborted
-    assert run.result.abort_reason == AUTH_ABORT_REASON
+    assert run.result.abort_reason == AUTH_ABORT_REASON_OF_BAD_TOKEN
     assert run.sender.uids_sent() == ["AE.0", "AE.1", "AE.0"]
     assert all(s.start < 2.0 for s in run.sender.sent)  # nothing new after the abort
     assert run.by_uid("AE.1").outcome is Outcome.UPDATED  # in flight: finished, recorded
@@ -305,6 +310,75 @@ def test_a_second_401_for_a_row_aborts_the_run() -> None:
     assert run.outcomes()[2:] == [Outcome.NOT_SENT] * 6
     assert all(r.attempts == 0 for r in run.result.results[2:])
     assert run.end == pytest.approx(5.0)
+
+
+EXPIRED = "the token has expired (exp is in the past); sign a new one"
+
+
+def with_clock(response: Response, offset_s: float | None) -> Response:
+    """`response` as read by a client whose clock is `offset_s` behind the server's."""
+    return replace(response, clock_offset_s=offset_s)
+
+
+def test_the_abort_reason_quotes_the_api_and_names_a_clock_behind() -> None:
+    expired = with_clock(Response(Kind.AUTH, 401, "unauthorized", EXPIRED), 899.4)
+    run = run_script({"AE.0": [expired, expired], "AE.1": [with_clock(OK, 899.4)]})
+    assert run.result.aborted
+    assert run.result.abort_reason == (
+        f'the API refused the credentials twice (401): "{EXPIRED}"; '
+        "this machine's clock is 15 min behind Comeet's: tokens look expired; "
+        "set the clock right (NTP)"
+    )
+
+
+def test_a_401_without_a_date_is_judged_by_the_answers_before_it() -> None:
+    # AE.0's 200 carried a Date 20 minutes ahead; the 401s (from a proxy, say) carry none.
+    run = run_script({"AE.0": [with_clock(OK, 1200.0)], "AE.1": [AUTH, AUTH]}, concurrency=1)
+    assert "20 min behind Comeet's: tokens look expired" in run.result.abort_reason
+    assert '"bad token"' in run.result.abort_reason
+
+
+@pytest.mark.parametrize(
+    ("offset_s", "cause"),
+    [
+        (None, "check COMEET_API_KEY and COMEET_SECRET"),
+        (59.0, "check COMEET_API_KEY and COMEET_SECRET"),  # a minute or less: the key
+        (-60.0, "check COMEET_API_KEY and COMEET_SECRET"),
+        (61.0, "this machine's clock is 1 min behind Comeet's: tokens look expired"),
+        (-900.0, "this machine's clock is 15 min ahead of Comeet's: tokens look not yet valid"),
+        (3 * 3600.0, "this machine's clock is 3 h behind Comeet's"),
+        (-5 * 86400.0, "this machine's clock is 5 days ahead of Comeet's"),
+    ],
+)
+def test_auth_abort_reason(offset_s: float | None, cause: str) -> None:
+    reason = auth_abort_reason(AUTH, offset_s)
+    assert reason.startswith('the API refused the credentials twice (401): "bad token"; ')
+    assert cause in reason
+
+
+def test_an_empty_401_is_quoted_as_its_status() -> None:
+    empty = Response(Kind.AUTH, 401, "", "")
+    assert '(401): "HTTP 401"; check' in auth_abort_reason(empty, None)
+
+
+def test_a_clock_off_is_said_once_even_when_every_row_goes_through(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ahead = with_clock(OK, -600.0)
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
+        run = run_script({f"AE.{i}": [ahead] for i in range(5)})
+    assert run.outcomes() == [Outcome.UPDATED] * 5
+    said = [r for r in caplog.records if getattr(r, "event", "") == "clock_offset"]
+    assert [r.getMessage() for r in said] == [
+        "this machine's clock is 10 min ahead of Comeet's: tokens look not yet valid; "
+        "set the clock right (NTP)"
+    ]
+
+
+def test_a_clock_within_a_minute_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
+        run_script({"AE.0": [with_clock(OK, 45.0)], "AE.1": [with_clock(OK, -2.0)]})
+    assert not caplog.records
 
 
 def test_an_abort_stops_workers_waiting_in_backoff_or_for_a_slot() -> None:
@@ -320,7 +394,7 @@ def test_an_abort_stops_workers_waiting_in_backoff_or_for_a_slot() -> None:
         duration={uid: 1.0 for uid in script} | {"AE.0": 2.0},
     )
     assert run.sleep.delays[0] > 3  # AE.1 was still backing off at 4 s (seeded rng)
-    assert run.result.abort_reason == AUTH_ABORT_REASON
+    assert run.result.abort_reason == AUTH_ABORT_REASON_OF_BAD_TOKEN
     assert run.sender.uids_sent() == ["AE.0", "AE.1", "AE.2", "AE.3", "AE.0"]
     assert run.end == pytest.approx(4.0)  # no one slept through a backoff or a full window
     assert run.outcomes() == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import email.utils
 import json
 import re
 import signal
@@ -138,6 +139,25 @@ async def test_a_bad_token_is_refused_and_says_why(
     assert DEMO_SECRET not in body["message"]
     assert [(r.status, r.token_ok) for r in state.requests] == [(401, False)]
     assert state.applied == [] and state.candidates["AE.1"]["first_name"] == "Dana"
+
+
+@pytest.mark.parametrize("ahead_s", [900.0, 0.0, -900.0])
+async def test_a_clock_set_wrong_shows_in_date_and_in_token_checks(
+    state: SandboxState, session: aiohttp.ClientSession, ahead_s: float
+) -> None:
+    # A 10-minute token minted now: expired for a server 15 minutes ahead, fine otherwise.
+    async with SandboxServer(state, faults=Faults(clock_ahead_s=ahead_s)) as srv:
+        before = time.time()
+        status, body, resp = await patch(session, srv.base_url, "AE.1", {"first_name": "X"})
+        after = time.time()
+    date = email.utils.parsedate_to_datetime(resp.headers["Date"]).timestamp()
+    assert before + ahead_s - 1 <= date <= after + ahead_s  # Date has whole seconds
+    if ahead_s > 600:
+        assert status == 401
+        assert body["message"] == "the token has expired (exp is in the past); sign a new one"
+        assert state.applied == []
+    else:
+        assert status == 200
 
 
 async def test_custom_credentials_and_no_secret_in_repr(

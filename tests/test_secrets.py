@@ -11,7 +11,12 @@ report, every XML part of the XLSX report, and every file of the state dir.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +32,7 @@ from bulk_update.client import ComeetClient, Kind
 from bulk_update.errors import BulkUpdateError, ConfigError, CredentialsError
 from bulk_update.sandbox import Faults, SandboxState, ThreadedSandbox
 
-from .conftest import CliResult, run_cli
+from .conftest import ROOT, CliResult, run_cli
 
 # Long and distinctive, so that any 8 characters of them found in output mean a leak.
 API_KEY = "bu-api-key-Vb3Nc8Xz1Mq6Wt4Ry9Uo2Pi7"
@@ -311,3 +316,91 @@ async def test_an_error_body_echoing_the_token_does_not_reach_the_report(
         response = await client.patch("AE.1", {"first_name": "x"})
     assert response.status == 400
     assert leaks_in(f"{response.error} {response.message}") == []
+
+
+# --------------------------------------------------------------------------- the env file
+
+#: What the README's example `~/.comeet-env` is meant to hold, character for character.
+README_KEY = "ak_0123456789abcdef"
+README_SECRET = 's3cr$uT2 #not a comment! "quoted" \\ too'
+SHELLS = [sh for sh in ("sh", "bash") if shutil.which(sh)]
+
+
+def readme_env_recipe() -> tuple[str, str]:
+    """The README's example env file, and the crontab line's command that loads it."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (env_file,) = re.findall(r"```sh\n(# ~/\.comeet-env\n.*?)```", text, re.DOTALL)
+    (loads,) = re.findall(r"^30 2 \* \* \*  (set -a; [^;]+; set \+a;) ", text, re.MULTILINE)
+    return env_file, loads
+
+
+def quoted_as_the_readme_says(value: str) -> str:
+    """Single quotes; a value holding one: double quotes, with \\ before " \\ $ and `."""
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + re.sub(r'(["\\$`])', r"\\\1", value) + '"'
+
+
+def sent_with(shell: str, env_file: str, secret: str, tmp_path: Path) -> CliResult:
+    """Run the README's cron recipe in `shell`; the sandbox takes only `secret`'s tokens."""
+    (tmp_path / ".comeet-env").write_text(env_file, encoding="utf-8")
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("uid,first_name\nEV.1,Ann\n", encoding="utf-8")
+    _, loads = readme_env_recipe()
+    state = SandboxState(candidates={"EV.1": {"uid": "EV.1"}})
+    with ThreadedSandbox(state, api_key=README_KEY, secret=secret) as sb:
+        command = " ".join(
+            shlex.quote(str(part))
+            for part in (sys.executable, "-m", "bulk_update", "run", sheet, "--base-url",
+                         sb.base_url, "--state-dir", tmp_path / "state", "--quiet")
+        )  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+        proc = subprocess.run(
+            [shell, "-c", f"{loads} {command}"],
+            env={**env, "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert (proc.returncode == 0) == (state.applied == [("EV.1", {"first_name": "Ann"})])
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_readme_env_file_recipe_keeps_every_character_of_the_secret(
+    shell: str, tmp_path: Path
+) -> None:
+    env_file, _ = readme_env_recipe()
+    assert quoted_as_the_readme_says(README_SECRET) in env_file  # the example holds it so
+    result = sent_with(shell, env_file, README_SECRET, tmp_path)
+    assert result.code == 0, result.err
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize(
+    "secret",
+    # 32 bytes or more: HS256 keys shorter than that make PyJWT warn.
+    [
+        f"{s} and enough more to make 32 bytes"
+        for s in ("it's $uT2", "$uT2#!x", "a 'b' \"c\" \\d `e` $(f) ${g}", "  spaces  inside")
+    ],
+)
+def test_any_secret_quoted_as_the_readme_says_arrives_unchanged(
+    shell: str, secret: str, tmp_path: Path
+) -> None:
+    env_file = (
+        f"COMEET_API_KEY={quoted_as_the_readme_says(README_KEY)}\n"
+        f"COMEET_SECRET={quoted_as_the_readme_says(secret)}\n"
+    )
+    # Spaces around the value are dropped (said in the README): the sandbox expects so.
+    result = sent_with(shell, env_file, secret.strip(), tmp_path)
+    assert result.code == 0, result.err
+
+
+def test_the_old_unquoted_recipe_mangled_such_a_secret(tmp_path: Path) -> None:
+    # Why the quotes: `COMEET_SECRET=s3cr$uT2 #...` is `s3cr`, and Comeet refuses its tokens.
+    env_file = f"COMEET_API_KEY={README_KEY}\nCOMEET_SECRET={README_SECRET}\n"
+    result = sent_with(SHELLS[0], env_file, README_SECRET, tmp_path)
+    assert result.code == 3
+    assert "the API refused the credentials twice (401)" in result.err

@@ -114,7 +114,7 @@ def test_an_all_valid_dry_run_exits_0_with_stdout_closed(tmp_path: Path) -> None
     code, _, err = _run(
         ["run", str(sheet), "--dry-run", "--report", str(report)], tmp_path, closed="stdout"
     )
-    assert code == 0 and err.count("INFO") == 2  # no COMEET_API_KEY, read: nothing more
+    assert code == 0 and err.count("INFO") == 3  # config, no COMEET_API_KEY, read: no more
     assert [r["outcome"] for r in _rows(report)] == ["would_update", "would_update"]
 
 
