@@ -221,6 +221,10 @@ class RunSummary:
     estimate_s: float | None = None
     results: tuple[RowResult, ...] = field(default=(), repr=False)
     hidden: HiddenContent = HiddenContent()
+    #: The copy of a real run's results sheet kept in the state dir (records.py).
+    kept_report: Path | None = None
+    #: The report path asked for, when the report had to go elsewhere (report.put_in_place).
+    report_asked: Path | None = None
 
     @property
     def exit_code(self) -> int:

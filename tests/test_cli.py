@@ -251,7 +251,9 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     main, secondary = pty.openpty()
     state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+    # A state dir of its own: never the user's (~/.local/state), which may hold anything.
     env.update(CREDS, PYTHONPATH=str(ROOT), COLUMNS="120", TERM="xterm")
+    env["XDG_STATE_HOME"] = str(tmp_path / "xdg")
     with ThreadedSandbox(state) as sb:
         proc = subprocess.run(
             [sys.executable, "-m", "bulk_update", "run", str(_sheet(tmp_path)),
