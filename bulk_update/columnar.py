@@ -49,7 +49,6 @@ from .patch import build_patch
 from .reader import CSV_EXTENSIONS, MAX_COLUMNS, MAX_LINE_CHARS, sniff_csv
 from .reader.cells import PY_SPACE, STRIPPED, strip_cell
 from .report import (
-    EXCEL_CELL_CHARS,
     FORMULA_STARTS,
     MAX_WIDTH,
     MIN_WIDTH,
@@ -57,7 +56,6 @@ from .report import (
     check_report_path,
     create_temp,
     defuse_csv_cell,
-    excel_cell,
     fits_in_excel,
     fitting_report,
     header_cells,
@@ -503,8 +501,6 @@ class _CsvReport:
 # ILLEGAL_CHARACTERS_RE), and one apostrophe more before apostrophes and a formula start.
 _ILLEGAL = "[\\x{00}-\\x{08}\\x{0b}\\x{0c}\\x{0e}-\\x{1f}]"
 _APOSTROPHES = f"^('+[{_FORMULA}])"
-# Characters a cell may have and surely fit in Excel (each is at most 2 UTF-16 units).
-_SURELY_FITS = EXCEL_CELL_CHARS // 2
 # What str.splitlines splits a cell at (report.longest_line measures a cell's lines).
 _LINE_BREAKS = "[\\n\\r\\x{0b}\\x{0c}\\x{1c}\\x{1d}\\x{1e}\\x{85}\\x{2028}\\x{2029}]"
 
@@ -520,10 +516,11 @@ def _xlsx_text(col: Any) -> Any:
         col = pc.replace_substring_regex(col, _ILLEGAL, "")
     if pc.any(pc.match_substring_regex(col, _APOSTROPHES)).as_py():
         col = pc.replace_substring_regex(col, _APOSTROPHES, "'\\1")
-    # A cell Excel cannot hold is cut by report.excel_cell itself: such cells are rare,
+    # A cell Excel cannot hold is cut by xlsx.excel_cell itself: such cells are rare,
     # and one rule in one place keeps the two paths' reports the same byte for byte.
-    if (pc.max(pc.utf8_length(col)).as_py() or 0) > _SURELY_FITS:
-        col = pa.array([None if v is None else excel_cell(v) for v in col.to_pylist()], col.type)
+    if (pc.max(pc.utf8_length(col)).as_py() or 0) > xlsx.SURELY_FITS:
+        cut = [None if v is None else xlsx.excel_cell(v) for v in col.to_pylist()]
+        col = pa.array(cut, col.type)
     return col
 
 

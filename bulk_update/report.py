@@ -38,7 +38,6 @@ from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from .rowstore import RowStore
 
 __all__ = [
-    "EXCEL_CELL_CHARS",
     "FORMULA_STARTS",
     "MAX_WIDTH",
     "MIN_WIDTH",
@@ -49,7 +48,6 @@ __all__ = [
     "create_temp",
     "default_report_path",
     "defuse_csv_cell",
-    "excel_cell",
     "fits_in_excel",
     "fitting_report",
     "header_cells",
@@ -81,10 +79,6 @@ OUTCOME_COLOURS: Mapping[Outcome, str] = {
 
 #: Excel's last row is 1,048,576; one is the header.
 XLSX_MAX_ROWS = 1_048_575
-#: The most characters an Excel cell holds (counted as Excel counts them: UTF-16 units).
-EXCEL_CELL_CHARS = 32_767
-#: What ends a cell cut to fit (`excel_cell`); {total} is the whole text's length.
-CUT_MARK = "… [cut: {total:,} characters, more than Excel holds; what is sent is never cut]"
 
 _FORMATS = (".xlsx", ".csv")
 #: An XLSX report's column widths, in characters: the longest line of a cell, plus 2.
@@ -361,45 +355,16 @@ def _defused_line(line: list[_Value]) -> list[_Value]:
 def xlsx_text(value: str) -> str:
     """`value` as an XLSX report stores it: line breaks as LF, no control characters XML
     cannot hold, one apostrophe more before `'=x` (as a CSV report does), and no more
-    than an Excel cell holds (`excel_cell`)."""
+    than an Excel cell holds (`xlsx.excel_cell`)."""
     # Nearly every cell is printable text not led by an apostrophe: nothing to change.
     if value.isprintable() and not value.startswith("'"):
-        return excel_cell(value)
+        return xlsx.excel_cell(value)
     # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
     # Control characters XML cannot hold are dropped rather than failing the whole report.
     text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
     # A text cell is never a formula, so `=x` stays as is; only `'=x` takes one apostrophe
     # more, because a re-upload takes one off (the same rule as a CSV report's).
-    return excel_cell("'" + text if _QUOTED.match(text) else text)
-
-
-#: Characters a text may have and surely fit in a cell (each is at most 2 UTF-16 units).
-_SURELY_FITS = EXCEL_CELL_CHARS // 2
-
-
-def excel_cell(text: str) -> str:
-    """`text`, or when Excel cannot hold it in one cell (over EXCEL_CELL_CHARS UTF-16 units,
-    as Excel counts), its start with CUT_MARK, the whole within the limit. Pure.
-
-    Excel refuses to open, or "repairs", a workbook with a longer cell; the value sent and
-    a CSV report keep the whole text.
-    """
-    if len(text) <= _SURELY_FITS or _units(text) <= EXCEL_CELL_CHARS:
-        return text
-    mark = CUT_MARK.format(total=len(text))
-    room = EXCEL_CELL_CHARS - _units(mark)
-    # Characters outside the BMP take two units: cut by units, never inside a character.
-    kept = text[:room]
-    excess = _units(kept) - room
-    while excess > 0:
-        kept = kept[: len(kept) - (excess + 1) // 2]
-        excess = _units(kept) - room
-    return kept + mark
-
-
-def _units(text: str) -> int:
-    """The length of `text` in UTF-16 code units (how Excel counts a cell's characters)."""
-    return len(text.encode("utf-16-le")) // 2
+    return xlsx.excel_cell("'" + text if _QUOTED.match(text) else text)
 
 
 def longest_line(text: str) -> int:

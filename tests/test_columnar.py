@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bulk_update import cli, columnar, report, schema
+from bulk_update import cli, columnar, report, schema, xlsx
 from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
@@ -419,9 +419,9 @@ def test_a_cell_longer_than_excel_holds_is_cut_alike_on_both_paths(tmp_path: Pat
     from openpyxl import load_workbook
 
     lines = list(load_workbook(tmp_path / "fast.xlsx")["Results"].iter_rows(values_only=True))
-    assert len(lines[1][-1]) == report.EXCEL_CELL_CHARS
-    assert lines[1][-1].endswith(report.CUT_MARK.format(total=40_000))
-    assert lines[3][-2].endswith(report.CUT_MARK.format(total=17_000))
+    assert len(lines[1][-1]) == xlsx.EXCEL_CELL_CHARS
+    assert lines[1][-1].endswith(xlsx.CUT_MARK.format(total=40_000))
+    assert lines[3][-2].endswith(xlsx.CUT_MARK.format(total=17_000))
     assert lines[2][-1] == "short"
     assert assert_same(path, tmp_path) is not None
     with (tmp_path / "fast.csv").open(encoding="utf-8-sig", newline="") as fh:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from bulk_update import report
+from bulk_update import report, xlsx
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.pipeline import load, plan
@@ -319,7 +319,7 @@ def test_a_cell_longer_than_excel_holds_is_cut_with_a_mark_the_csv_keeps_it_whol
     rows = [SheetRow(2, ("u1", note))]
     results = [RowResult(2, "u1", Outcome.UPDATED, 200)]
     cell = results_lines(write(tmp_path / "r.xlsx", rows, results))[1][-1]
-    assert len(cell) == report.EXCEL_CELL_CHARS
+    assert len(cell) == xlsx.EXCEL_CELL_CHARS
     assert cell.endswith(
         "… [cut: 40,000 characters, more than Excel holds; what is sent is never cut]"
     )
@@ -341,14 +341,14 @@ def test_a_cell_longer_than_excel_holds_is_cut_with_a_mark_the_csv_keeps_it_whol
 )
 def test_excel_cell_is_cut_by_utf16_units_as_excel_counts(text: str, cut: bool) -> None:
     stored = report.xlsx_text(text)
-    assert _utf16_units(stored) <= report.EXCEL_CELL_CHARS
+    assert _utf16_units(stored) <= xlsx.EXCEL_CELL_CHARS
     assert ("… [cut: " in stored) is cut
     if cut:
         total = len(text) + text.startswith("'")
-        assert stored.endswith(report.CUT_MARK.format(total=total))
+        assert stored.endswith(xlsx.CUT_MARK.format(total=total))
         # As much of the text as fits: one character more would not.
-        kept = stored[: -len(report.CUT_MARK.format(total=total))]
-        assert _utf16_units(kept + report.CUT_MARK.format(total=total)) >= 32_765
+        kept = stored[: -len(xlsx.CUT_MARK.format(total=total))]
+        assert _utf16_units(kept + xlsx.CUT_MARK.format(total=total)) >= 32_765
     else:
         assert stored == text
 
