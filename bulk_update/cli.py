@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--report",
         type=Path,
         metavar="FILE",
-        help="results sheet, .xlsx or .csv (default: <input stem>.results.xlsx beside the input)",
+        help="results sheet, .xlsx or .csv (default: <input stem>.results.xlsx beside the "
+        "input; a dry run's: <input stem>.preview.xlsx)",
     )
     run.add_argument(
         "--concurrency", type=int, metavar="N", help="requests in flight at most (default: 4)"
@@ -258,6 +259,10 @@ def summary_line(summary: RunSummary) -> str:
     """The one line printed last: every outcome's count, the time taken, the report."""
     counts = ", ".join(f"{summary.counts.get(o, 0)} {o.value}" for o in Outcome)
     where = f"; report: {summary.report_path}" if summary.report_path else ""
+    if summary.report_asked:
+        where += f" ({summary.report_asked.name} could not be replaced)"
+    if summary.kept_report and summary.kept_report != summary.report_path:
+        where += f"; kept: {summary.kept_report}"
     what = "Dry run" if summary.dry_run else ("Stopped" if summary.aborted else "Done")
     return f"{what} in {summary.duration_s:.1f}s: {counts}{where}"
 
@@ -274,6 +279,8 @@ def _summary_json(summary: RunSummary) -> str:
             "estimate_s": summary.estimate_s,
             "report": str(summary.report_path) if summary.report_path else None,
             "config": str(summary.config_path) if summary.config_path else None,
+            "report_asked": str(summary.report_asked) if summary.report_asked else None,
+            "kept_report": str(summary.kept_report) if summary.kept_report else None,
             "exit_code": summary.exit_code,
         }
     )
@@ -521,7 +528,7 @@ def _dry_run_columnar(args: argparse.Namespace, settings: Settings) -> int | Non
     Same report, counts and preview as the general path, many times faster on a large
     sheet; anything it cannot do exactly (and every error) is left to the general path.
     """
-    report = args.report or default_report_path(args.input)
+    report = args.report or default_report_path(args.input, dry_run=True)
     done = dry_run_csv(
         args.input, settings, report_path=report, bodies=SHOWN_PATCHES, started=args.started
     )
@@ -678,9 +685,13 @@ def _history_command(args: argparse.Namespace) -> int:
         counts = ", ".join(f"{n} {o}" for o, n in run.counts.items() if n) or "-"
         kind = " (dry run)" if run.dry_run else " (--full)" if run.full else ""
         took = f"{run.duration_s:.0f}s" if run.duration_s is not None else "-"
+        # The kept copy is the record; the report beside the sheet may have been replaced.
+        report: Path | str | None = run.report
+        if run.kept_report and run.report != run.kept_report.resolve():
+            report = f"{run.kept_report} (written to {run.report})"
         print(
             f"#{run.id}  {run.started:%Y-%m-%d %H:%M:%S} UTC  {run.status}{kind}  {took}  "
-            f"{run.sheet}\n      {counts}\n      report: {run.report or '-'}"
+            f"{run.sheet}\n      {counts}\n      report: {report or '-'}"
         )
         if run.config is not None:  # None: recorded before runs kept it
             print(f"      config: {run.config or 'none (defaults)'}")

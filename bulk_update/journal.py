@@ -43,6 +43,7 @@ from typing import Any, Self
 from .accounts import SCHEMA_V3, account, find_account, legacy_scopes
 from .confirmlog import ConfirmLog, Record, fields_json, is_fingerprint
 from .errors import CannotStartError, LockError
+from .records import kept_report
 
 logger = logging.getLogger(__name__)
 
@@ -241,6 +242,9 @@ class RunRecord:
     #: The config file the run read; "" none (the defaults); None: not recorded (a run
     #: recorded before the journal kept it).
     config: str | None = None
+    #: The copy of a real run's results sheet kept in the state dir (records.py), if any:
+    #: the record of what was sent, whatever became of `report` since.
+    kept_report: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (times as ISO 8601, paths as text)."""
@@ -258,6 +262,7 @@ class RunRecord:
             "base_url": self.base_url,
             "pid": self.pid,
             "config": self.config,
+            "kept_report": None if self.kept_report is None else str(self.kept_report),
         }
 
 
@@ -767,6 +772,13 @@ class Journal:
                 ),
             )
 
+    def record_report(self, run_id: int, report: Path) -> None:
+        """Where a run's report went, when not where asked (report.put_in_place)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET report = ? WHERE id = ?", (str(Path(report).resolve()), run_id)
+            )
+
     def mark_stale_runs(self, pid_alive: Callable[[int], bool] = process_alive) -> int:
         """Mark 'killed' every 'running' run (of any scope) whose process is gone; how many."""
         with self._lock:
@@ -784,7 +796,7 @@ class Journal:
     def runs(self, limit: int = 20) -> list[RunRecord]:
         """The most recent runs first, of every scope in this file."""
         with self._lock:
-            return _select_runs(self._conn, limit)
+            return _select_runs(self._conn, limit, self.path.parent)
 
     def _now_s(self) -> int:
         return int(self._clock().timestamp())
@@ -809,14 +821,14 @@ def read_runs(state_dir: Path, *, limit: int = 20) -> list[RunRecord]:
             return []  # created but never set up: a run that stopped at once
         if version > SCHEMA_VERSION:
             raise _too_new(path, version)
-        return _select_runs(conn, limit)
+        return _select_runs(conn, limit, Path(state_dir))
     except sqlite3.DatabaseError as exc:
         raise _unreadable(path, exc) from None
     finally:
         conn.close()
 
 
-def _select_runs(conn: sqlite3.Connection, limit: int) -> list[RunRecord]:
+def _select_runs(conn: sqlite3.Connection, limit: int, state_dir: Path) -> list[RunRecord]:
     # A journal only read (`history`) may predate the config column.
     config = "r.config" if _has_run_config(conn) else "NULL"
     rows = conn.execute(
@@ -841,6 +853,7 @@ def _select_runs(conn: sqlite3.Connection, limit: int) -> list[RunRecord]:
             base_url=row[10] or "",
             pid=row[11],
             config=row[12],
+            kept_report=None if row[5] else kept_report(state_dir, row[0]),
         )
         for row in rows
     ]

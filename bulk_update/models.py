@@ -223,6 +223,10 @@ class RunSummary:
     hidden: HiddenContent = HiddenContent()
     #: The config file the run read (`Settings.config_path`); None: the defaults.
     config_path: Path | None = None
+    #: The copy of a real run's results sheet kept in the state dir (records.py).
+    kept_report: Path | None = None
+    #: The report path asked for, when the report had to go elsewhere (report.put_in_place).
+    report_asked: Path | None = None
 
     @property
     def exit_code(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import shlex
 import sqlite3
@@ -28,7 +29,7 @@ from . import __version__
 from .auth import Credentials, TokenMinter
 from .client import ComeetClient, Kind, Response
 from .config import Settings
-from .errors import InputError, RunInterrupted
+from .errors import ConfigError, InputError, RunInterrupted
 from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
 from .journal import Journal, NoteEntry
 from .limiter import SlidingWindowLimiter, estimate_duration
@@ -48,6 +49,7 @@ from .models import (
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
+from .records import keep_report, private_folder
 from .report import (
     check_report_path,
     default_report_path,
@@ -445,17 +447,58 @@ def _summary(
     )
 
 
-def _write(the_plan: Plan, summary: RunSummary, report_path: Path | None) -> None:
+def _write(
+    the_plan: Plan, summary: RunSummary, report_path: Path | None, keep: tuple[Path, int] | None
+) -> tuple[Path | None, Path | None]:
+    """Write the report, and keep a copy of it in the state dir when `keep` says where
+    (the state dir and the run's number: records.py). Returns where the report went (the
+    next free name when the path asked was locked: report.put_in_place) and the copy.
+
+    A folder that takes no report at all (gone, or made read-only while the run went on)
+    leaves it in the state dir alone, when there is a place for it: results are never
+    dropped. Keeping the copy may fail (a full state dir): the report beside the input is
+    then the only one, and the log says so.
+    """
     if report_path is None:
-        return
-    write_report(
-        report_path,
-        headers=the_plan.sheet.headers,
-        rows=the_plan.sheet.rows,
-        results=summary.results,
-        summary=summary,
-        source=the_plan.sheet.path,
-    )
+        return None, None
+
+    def write(path: Path) -> Path:
+        return write_report(
+            path,
+            headers=the_plan.sheet.headers,
+            rows=the_plan.sheet.rows,
+            results=summary.results,
+            summary=summary,
+            source=the_plan.sheet.path,
+        )
+
+    try:
+        written = write(report_path)
+    except (OSError, ConfigError) as exc:
+        if keep is None:
+            raise
+        written = write(private_folder(*keep) / report_path.name)
+        os.chmod(written, 0o600)
+        log.error(
+            "the report could not be written to %s (%s): it is in %s",
+            report_path,
+            getattr(exc, "strerror", None) or exc,
+            written,
+            extra={"event": "report_elsewhere", "fields": {"asked": str(report_path)}},
+        )
+        return written, written
+    if keep is None:
+        return written, None
+    try:
+        return written, keep_report(written, *keep)
+    except OSError as exc:
+        log.error(
+            "the results sheet could not be kept in the state dir (%s): %s is its only copy",
+            exc.strerror or exc,
+            written,
+            extra={"event": "report_not_kept"},
+        )
+        return written, None
 
 
 class _NoteSender:
@@ -562,9 +605,13 @@ async def run_async(
 ) -> RunSummary:
     """Send the plan's patches at the rate limit and write the results sheet.
 
-    `report_path=True` writes `<input stem>.results.xlsx` beside the input; False writes none.
-    With a `journal` (the one the plan was made with), every confirmed row is recorded the
-    moment the API confirms it, and the run is listed in the journal's history. The report is
+    `report_path=True` writes `<input stem>.results.xlsx` beside the input (a dry run:
+    `<input stem>.preview.xlsx`); False writes none. A report path that is locked (open in
+    Excel) leaves the report at the next free name, `<stem> (2).xlsx`: the summary's
+    `report_path` says where it went. With a `journal` (the one the plan was made with),
+    every confirmed row is recorded the moment the API confirms it, the run is listed in
+    the journal's history, and a real run's report is also kept in the state dir under the
+    run's number (records.py; the summary's `kept_report`). The report is
     written even when the run is stopped: rows not sent are `not_sent`. A real run of a sheet
     with hidden rows or columns needs `settings.hidden` (InputError, see `check_hidden`).
     A graceful stop (the
@@ -577,7 +624,11 @@ async def run_async(
         check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started
     path: Path | None
-    path = default_report_path(the_plan.sheet.path) if report_path is True else report_path or None
+    path = (
+        default_report_path(the_plan.sheet.path, dry_run=dry_run)
+        if report_path is True
+        else report_path or None
+    )
     if path is not None:  # a report that cannot be written must stop the run before it starts
         path = fitting_report(path, len(the_plan.rows))
         check_report_path(path, len(the_plan.rows), source=the_plan.sheet.path)
@@ -642,10 +693,24 @@ async def run_async(
             except (OSError, sqlite3.Error) as exc:
                 # The report matters more than the run's line in the history.
                 log.error("the journal could not close this run: %s", exc)
-        _write(the_plan, summary, path)
+        keep = None
+        if journal is not None and run_id is not None and not dry_run:
+            keep = (journal.path.parent, run_id)
+        written, kept = _write(the_plan, summary, path, keep)
+        if journal is not None and run_id is not None and written is not None and written != path:
+            try:
+                journal.record_report(run_id, written)
+            except (OSError, sqlite3.Error) as exc:
+                log.error("the journal could not close this run: %s", exc)
         # The time the summary line shows includes writing the report (a third of a
         # million-row dry run); the report itself can only hold the time before it.
-        return replace(summary, duration_s=time.monotonic() - started)
+        return replace(
+            summary,
+            duration_s=time.monotonic() - started,
+            report_path=written,
+            kept_report=kept,
+            report_asked=path if written != path else None,
+        )
 
     shared = Shared[str]()  # one message for the rows that say the same
     settled = [_settled_result(r, shared) for r in the_plan.rows if r.outcome is not None]

@@ -52,6 +52,7 @@ __all__ = [
     "fitting_report",
     "header_cells",
     "longest_line",
+    "put_in_place",
     "report_table",
     "restore_cell",
     "write_report",
@@ -127,9 +128,11 @@ def _same_file(one: Path, other: Path) -> bool:
         return one.resolve() == other.resolve()
 
 
-def default_report_path(input_path: Path) -> Path:
-    """`<input stem>.results.xlsx` beside the input."""
-    return input_path.with_name(f"{input_path.stem}.results.xlsx")
+def default_report_path(input_path: Path, *, dry_run: bool = False) -> Path:
+    """`<input stem>.results.xlsx` beside the input; a dry run's `<input stem>.preview.xlsx`,
+    so that a preview never replaces the record of a real run."""
+    kind = "preview" if dry_run else "results"
+    return input_path.with_name(f"{input_path.stem}.{kind}.xlsx")
 
 
 def check_report_path(path: Path, rows: int | None = None, *, source: Path | None = None) -> None:
@@ -250,7 +253,9 @@ def write_report(
 
     XLSX: sheet `Results` (frozen header, filter, coloured outcome) and sheet `Summary`.
     CSV: UTF-8 with a BOM, the same columns, no summary. Raises ConfigError for another
-    extension, a missing folder, or more rows than an Excel sheet holds.
+    extension, a missing folder, or more rows than an Excel sheet holds. A `path` that
+    cannot be replaced (open in Excel) leaves the report at the next free name, returned
+    (`put_in_place`).
     """
     check_report_path(path, len(results))
     tmp = create_temp(path)
@@ -259,11 +264,42 @@ def write_report(
             _write_csv(tmp, report_table(headers, rows, results))
         else:
             _write_xlsx(tmp, lambda: report_table(headers, rows, results), summary, source)
-        os.replace(tmp, path)
+        return put_in_place(tmp, path)
     finally:
         with suppress(FileNotFoundError):
             tmp.unlink()
-    return path
+
+
+def put_in_place(tmp: Path, path: Path) -> Path:
+    """Move the finished report `tmp` to `path` and return where it went.
+
+    When `path` cannot be replaced (PermissionError: on Windows, a file open in Excel is
+    locked), the report goes to the next free name beside it, `<stem> (2).xlsx`, `(3)`...,
+    with a warning: results are never dropped for a file someone is reading. When the
+    folder takes no new name either, the first error is raised.
+    """
+    try:
+        os.replace(tmp, path)
+        return path
+    except PermissionError as exc:
+        refused = exc
+    for number in itertools.count(2):
+        other = path.with_name(f"{path.stem} ({number}){path.suffix}")
+        if other.exists() or other.is_symlink():
+            continue
+        try:
+            os.replace(tmp, other)
+        except PermissionError:
+            raise refused from None
+        log.warning(
+            "%s cannot be replaced (%s; is it open in Excel?): the report was written to %s",
+            path,
+            refused.strerror or refused,
+            other,
+            extra={"event": "report_elsewhere", "fields": {"asked": str(path)}},
+        )
+        return other
+    raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
 
 
 def create_temp(path: Path) -> Path:
@@ -318,16 +354,17 @@ def _defused_line(line: list[_Value]) -> list[_Value]:
 
 def xlsx_text(value: str) -> str:
     """`value` as an XLSX report stores it: line breaks as LF, no control characters XML
-    cannot hold, and one apostrophe more before `'=x` (as a CSV report does)."""
+    cannot hold, one apostrophe more before `'=x` (as a CSV report does), and no more
+    than an Excel cell holds (`xlsx.excel_cell`)."""
     # Nearly every cell is printable text not led by an apostrophe: nothing to change.
     if value.isprintable() and not value.startswith("'"):
-        return value
+        return xlsx.excel_cell(value)
     # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
     # Control characters XML cannot hold are dropped rather than failing the whole report.
     text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
     # A text cell is never a formula, so `=x` stays as is; only `'=x` takes one apostrophe
     # more, because a re-upload takes one off (the same rule as a CSV report's).
-    return "'" + text if _QUOTED.match(text) else text
+    return xlsx.excel_cell("'" + text if _QUOTED.match(text) else text)
 
 
 def longest_line(text: str) -> int:

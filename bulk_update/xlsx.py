@@ -14,7 +14,8 @@ more:
 - rows may come already rendered (`Rendered`, built with `cell_parts`): the column-at-a-time
   dry run (columnar.py) renders its rows with arrow.
 
-Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot).
+Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot)
+and Excel can hold (`excel_cell` cuts a cell past Excel's 32,767 characters, with a mark).
 """
 
 from __future__ import annotations
@@ -32,15 +33,19 @@ from openpyxl.utils import get_column_letter
 
 __all__ = [
     "BOLD",
+    "CUT_MARK",
+    "EXCEL_CELL_CHARS",
     "NORMAL",
     "ROW_CLOSE",
     "ROW_MIDDLE",
     "ROW_OPEN",
+    "SURELY_FITS",
     "Cell",
     "Rendered",
     "SheetSpec",
     "cell_parts",
     "escape",
+    "excel_cell",
     "fill_style",
     "write_workbook",
 ]
@@ -50,6 +55,10 @@ Cell = str | int | float | None | tuple[str | int | float | None, int]
 
 NORMAL = 0
 BOLD = 1
+#: The most characters an Excel cell holds (counted as Excel counts them: UTF-16 units).
+EXCEL_CELL_CHARS = 32_767
+#: What ends a cell cut to fit (`excel_cell`); {total} is the whole text's length.
+CUT_MARK = "… [cut: {total:,} characters, more than Excel holds; what is sent is never cut]"
 _ROWS_PER_WRITE = 2000
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -106,6 +115,35 @@ def escape(text: str) -> str:
     if ">" in text:
         text = text.replace(">", "&gt;")
     return text
+
+
+#: Characters a text may have and surely fit in a cell (each is at most 2 UTF-16 units).
+SURELY_FITS = EXCEL_CELL_CHARS // 2
+
+
+def excel_cell(text: str) -> str:
+    """`text`, or when Excel cannot hold it in one cell (over EXCEL_CELL_CHARS UTF-16 units,
+    as Excel counts), its start with CUT_MARK, the whole within the limit. Pure.
+
+    Excel refuses to open, or "repairs", a workbook with a longer cell; the value sent and
+    a CSV report keep the whole text.
+    """
+    if len(text) <= SURELY_FITS or _units(text) <= EXCEL_CELL_CHARS:
+        return text
+    mark = CUT_MARK.format(total=len(text))
+    room = EXCEL_CELL_CHARS - _units(mark)
+    # Characters outside the BMP take two units: cut by units, never inside a character.
+    kept = text[:room]
+    excess = _units(kept) - room
+    while excess > 0:
+        kept = kept[: len(kept) - (excess + 1) // 2]
+        excess = _units(kept) - room
+    return kept + mark
+
+
+def _units(text: str) -> int:
+    """The length of `text` in UTF-16 code units (how Excel counts a cell's characters)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _quote_attr(text: str) -> str:

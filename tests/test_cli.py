@@ -251,6 +251,7 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     main, secondary = pty.openpty()
     state = SandboxState(candidates={"AE.1": {}, "AE.3": {}})
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+    # A state dir of its own: never the user's (~/.local/state), which may hold anything.
     env.update(CREDS, PYTHONPATH=str(ROOT), COLUMNS="120", TERM="xterm")
     env["XDG_STATE_HOME"] = str(tmp_path)  # not the journal of the home folder
     with ThreadedSandbox(state) as sb:

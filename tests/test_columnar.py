@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bulk_update import cli, columnar, report, schema
+from bulk_update import cli, columnar, report, schema, xlsx
 from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
@@ -407,6 +407,25 @@ def test_many_blocks_give_the_same_dry_run(tmp_path: Path, monkeypatch: pytest.M
     assert fast.summary.counts[Outcome.INVALID] > 250
     # a bad email, a duplicate uid, a bad email
     assert [r.row for r in fast.summary.results][:3] == [2, 8, 14]
+
+
+def test_a_cell_longer_than_excel_holds_is_cut_alike_on_both_paths(tmp_path: Path) -> None:
+    """Both XLSX writers cut a cell at Excel's limit with the same mark; the CSV keeps it."""
+    note = "Voicemail." * 4000  # 40,000 characters
+    text = f"uid,First Name,Note\nAE.1,Dana,{note}\nAE.2,Noa,short\nAE.3,{'😀' * 17_000},\n"
+    path = write(tmp_path / "s.csv", text)
+    fast = assert_same(path, tmp_path, suffix=".xlsx")
+    assert fast is not None and fast.patches[0].body["note"] == note
+    from openpyxl import load_workbook
+
+    lines = list(load_workbook(tmp_path / "fast.xlsx")["Results"].iter_rows(values_only=True))
+    assert len(lines[1][-1]) == xlsx.EXCEL_CELL_CHARS
+    assert lines[1][-1].endswith(xlsx.CUT_MARK.format(total=40_000))
+    assert lines[3][-2].endswith(xlsx.CUT_MARK.format(total=17_000))
+    assert lines[2][-1] == "short"
+    assert assert_same(path, tmp_path) is not None
+    with (tmp_path / "fast.csv").open(encoding="utf-8-sig", newline="") as fh:
+        assert list(csv.reader(fh))[1][-1] == note
 
 
 def test_config_mapping_ignore_and_updated_by_defaults(tmp_path: Path) -> None:

@@ -502,8 +502,31 @@ def test_dry_run_sends_nothing_and_needs_no_credentials(tmp_path: Path, sandbox:
     assert "2m 00s" in res.out  # 250 rows at 100/60: 100 now, 100 after 60 s, 50 after 120 s
     first = [ln for ln in res.out.splitlines() if ln.startswith("row 2 PATCH")]
     assert first and json.loads(first[0].split(" ", 4)[4]) == {"first_name": "N0"}
-    assert set(outcomes(tmp_path / "s.results.xlsx").values()) == {"would_update"}
+    assert set(outcomes(tmp_path / "s.preview.xlsx").values()) == {"would_update"}
     assert res.out.strip().splitlines()[-1].startswith("Dry run in")
+
+
+def test_a_note_longer_than_an_excel_cell_is_sent_whole_and_cut_in_the_xlsx_only(
+    tmp_path: Path, sandbox: Any
+) -> None:
+    # From a CSV: an XLSX cannot hold such a cell (openpyxl cuts it when saving, as Excel).
+    note = "Left voicemail; will call back. " * 1250  # 40,000 characters
+    sheet = write_csv(tmp_path / "s.csv", [["uid", "note"], ["AE.3001", note.strip()]])
+    state = make_state(["AE.3001"])
+    with sandbox(state) as sb:
+        res = run_cli("run", sheet, "--base-url", sb.base_url, env=CREDS, cwd=tmp_path)
+        assert res.code == 0, res.err
+    preview = run_cli("run", sheet, "--dry-run", "--report", tmp_path / "p.csv", cwd=tmp_path)
+    assert preview.code == 0, preview.err
+    assert [r.body for r in state.requests] == [{"note": note.strip()}]
+    cell = report_rows(tmp_path / "s.results.xlsx")[0]["note"]
+    assert len(cell) == 32_767
+    assert cell.endswith(
+        "… [cut: 39,999 characters, more than Excel holds; what is sent is never cut]"
+    )
+    with (tmp_path / "p.csv").open(encoding="utf-8-sig", newline="") as fh:
+        (row,) = csv.DictReader(fh)
+        assert row["note"] == note.strip()
 
 
 def test_missing_credentials_stop_before_reading_the_input(tmp_path: Path) -> None:

@@ -532,6 +532,7 @@ def test_read_runs_needs_no_credentials_and_creates_nothing(state: Path) -> None
         "base_url": BASE,
         "pid": os.getpid(),
         "config": str(Path("c.toml").resolve()),
+        "kept_report": None,  # the run wrote no report for records.py to keep
     }
     for leftover in state.iterdir():  # a read-only reader may leave an empty -wal and -shm
         assert stat.S_IMODE(leftover.stat().st_mode) == 0o600, leftover

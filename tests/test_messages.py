@@ -176,7 +176,48 @@ def test_a_report_too_long_for_excel(
     sheet.write_text("uid,email\nAE.1,a@example.com\nAE.2,b@example.com\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="bulk_update"):
         pipeline.run(pipeline.plan(pipeline.load(sheet)), dry_run=True)
-    assert (tmp_path / "s.results.csv").exists()
+    assert (tmp_path / "s.preview.csv").exists()
+    check(*(r.getMessage() for r in caplog.records))
+
+
+def test_where_the_report_goes_when_it_cannot_go_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bulk_update import pipeline, report
+
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("uid,email\nAE.1,a@example.com\n", encoding="utf-8")
+    the_plan = plan(load(sheet))
+    summary = bu.run(the_plan, dry_run=True, report_path=False)
+    asked = tmp_path / "r.xlsx"
+    replace, create_temp = os.replace, report.create_temp
+
+    def locked(src: Any, dst: Any) -> None:
+        if Path(dst) == asked:  # open in Excel on Windows
+            raise PermissionError(13, "Permission denied", str(dst))
+        replace(src, dst)
+
+    def full(*args: Any) -> Path:
+        raise OSError(28, "No space left on device")
+
+    def read_only(path: Path) -> Path:
+        if path.parent == tmp_path:
+            raise PermissionError(13, "Permission denied", str(path))
+        return create_temp(path)
+
+    monkeypatch.setattr(os, "replace", locked)
+    with caplog.at_level(logging.WARNING, logger="bulk_update"):
+        assert pipeline._write(the_plan, summary, asked, None)[0] == tmp_path / "r (2).xlsx"
+        monkeypatch.setattr(pipeline, "keep_report", full)
+        assert (
+            pipeline._write(the_plan, summary, tmp_path / "k.xlsx", (tmp_path / "st", 1))[1] is None
+        )
+        monkeypatch.setattr(report, "create_temp", read_only)
+        written, kept = pipeline._write(
+            the_plan, summary, tmp_path / "x.xlsx", (tmp_path / "st", 2)
+        )
+        assert written == kept == tmp_path / "st" / "runs" / "2" / "x.xlsx"
+    assert len(caplog.records) == 3
     check(*(r.getMessage() for r in caplog.records))
 
 

@@ -218,9 +218,9 @@ def test_the_summary_time_includes_writing_the_report(
 
     write = pipeline._write
 
-    def slow_write(*args: object) -> None:
+    def slow_write(*args: object) -> object:
         time.sleep(0.3)
-        write(*args)  # type: ignore[arg-type]
+        return write(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "_write", slow_write)
     path = _sheet(tmp_path, [["uid", "first_name"], ["AE.1", "Ann"]])

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from bulk_update import report
+from bulk_update import report, xlsx
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.pipeline import load, plan
@@ -306,6 +306,51 @@ def test_xlsx_drops_illegal_control_characters(tmp_path: Path) -> None:
 def test_xlsx_keeps_unicode_and_multiline_text(tmp_path: Path) -> None:
     text = '  Zoë 日本語\nline two, "quoted"  '
     assert one_text_cell(tmp_path, text).value == text
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def test_a_cell_longer_than_excel_holds_is_cut_with_a_mark_the_csv_keeps_it_whole(
+    tmp_path: Path,
+) -> None:
+    note = "Left voicemail. " * 2500  # 40,000 characters
+    rows = [SheetRow(2, ("u1", note))]
+    results = [RowResult(2, "u1", Outcome.UPDATED, 200)]
+    cell = results_lines(write(tmp_path / "r.xlsx", rows, results))[1][-1]
+    assert len(cell) == xlsx.EXCEL_CELL_CHARS
+    assert cell.endswith(
+        "… [cut: 40,000 characters, more than Excel holds; what is sent is never cut]"
+    )
+    assert note.startswith(cell.split("…")[0])
+    with write(tmp_path / "r.csv", rows, results).open(encoding="utf-8-sig", newline="") as fh:
+        assert list(csv.reader(fh))[1][-1] == note
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("x" * 32_767, False),
+        ("x" * 32_768, True),
+        ("😀" * 16_383, False),  # 32,766 UTF-16 units: Excel counts a 😀 as two
+        ("😀" * 16_384, True),
+        ("a" + "😀" * 20_000, True),
+        ("'=" + "y" * 40_000, True),  # the apostrophe added counts too
+    ],
+)
+def test_excel_cell_is_cut_by_utf16_units_as_excel_counts(text: str, cut: bool) -> None:
+    stored = report.xlsx_text(text)
+    assert _utf16_units(stored) <= xlsx.EXCEL_CELL_CHARS
+    assert ("… [cut: " in stored) is cut
+    if cut:
+        total = len(text) + text.startswith("'")
+        assert stored.endswith(xlsx.CUT_MARK.format(total=total))
+        # As much of the text as fits: one character more would not.
+        kept = stored[: -len(xlsx.CUT_MARK.format(total=total))]
+        assert _utf16_units(kept + xlsx.CUT_MARK.format(total=total)) >= 32_765
+    else:
+        assert stored == text
 
 
 @settings(max_examples=30)

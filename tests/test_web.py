@@ -37,7 +37,7 @@ from bulk_update.web.preview import format_duration, shown_body
 from bulk_update.web.security import LoginThrottle, Sessions, host_allowed, is_loopback
 from bulk_update.web.uploads import safe_name
 
-from .conftest import SAMPLE
+from .conftest import SAMPLE, run_cli
 
 CANDIDATES = (SAMPLE / "candidates.csv").read_bytes()
 KEY = "web-test-key-7Qz1"
@@ -195,6 +195,34 @@ async def test_upload_preview_run_download_and_the_journal(
         again = _counts(html, "preview-counts")
         assert again["unchanged"] == 27 and again["would_update"] == 4
     assert not any(config.upload_parent.iterdir())  # type: ignore[union-attr]
+
+
+async def test_the_runs_page_links_the_copy_kept_in_the_state_dir(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    """A run from the command line, its report beside the sheet replaced afterwards: the
+    page still gives the results sheet of that run, kept under its number."""
+    sheet = tmp_path / "s.csv"
+    sheet.write_text("uid,First Name\nAE.17934,Dana\n", encoding="utf-8")
+    done = run_cli(
+        "run", sheet, "--base-url", sandbox.base_url, "--state-dir", tmp_path / "state",
+        env={"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET}, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    (tmp_path / "s.results.xlsx").write_bytes(b"replaced since")
+    (record,) = read_runs(tmp_path / "state")
+    kept = tmp_path / "state" / "runs" / str(record.id) / "s.results.xlsx"
+    assert record.kept_report == kept
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        status, html = await page.get("/runs")
+        assert status == 200
+        assert f'href="/journal/{record.id}/report" download title="{kept}"' in html
+        async with page.client.get(f"/journal/{record.id}/report") as resp:
+            assert resp.status == 200
+            body = await resp.read()
+    assert body == kept.read_bytes()
+    results = load_workbook(BytesIO(body), read_only=True)["Results"]
+    assert [r[2] for r in list(results.iter_rows(values_only=True))[1:]] == ["updated"]
 
 
 async def test_unknown_columns_go_through_the_mapping_step(

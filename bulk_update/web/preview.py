@@ -174,7 +174,7 @@ def make_preview(
         ),
         invalid_total=len(invalid),
         patches=tuple(PatchLine(p.row, p.uid, shown_body(p.body)) for p in patches[:SHOWN_PATCHES]),
-        report=report_path,
+        report=summary.report_path,  # the next free name when the path asked was locked
         journal_used=journal is not None,
         hidden=summary.hidden,
         encoding=sheet.raw.encoding,

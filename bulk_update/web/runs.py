@@ -251,6 +251,18 @@ class WebRun:
         with self._lock:
             return self._summary
 
+    @property
+    def report_file(self) -> Path:
+        """Where the report is: the copy kept in the state dir once there is one (the
+        record, records.py), else where it was written (the next free name when the path
+        asked was locked), else the path asked for."""
+        return self._report_file(self.summary)
+
+    def _report_file(self, summary: RunSummary | None) -> Path:
+        if summary is None:
+            return self.report_path
+        return summary.kept_report or summary.report_path or self.report_path
+
     def progress(self) -> RunProgress:
         """A consistent snapshot of the run for the page."""
         with self._lock:
@@ -281,7 +293,8 @@ class WebRun:
                 error=self._error,
                 exit_code=None if summary is None else summary.exit_code,
                 abort_reason="" if summary is None else summary.abort_reason,
-                has_report=summary is not None and self.report_path.is_file(),
+                # self._lock is held: the summary taken above, not self.summary (no re-entry).
+                has_report=summary is not None and self._report_file(summary).is_file(),
                 version=self._version,
             )
 

@@ -439,9 +439,9 @@ async def run_events(request: web.Request) -> web.StreamResponse:
 async def run_report(request: web.Request) -> web.StreamResponse:
     """The results sheet of a run of this page."""
     run = request.app[STATE].runs.get(request.match_info["run"])
-    if run is None or not run.report_path.is_file():
+    if run is None or not run.report_file.is_file():
         raise web.HTTPNotFound()
-    return _download(run.report_path, f"{Path(run.name).stem}.results.xlsx")
+    return _download(run.report_file, f"{Path(run.name).stem}.results{run.report_file.suffix}")
 
 
 async def stop_run(request: web.Request) -> web.Response:
@@ -468,7 +468,9 @@ async def runs(request: web.Request) -> web.Response:
     state = request.app[STATE]
     mine = state.runs.recent()
     records, problem = await asyncio.to_thread(_journal_runs, request)
-    shown = {str(r.report_path.resolve()) for r in mine}
+    shown = {str(r.report_path.resolve()) for r in mine} | {
+        str(s.report_path.resolve()) for r in mine if (s := r.summary) and s.report_path
+    }
     records = [r for r in records if r.report is None or str(r.report) not in shown]
     return render(
         request,
@@ -483,11 +485,12 @@ async def runs(request: web.Request) -> web.Response:
 
 
 async def journal_report(request: web.Request) -> web.StreamResponse:
-    """The results sheet of a run in the journal (by its id, never by a path from the URL)."""
+    """The results sheet of a run in the journal (by its id, never by a path from the URL):
+    the copy kept in the state dir when there is one, the record of what was sent."""
     wanted = int(request.match_info["number"])
     records, _ = await asyncio.to_thread(_journal_runs, request)
     for record in records:
-        report = record.report
+        report = record.kept_report or record.report
         if (
             record.id == wanted
             and report is not None
