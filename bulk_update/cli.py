@@ -199,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (default: 127.0.0.1; any other needs BULK_UPDATE_WEB_PASSWORD)",
     )
     serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: any free)")
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address people open behind a reverse proxy, e.g. https://bulk.example.com: "
+        "its Host and Origin are accepted, and cookies are Secure when it is https "
+        "(default: [web] public_url of the config file; none: loopback only)",
+    )
     _api_options(serve)
     serve.add_argument(
         "--state-dir",
@@ -709,7 +716,10 @@ def _serve_command(args: argparse.Namespace) -> int:
     from .web import serve
 
     settings = load_config(args.config).with_overrides(
-        base_url=args.base_url, rate=args.rate, state_dir=args.state_dir
+        base_url=args.base_url,
+        rate=args.rate,
+        state_dir=args.state_dir,
+        public_url=args.public_url,
     )
     serve(
         settings,

@@ -60,6 +60,9 @@ class Settings:
     #: `[journal] scope`: a name for the Comeet company, when one machine serves several
     #: on one base URL (each then has its own journal); None: the base URL alone.
     journal_scope: str | None = None
+    #: `[web] public_url` / `serve --public-url`: the page's address behind a reverse proxy
+    #: (`scheme://host[:port]`, as `public_url` gives it), None: loopback only.
+    public_url: str | None = None
     #: The config file these settings were read from (absolute), None for the defaults.
     #: Where they came from, not what they are: equality leaves it out.
     config_path: Path | None = field(default=None, compare=False)
@@ -76,6 +79,8 @@ class Settings:
             changes["rate"] = Rate.parse(changes["rate"])
         if "encoding" in changes:
             changes["encoding"] = _codec(changes["encoding"], "--encoding")
+        if "public_url" in changes:
+            changes["public_url"] = public_url(changes["public_url"], "--public-url")
         updated = replace(self, **changes)
         _check(updated)
         return updated
@@ -127,6 +132,10 @@ class _Journal(_Section):
     scope: str | None = None
 
 
+class _Web(_Section):
+    public_url: str | None = None
+
+
 class _File(_Section):
     api: _Api = _Api()
     limits: _Limits = _Limits()
@@ -134,6 +143,7 @@ class _File(_Section):
     columns: dict[str, str] = {}
     input: _Input = _Input()
     journal: _Journal = _Journal()
+    web: _Web = _Web()
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -155,6 +165,30 @@ def _codec(name: str, where: str) -> str:
             f"{where} '{name}' is not an encoding Python knows",
             fix="use a name such as cp1255, cp1253, cp1251, cp1252, shift_jis or gb18030",
         ) from None
+
+
+def public_url(url: str, where: str) -> str:
+    """The page's public address as `scheme://host[:port]` (lower case, no trailing `/`).
+
+    Only an address: a path would need the page to know its prefix, which it does not.
+    """
+    parts = urlsplit(url.strip())
+    try:
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where} '{url}' is not an http(s) URL",
+            fix="give the address people open in the browser, like https://bulk.example.com",
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(
+            f"{where} '{url}' must be an address alone, without a path, query or user",
+            fix="give the address people open in the browser, like https://bulk.example.com "
+            "(the page must be at the root of its address)",
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def _check(settings: Settings) -> None:
@@ -222,6 +256,12 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
             f"journal.scope '{scope}' must be 1 to 64 letters, digits, '.', '_' or '-'"
             " (starting with a letter or digit)"
         )
+    site = parsed.web.public_url
+    if site is not None:
+        try:
+            site = public_url(site, "web.public_url")
+        except ConfigError as exc:
+            problems.append(exc.message)
     if problems:
         raise ConfigError(
             f"{source} has problems:\n  " + "\n  ".join(problems),
@@ -243,6 +283,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         hidden=parsed.input.hidden,
         encoding=encoding,
         journal_scope=scope,
+        public_url=site,
     )
 
 

@@ -86,6 +86,7 @@ def test_example_config_documents_every_key_with_a_valid_value() -> None:
     assert settings.ignore_columns == ("Internal notes",)
     assert settings.hidden == "skip"
     assert settings.encoding == "cp1255"
+    assert settings.public_url == "https://bulk.example.com"
     # the values marked "default" are the defaults
     section = ""
     for line in text.splitlines():
@@ -100,7 +101,7 @@ def test_example_config_as_it_is_holds_no_value() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     empty = {
         **{"api": {}, "limits": {}, "defaults": {"updated_by": {}}, "columns": {}},
-        **{"input": {}, "journal": {}},
+        **{"input": {}, "journal": {}, "web": {}},
     }
     assert data == empty
     assert parse_config(data) == Settings()

@@ -32,6 +32,7 @@ from .security import (
     Session,
     Sessions,
     host_allowed,
+    is_public_origin,
 )
 from .uploads import UploadStore
 
@@ -170,8 +171,14 @@ def error_page(
 def _same_origin(request: web.Request) -> bool:
     # Browsers send Origin with every POST; a form posted from another site names that site.
     # ("null" comes from privacy settings and sandboxed frames: the CSRF token decides then.)
+    # Behind a proxy that keeps the Host (127.0.0.1:8080), the Origin is the public address.
     origin = request.headers.get("Origin")
-    if origin not in (None, "null") and urlsplit(origin).netloc != request.host:
+    public_url = request.app[STATE].settings.public_url
+    if (
+        origin not in (None, "null")
+        and urlsplit(origin).netloc != request.host
+        and not is_public_origin(origin, public_url)
+    ):
         return False
     return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
@@ -183,7 +190,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Host check, session, password, CSRF: in that order, before any handler runs."""
     state = request.app[STATE]
-    if not host_allowed(request.headers.get("Host"), state.config.host):
+    if not host_allowed(request.headers.get("Host"), state.config.host, state.settings.public_url):
         return web.Response(status=421, text="This page answers only on 127.0.0.1.\n")
     session = state.sessions.get(request.cookies.get(SESSION_COOKIE))
     _SET_COOKIE.set(None)
@@ -237,7 +244,9 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     if session is not None:
         # Written as a header: aiohttp has already turned `response.cookies` into headers
         # by the time this hook runs. The token is URL-safe base64: nothing to quote.
-        secure = "; Secure" if request.secure else ""
+        # Behind an https proxy the page sees plain http: the public address says it is https.
+        public_url = request.app[STATE].settings.public_url or ""
+        secure = "; Secure" if request.secure or public_url.startswith("https:") else ""
         response.headers.add(
             "Set-Cookie",
             f"{SESSION_COOKIE}={session.token}; HttpOnly; Path=/; SameSite=Strict{secure}",

@@ -7,6 +7,8 @@
   that changes something must send it back (a form field or the `X-CSRF-Token` header).
 - Bound to a loopback address, only loopback `Host` headers are answered: a web site that
   points its own name at 127.0.0.1 (DNS rebinding) cannot reach the page through it.
+- Behind a reverse proxy (`--public-url`), that public address is answered too: its `Host`,
+  and its `Origin` on forms (a proxy that keeps the Host still passes the browser's Origin).
 
 Everything here is pure or takes its clock as an argument, so the tests need no sleeping.
 """
@@ -20,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 
@@ -34,6 +37,7 @@ __all__ = [
     "check_bind",
     "host_allowed",
     "is_loopback",
+    "is_public_origin",
 ]
 
 PASSWORD_VAR = "BULK_UPDATE_WEB_PASSWORD"
@@ -67,16 +71,41 @@ def check_bind(host: str, password: str | None) -> None:
     )
 
 
-def host_allowed(host_header: str | None, bound_host: str) -> bool:
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    """`host[:port]` in lower case, the scheme's default port left out (as browsers send it)."""
+    netloc = netloc.strip().lower()
+    default = _DEFAULT_PORTS.get(scheme.lower())
+    return netloc.removesuffix(default) if default else netloc
+
+
+def is_public_origin(origin: str | None, public_url: str | None) -> bool:
+    """Whether a request's `Origin` is the page's public address (`--public-url`)."""
+    if not origin or not public_url:
+        return False
+    given, public = urlsplit(origin), urlsplit(public_url)
+    return given.scheme.lower() == public.scheme and _authority(
+        given.scheme, given.netloc
+    ) == _authority(public.scheme, public.netloc)
+
+
+def host_allowed(host_header: str | None, bound_host: str, public_url: str | None = None) -> bool:
     """Whether a request's `Host` header may be answered by a server bound to `bound_host`.
 
-    Bound to loopback, only loopback names are answered (DNS rebinding defence); bound to
-    another address the password protects the page and any name is answered.
+    Bound to loopback, only loopback names are answered (DNS rebinding defence), and the
+    public address of `--public-url` (the name a reverse proxy passes on); bound to another
+    address the password protects the page and any name is answered.
     """
     if not is_loopback(bound_host):
         return True
     if not host_header:
         return False
+    if public_url:
+        public = urlsplit(public_url)
+        if _authority(public.scheme, host_header) == _authority(public.scheme, public.netloc):
+            return True
     name = host_header.strip()
     if name.startswith("["):  # [::1]:8080
         name = name[1 : name.find("]")] if "]" in name else name

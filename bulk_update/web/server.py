@@ -116,6 +116,10 @@ async def _serve(config: WebConfig, port: int, out: TextIO) -> None:
         shown = config.host if is_loopback(config.host) else f"{config.host} (every address)"
         url_host = f"[{config.host}]" if ":" in config.host else config.host
         print(f"Bulk update page at http://{url_host}:{bound}/  (on {shown})", file=out)
+        public_url = config.settings.public_url
+        if public_url:
+            secure = " (cookies Secure)" if public_url.startswith("https:") else ""
+            print(f"Also answers as {public_url}/ behind the reverse proxy{secure}", file=out)
         if config.sandbox:
             print(
                 f"Sandbox mode: runs go to the stand-in API at {config.settings.base_url}", file=out
