@@ -59,6 +59,7 @@ from bulk_update.sandbox import (
     serve,
 )
 from bulk_update.schema import InvalidRow, resolve_columns, validate_row
+from bulk_update.web.security import public_url_warning
 
 from .conftest import ROOT
 
@@ -137,6 +138,10 @@ def test_configuration_messages(tmp_path: Path) -> None:
     for base_url in ("ftp://example.com", "http://example.com"):
         check_error(lambda u=base_url: parse_config({"api": {"base_url": u}}, source=SOURCE))  # type: ignore[misc]
     check_error(lambda: parse_config({"limits": {"rate": "fast"}}, source=SOURCE))
+    for site in ("ftp://bulk.example.com", "https://bulk.example.com/bulk"):
+        check_error(lambda s=site: parse_config({"web": {"public_url": s}}, source=SOURCE))  # type: ignore[misc]
+        check_error(lambda s=site: Settings().with_overrides(public_url=s))  # type: ignore[misc]
+    check(str(public_url_warning("https://bulk.example.com", None)))
     check_error(lambda: Rate.parse("fast"))
     check_error(lambda: Settings().with_overrides(concurrency=0))
     check_error(lambda: Settings(max_attempts=0).with_overrides())

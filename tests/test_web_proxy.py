@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 from bulk_update.config import Settings, parse_config, public_url
 from bulk_update.errors import ConfigError
 from bulk_update.web import WebConfig, create_app
-from bulk_update.web.security import host_allowed, is_public_origin
+from bulk_update.web.security import host_allowed, is_public_origin, public_url_warning
 
 from .conftest import SAMPLE
 
@@ -227,3 +227,5 @@ def test_host_and_origin_of_the_public_address() -> None:
     assert not is_public_origin("https://bulk.example.com.evil.example", PUBLIC)
     assert not is_public_origin("https://bulk.example.com", None)
     assert not is_public_origin(None, PUBLIC)
+    assert "without a password" in str(public_url_warning(PUBLIC, None))
+    assert public_url_warning(PUBLIC, "pw") is None and public_url_warning(None, None) is None

@@ -38,6 +38,7 @@ __all__ = [
     "host_allowed",
     "is_loopback",
     "is_public_origin",
+    "public_url_warning",
 ]
 
 PASSWORD_VAR = "BULK_UPDATE_WEB_PASSWORD"
@@ -112,6 +113,19 @@ def host_allowed(host_header: str | None, bound_host: str, public_url: str | Non
     elif name.count(":") == 1:
         name = name.split(":", 1)[0]
     return is_loopback(name)
+
+
+def public_url_warning(public_url: str | None, password: str | None) -> str | None:
+    """What `serve` says when the proxy opens the page, without a password, to whoever it lets in.
+
+    Not refused: the proxy may ask who people are itself (single sign-on, basic auth).
+    """
+    if not public_url or password:
+        return None
+    return (
+        f"Warning: {public_url} reaches this page without a password: anyone the proxy lets in "
+        f"can send changes to Comeet. Set {PASSWORD_VAR}, or make the proxy ask who they are."
+    )
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from ..errors import CannotStartError, CredentialsError
 from ..signals import on_stop_signals
 from ..warnlog import warnings_logged
 from .app import STATE, WebConfig, WebState, create_app
-from .security import PASSWORD_VAR, check_bind, is_loopback
+from .security import PASSWORD_VAR, check_bind, is_loopback, public_url_warning
 
 __all__ = ["sample_folder", "serve"]
 
@@ -120,6 +120,9 @@ async def _serve(config: WebConfig, port: int, out: TextIO) -> None:
         if public_url:
             secure = " (cookies Secure)" if public_url.startswith("https:") else ""
             print(f"Also answers as {public_url}/ behind the reverse proxy{secure}", file=out)
+        warning = public_url_warning(public_url, config.password)
+        if warning:
+            print(warning, file=out)
         if config.sandbox:
             print(
                 f"Sandbox mode: runs go to the stand-in API at {config.settings.base_url}", file=out
