@@ -146,9 +146,9 @@ async def test_the_page_works_behind_the_proxy_with_public_url(
         # Another site's form is still refused, and so is another Host name.
         status, _, html = await browser.upload(Origin="https://evil.example")
         assert status == 403 and "another site" in html
-        if not pass_host:  # the Origin must be the public address, https included
-            status, _, _ = await browser.upload(Origin="http://bulk.example.com")
-            assert status == 403
+        for origin in ("http://bulk.example.com", "https://bulk.example.com:8443"):
+            status, _, _ = await browser.upload(Origin=origin)  # https and its port exactly
+            assert status == 403, origin
 
 
 @pytest.mark.parametrize("pass_host", [True, False], ids=["public-host", "kept-host"])

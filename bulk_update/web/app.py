@@ -171,15 +171,16 @@ def error_page(
 def _same_origin(request: web.Request) -> bool:
     # Browsers send Origin with every POST; a form posted from another site names that site.
     # ("null" comes from privacy settings and sandboxed frames: the CSRF token decides then.)
-    # Behind a proxy that keeps the Host (127.0.0.1:8080), the Origin is the public address.
+    # Behind a proxy that keeps the Host (127.0.0.1:8080), the Origin is the public address;
+    # an Origin naming the public host must be that address exactly (https, not http).
     origin = request.headers.get("Origin")
-    public_url = request.app[STATE].settings.public_url
-    if (
-        origin not in (None, "null")
-        and urlsplit(origin).netloc != request.host
-        and not is_public_origin(origin, public_url)
-    ):
-        return False
+    if origin not in (None, "null"):
+        public_url = request.app[STATE].settings.public_url
+        if public_url and urlsplit(origin).hostname == urlsplit(public_url).hostname:
+            if not is_public_origin(origin, public_url):
+                return False
+        elif urlsplit(origin).netloc != request.host:
+            return False
     return request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
 
 
