@@ -21,6 +21,7 @@ import pytest
 import trustme
 from aiohttp import web
 
+import bulk_update as bu
 from bulk_update.config import Settings, parse_config
 from bulk_update.errors import ConfigError
 from bulk_update.network import redact_url
@@ -169,6 +170,18 @@ async def test_no_proxy_covering_the_host_goes_direct(
     assert proxy.seen == []
 
 
+async def test_the_in_process_sandbox_is_reached_directly_whatever_the_proxy(
+    tmp_path: Path, proxy: Forwarder
+) -> None:
+    (tmp_path / "bulk_update.toml").write_text(f'[api]\nproxy = "{proxy.url}"\n')
+    env = {"HTTP_PROXY": proxy.url, "HTTPS_PROXY": proxy.url}
+    ran = await run(tmp_path, "--sandbox", env=env)
+    # The seed knows one of the sheet's uids: every row had the stand-in's own answer.
+    assert ran.code == 1, ran.err
+    assert "1 updated" in ran.out and "5 not_found" in ran.out and " 0 failed" in ran.out
+    assert proxy.seen == []
+
+
 async def test_api_proxy_overrides_the_environment_and_its_password_is_never_shown(
     tmp_path: Path, sandbox: SandboxServer, proxy: Forwarder
 ) -> None:
@@ -213,6 +226,20 @@ async def test_a_proxy_refusing_the_password_fails_the_rows_without_showing_it(
     report = (tmp_path / "report.csv").read_text(encoding="utf-8")
     assert "407" in report
     assert PASSWORD not in ran.out + ran.err + report
+
+
+async def test_the_library_run_the_page_uses_honours_the_proxy_too(
+    tmp_path: Path, sandbox: SandboxServer, proxy: Forwarder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web page's runs are the library's `run_async` without a session of their own."""
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    settings = Settings(base_url=sandbox.base_url, state_dir=tmp_path / "state")
+    the_plan = bu.plan(bu.load(sheet(tmp_path), settings), settings)
+    summary = await bu.run_async(
+        the_plan, settings, bu.Credentials(DEMO_API_KEY, DEMO_SECRET), report_path=False
+    )
+    assert summary.exit_code == 0
+    assert len(proxy.seen) == len(UIDS) and patched(sandbox) == UIDS
 
 
 # --- the settings ---------------------------------------------------------------------------
