@@ -33,6 +33,7 @@ from .errors import AbortedError, BulkUpdateError, RunInterrupted
 from .hidden import check_hidden, describe_hidden
 from .journal import Journal, RunLock, process_alive, read_runs
 from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResult, RunSummary
+from .network import redact_url
 from .patch import summed_up
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
@@ -516,6 +517,8 @@ def _log_config(settings: Settings) -> None:
         settings.config_said,
         extra={"event": "config", "fields": {"config": str(path) if path else None}},
     )
+    if settings.proxy:  # shown without the password it may hold
+        log.info("proxy: %s", redact_url(settings.proxy), extra={"event": "proxy"})
 
 
 def _log_planned(args: argparse.Namespace, rows: int, sends: int, encoding: str | None) -> None:
@@ -630,7 +633,7 @@ async def _send(
 
             server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
             log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
-            settings = settings.with_overrides(base_url=server.base_url)
+            settings = settings.with_overrides(base_url=server.base_url, direct=True)
         progress = stack.enter_context(_Progress(the_plan.sends, bar=bar))
         # The sheet and the plan live until the end: take them out of the garbage
         # collector's full passes, which would otherwise walk them again and again while

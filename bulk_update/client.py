@@ -288,6 +288,8 @@ class ComeetClient:
             return Response(
                 Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"
             )
+        except aiohttp.ClientConnectorCertificateError as exc:  # no CA here vouches for it
+            return Response(Kind.RETRY, None, "tls_untrusted", _untrusted(exc), unsent=True)
         except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
             message = _scrub(exc, token)
             return Response(Kind.RETRY, None, "connection_error", message, unsent=True)
@@ -318,6 +320,16 @@ def _redact(text: str, token: str) -> str:
     if not text:
         return text
     return _SECRETISH.sub("<redacted>", text.replace(token, "<redacted>"))
+
+
+def _untrusted(exc: aiohttp.ClientConnectorCertificateError) -> str:
+    """What to do when the server's certificate is not trusted: on a company network that
+    inspects https, the company's CA is missing."""
+    reason = getattr(exc.certificate_error, "verify_message", "") or "certificate verify failed"
+    return (
+        f"the TLS certificate of {exc.host} is not trusted ({reason}); on a network that "
+        "inspects https, set [api] ca_bundle (or SSL_CERT_FILE) to your company's CA file"
+    )
 
 
 def _scrub(exc: BaseException, token: str) -> str:

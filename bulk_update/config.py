@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ConfigError
 from .models import HIDDEN_CHOICES, Rate
+from .network import ca_bundle_problem, proxy_problem
 
 DEFAULT_BASE_URL = "https://api.comeet.co"
 DEFAULT_CONFIG_NAME = "bulk_update.toml"
@@ -42,6 +43,13 @@ class Settings:
     base_url: str = DEFAULT_BASE_URL
     timeout_s: float = 30.0
     token_ttl_s: float = 600.0
+    #: `[api] proxy`: every request through this proxy; None: the environment's
+    #: HTTPS_PROXY / HTTP_PROXY / NO_PROXY. Never shown whole: it may hold a password.
+    proxy: str | None = field(default=None, repr=False)
+    #: `[api] ca_bundle`: a CA file (PEM) trusted beside the system's; None: the system's.
+    ca_bundle: Path | None = None
+    #: Ignore every proxy (the in-process sandbox: no proxy could reach it).
+    direct: bool = False
     rate: Rate = DEFAULT_RATE
     concurrency: int = 4
     max_attempts: int = 6
@@ -97,6 +105,8 @@ class _Api(_Section):
     base_url: str = DEFAULT_BASE_URL
     timeout_s: float = Field(default=30.0, gt=0)
     token_ttl_s: float = Field(default=600.0, ge=2)
+    proxy: str | None = None
+    ca_bundle: str | None = None
 
 
 class _Limits(_Section):
@@ -199,6 +209,10 @@ def _check(settings: Settings) -> None:
         problems.append("max_attempts must be at least 1")
     if settings.hidden not in (None, *HIDDEN_CHOICES):
         problems.append(f"input.hidden '{settings.hidden}' must be send or skip")
+    if settings.proxy is not None and (problem := proxy_problem(settings.proxy)):
+        problems.append(problem)
+    if settings.ca_bundle is not None and (problem := ca_bundle_problem(settings.ca_bundle)):
+        problems.append(problem)
     if problems:
         raise ConfigError("; ".join(problems), fix="correct the value and run again")
 
@@ -221,8 +235,14 @@ def _base_url_problems(url: str) -> list[str]:
     return []
 
 
-def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings:
-    """Validate a parsed TOML document into Settings, reporting every problem at once."""
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "config", folder: Path | None = None
+) -> Settings:
+    """Validate a parsed TOML document into Settings, reporting every problem at once.
+
+    A relative `[api] ca_bundle` is taken from `folder` (the config file's), else the
+    current folder.
+    """
     try:
         parsed = _File.model_validate(data)
     except ValidationError as exc:
@@ -250,6 +270,16 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
             encoding = _codec(encoding, "input.encoding")
         except ConfigError as exc:
             problems.append(exc.message)
+    proxy = parsed.api.proxy
+    if proxy is not None and (problem := proxy_problem(proxy)):
+        problems.append(problem)
+    ca_bundle = None
+    if parsed.api.ca_bundle is not None:
+        ca_bundle = Path(parsed.api.ca_bundle).expanduser()
+        if folder is not None and not ca_bundle.is_absolute():
+            ca_bundle = folder / ca_bundle
+        # The file itself is checked with the other settings (`with_overrides`), before a
+        # run: the example's value is a path no machine need have.
     scope = parsed.journal.scope
     if scope is not None and not JOURNAL_SCOPE.fullmatch(scope):
         problems.append(
@@ -271,6 +301,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> Settings
         base_url=parsed.api.base_url,
         timeout_s=parsed.api.timeout_s,
         token_ttl_s=parsed.api.token_ttl_s,
+        proxy=proxy,
+        ca_bundle=ca_bundle,
         rate=rate,
         concurrency=parsed.limits.concurrency,
         max_attempts=parsed.limits.max_attempts,
@@ -310,5 +342,5 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None) -> Setting
             f"config file '{path}' is not valid TOML: {exc}",
             fix="compare it with config.example.toml",
         ) from None
-    settings = parse_config(data, source=f"config file '{path.name}'")
+    settings = parse_config(data, source=f"config file '{path.name}'", folder=path.parent)
     return replace(settings, config_path=path.resolve())

@@ -46,6 +46,7 @@ from .models import (
     RunSummary,
     SheetRow,
 )
+from .network import client_session
 from .patch import build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
@@ -725,7 +726,7 @@ async def run_async(
     assert credentials is not None
     sender: Sender
     own_session = session is None
-    http = session or aiohttp.ClientSession()
+    http = session or client_session(settings.proxy, settings.ca_bundle, direct=settings.direct)
     try:
         sender = ComeetClient(
             http,

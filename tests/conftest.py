@@ -40,6 +40,25 @@ def private_state_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
             os.environ["XDG_STATE_HOME"] = before
 
 
+#: The variables that send a run through a proxy (aiohttp reads them, `trust_env`).
+PROXY_VARIABLES = tuple(
+    name
+    for base in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    for name in (base, base.upper())
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_proxy_of_the_machine() -> Iterator[None]:
+    """A machine behind a proxy must not send the tests' 127.0.0.1 requests through it: every
+    run a test starts, in process or not, goes direct unless the test sets a proxy."""
+    before = {name: os.environ.pop(name) for name in PROXY_VARIABLES if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(before)
+
+
 def require_program(program: str, install: str) -> None:
     """Skip the test when `program` (a name on PATH, or a path) is missing, saying how to get
     it; in CI (`CI` set) fail instead: there every test runs (.ci/run installs them)."""

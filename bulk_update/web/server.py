@@ -99,7 +99,7 @@ async def _serve(config: WebConfig, port: int, out: TextIO) -> None:
             server = await stack.enter_async_context(
                 SandboxServer(load_seed(), rate=config.settings.rate)
             )
-            config = _with_base_url(config, server.base_url)
+            config = _with_base_url(config, server.base_url)  # reached directly, never by proxy
         app = create_app(config)
         state = app[STATE]
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
@@ -154,4 +154,4 @@ async def _wait_for_signal() -> None:
 
 
 def _with_base_url(config: WebConfig, base_url: str) -> WebConfig:
-    return replace(config, settings=config.settings.with_overrides(base_url=base_url))
+    return replace(config, settings=config.settings.with_overrides(base_url=base_url, direct=True))
