@@ -11,23 +11,24 @@ power cut may lose the last ones. A write is never torn by a killed process; aft
 cut a line may be, so only whole lines (JSON, ending with a newline) are replayed, up to the
 first that is not.
 
-One writer at a time: the writer holds an exclusive `flock` on the file from its first
-append until it closes. Whoever opens the journal later replays what a dead writer left
-(the lock is then free); a live writer's log is left alone. The file holds what the journal
-holds (uids, field paths, keyed fingerprints, run ids, times), never candidates' data; it
-is created private (0600) in the private state dir and never deleted, only emptied (an
-unlinked file could be locked by two processes at once, as `RunLock` explains).
+One writer at a time: the writer holds a `filelock` on `<log>.lock` (beside the log, as
+Windows lets no other process read a locked file) from its first append until it closes.
+Whoever opens the journal later replays what a dead writer left (the OS dropped its lock);
+a live writer's log is left alone. The file holds what the journal holds (uids, field
+paths, keyed fingerprints, run ids, times), never candidates' data; it is created private
+(0600) in the private state dir and never deleted, only emptied.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import filelock
 
 __all__ = ["ConfirmLog", "Record", "fields_json", "is_fingerprint"]
 
@@ -70,6 +71,10 @@ class ConfirmLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The lock is a file of its own: Windows lets no other process read a locked file.
+        self._lock = filelock.FileLock(
+            path.with_name(path.name + ".lock"), timeout=0, mode=0o600, thread_local=False
+        )
         self._fd: int | None = None  # open and locked: we are the writer
 
     @property
@@ -77,10 +82,18 @@ class ConfirmLog:
         return self._fd is not None
 
     def take(self) -> bool:
-        """Become the writer (open and lock the file); False if another one is alive."""
+        """Become the writer (lock and open the file); False if another one is alive."""
         if self._fd is None:
-            self._fd = _open_locked(self.path)
-        return self._fd is not None
+            try:
+                self._lock.acquire()
+            except filelock.Timeout:
+                return False
+            try:
+                self._fd = os.open(self.path, _FLAGS, 0o600)
+            except BaseException:
+                self._lock.release()
+                raise
+        return True
 
     def append(self, records: Sequence[Record]) -> None:
         """Append records with one write(): on disk (the OS's cache) when this returns."""
@@ -96,8 +109,11 @@ class ConfirmLog:
 
     def close(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)  # releases the lock
-            self._fd = None
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            finally:
+                self._lock.release()
 
     def recover(self) -> list[Record] | None:
         """A dead writer's records, in order, taking over as the writer; None if it lives.
@@ -108,25 +124,15 @@ class ConfirmLog:
             return None
         assert self._fd is not None
         chunks = []
-        offset = 0
-        while chunk := os.pread(self._fd, 1 << 20, offset):
+        os.lseek(self._fd, 0, os.SEEK_SET)  # appends go to the end whatever the offset
+        while chunk := os.read(self._fd, 1 << 20):
             chunks.append(chunk)
-            offset += len(chunk)
         return _records(b"".join(chunks))
 
 
-def _open_locked(path: Path) -> int | None:
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+#: O_BINARY: Windows would otherwise open in text mode (and write CRLF); 0 elsewhere. Every
+#: descriptor Python opens is already not inherited by child processes (PEP 446).
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
 
 
 def _records(data: bytes) -> list[Record]:

@@ -24,13 +24,13 @@ journal. Everything else is its own SQLite transaction.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,6 +39,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+import filelock
 
 from .accounts import SCHEMA_V3, account, find_account, legacy_scopes
 from .confirmlog import ConfirmLog, Record, fields_json, is_fingerprint
@@ -204,6 +206,8 @@ def process_alive(pid: int) -> bool:
     """True when a process with this pid exists (possibly owned by another user)."""
     if pid <= 0:
         return False  # os.kill(0, ...) would signal our own process group
+    if sys.platform == "win32":
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -211,6 +215,25 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # it exists; we may just not signal it
     return True
+
+
+if sys.platform == "win32":
+
+    def _windows_process_alive(pid: int) -> bool:
+        # On Windows os.kill(pid, 0) would end the process (TerminateProcess): ask the system.
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() == 5  # ERROR_ACCESS_DENIED: it exists, not ours
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
 
 
 @dataclass(frozen=True, slots=True)
@@ -939,56 +962,60 @@ def _has_run_config(conn: sqlite3.Connection) -> bool:
 class RunLock:
     """One run at a time per state dir and API key.
 
-    An advisory `flock` on `state_dir/run-<sha256(key)[:16]>.lock`. The OS drops it when the
-    holder dies, however it dies, so a stale lock is only a file naming a dead pid. The
-    file is never deleted: unlinking a lock file lets a waiter lock the old inode while a
-    newcomer locks a new one, and both would run.
+    A `filelock.FileLock` on `state_dir/run-<sha256(key)[:16]>.lock` (an advisory `flock` on
+    Linux and macOS, `LockFileEx` on Windows: the OS drops it when the holder dies, however it
+    dies). The holder's pid goes into `run-<…>.pid` beside it, since Windows lets no other
+    process read a locked file; a stale lock is only a pid file naming a dead process.
     """
 
     def __init__(self, state_dir: Path, *, api_key: str) -> None:
         self.state_dir = Path(state_dir)
-        self.path = self.state_dir / f"run-{_key_sha256(api_key)[:16]}.lock"
+        name = f"run-{_key_sha256(api_key)[:16]}"
+        self.path = self.state_dir / f"{name}.lock"
+        self.pid_path = self.state_dir / f"{name}.pid"
         self.took_over: str | None = None
-        self._fd: int | None = None
+        # Not thread-local: the web page may take the lock in one thread and drop it in another.
+        self._lock = filelock.FileLock(self.path, timeout=0, mode=0o600, thread_local=False)
+        self._held = False
 
     def acquire(self) -> str | None:
         """Take the lock, or raise LockError naming the process that holds it.
 
         Returns a message when the lock was left behind by a process no longer running.
         """
-        if self._fd is not None:
+        if self._held:
             raise RuntimeError("this RunLock is already held")
         _private_dir(self.state_dir)
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise _lock_error(_holder_pid(self.pid_path, patient=True)) from None
         except OSError as exc:
             raise _unusable(self.state_dir, exc) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder_pid(fd, patient=True)
-            os.close(fd)
-            raise _lock_error(holder) from None
+            previous = _holder_pid(self.pid_path)
+            _write_pid(self.pid_path, f"{os.getpid()}\n")
+        except OSError as exc:
+            self._lock.release()
+            raise _unusable(self.state_dir, exc) from None
         except BaseException:
-            os.close(fd)
+            self._lock.release()
             raise
-        previous = _holder_pid(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # unbuffered: nothing left to flush
-        self._fd = fd
+        self._held = True
         if previous is not None and previous != os.getpid() and not process_alive(previous):
             return f"took over the lock left by process {previous}, which is no longer running"
         return None
 
     def release(self) -> None:
-        """Let the next run in (empties the file, so it names no one)."""
-        if self._fd is None:
+        """Let the next run in (empties the pid file, so it names no one)."""
+        if not self._held:
             return
-        fd, self._fd = self._fd, None
+        self._held = False
         try:
-            os.ftruncate(fd, 0)  # while still locked: nobody reads a half-cleared file
+            with contextlib.suppress(OSError):
+                _write_pid(self.pid_path, "")  # while still locked: nobody reads it half-cleared
         finally:
-            os.close(fd)  # closing the only descriptor releases the flock
+            self._lock.release()
 
     def __enter__(self) -> Self:
         self.took_over = self.acquire()
@@ -1003,11 +1030,23 @@ class RunLock:
         self.release()
 
 
-def _holder_pid(fd: int, *, patient: bool = False) -> int | None:
+def _write_pid(path: Path, text: str) -> None:
+    # O_BINARY: Windows would otherwise open in text mode; a no-op elsewhere.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        os.write(fd, text.encode("ascii"))  # a few bytes: written whole
+    finally:
+        os.close(fd)
+
+
+def _holder_pid(path: Path, *, patient: bool = False) -> int | None:
     # The holder writes its pid just after locking: a reader may catch the file empty for
     # an instant, so when asked, look again a few times before giving up.
     for attempt in range(5 if patient else 1):
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        try:
+            text = path.read_bytes()[:32].decode("ascii", "replace").strip()
+        except OSError:  # not there (yet), or being rewritten on Windows
+            text = ""
         if text.isdigit():
             return int(text)
         if attempt < 4 and patient:

@@ -659,6 +659,7 @@ def test_lock_file_is_named_by_a_hash_of_the_key(state: Path) -> None:
     lock = RunLock(state, api_key=KEY)
     assert lock.path.parent == state
     assert lock.path.name == f"run-{hashlib.sha256(KEY.encode()).hexdigest()[:16]}.lock"
+    assert lock.pid_path == lock.path.with_suffix(".pid")
     assert KEY not in str(lock.path) and KEY not in repr(vars(lock))
 
 
@@ -666,7 +667,7 @@ def test_a_second_lock_in_the_same_process_conflicts(state: Path) -> None:
     first, second = RunLock(state, api_key=KEY), RunLock(state, api_key=KEY)
     assert first.acquire() is None
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
-    assert first.path.read_text().strip() == str(os.getpid())
+    assert first.pid_path.read_text().strip() == str(os.getpid())
     with pytest.raises(LockError) as info:
         second.acquire()
     assert info.value.message == (
@@ -679,7 +680,7 @@ def test_a_second_lock_in_the_same_process_conflicts(state: Path) -> None:
     assert info.value.exit_code == 2
     assert RunLock(state, api_key="another-key").acquire() is None  # another key: its own lock
     first.release()
-    assert first.path.read_text() == ""
+    assert first.pid_path.read_text() == ""
     assert second.acquire() is None  # a clean release: no takeover message
     second.release()
 
@@ -714,14 +715,14 @@ def test_a_lock_held_by_another_process_then_left_by_it(state: Path) -> None:
         with pytest.raises(LockError, match=rf"process {child.pid}\)"):
             RunLock(state, api_key=KEY).acquire()
     finally:
-        child.kill()  # dies holding the lock: the OS drops the flock, the pid stays
+        child.kill()  # dies holding the lock: the OS drops it, the pid file stays
         child.communicate(timeout=30)
     lock = RunLock(state, api_key=KEY)
     message = lock.acquire()
     assert message == (
         f"took over the lock left by process {child.pid}, which is no longer running"
     )
-    assert lock.path.read_text().strip() == str(os.getpid())
+    assert lock.pid_path.read_text().strip() == str(os.getpid())
     lock.release()
 
 
@@ -730,7 +731,7 @@ def test_a_stale_pid_is_taken_over(state: Path) -> None:
     gone.wait()
     state.mkdir(parents=True)
     lock = RunLock(state, api_key=KEY)
-    lock.path.write_text(f"{gone.pid}\n")
+    lock.pid_path.write_text(f"{gone.pid}\n")
     with lock:
         assert lock.took_over == (
             f"took over the lock left by process {gone.pid}, which is no longer running"
@@ -743,7 +744,7 @@ def test_a_pid_we_may_not_signal_is_alive(state: Path, monkeypatch: pytest.Monke
 
     state.mkdir(parents=True)
     lock = RunLock(state, api_key=KEY)
-    lock.path.write_text("1\n")
+    lock.pid_path.write_text("1\n")
     monkeypatch.setattr(os, "kill", refuse)  # the os module journal.py calls
     assert process_alive(4321) is True
     assert lock.acquire() is None  # not a dead process: no takeover message

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import filelock
 import pytest
 from aiohttp import web
 from openpyxl import Workbook
@@ -697,14 +697,10 @@ def test_lock_messages(tmp_path: Path) -> None:
     with RunLock(tmp_path, api_key="k"):
         check_error(lambda: RunLock(tmp_path, api_key="k").acquire(), bu.LockError)
     # A holder that has not written its pid (yet): the message cannot name it.
-    fd = os.open(RunLock(tmp_path, api_key="k").path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with filelock.FileLock(RunLock(tmp_path, api_key="k").path, timeout=0):
         check_error(lambda: RunLock(tmp_path, api_key="k").acquire(), bu.LockError)
-    finally:
-        os.close(fd)
     lock = RunLock(tmp_path, api_key="k")
-    lock.path.write_text("99999999\n", encoding="ascii")  # above any pid_max: not running
+    lock.pid_path.write_text("99999999\n", encoding="ascii")  # above any pid_max: not running
     with lock:
         assert lock.took_over is not None
         check(lock.took_over)

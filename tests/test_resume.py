@@ -263,7 +263,7 @@ def test_a_stale_lock_is_taken_over_with_a_message(tmp_path: Path) -> None:
     lock_dir = state_dir / "bulk-update"
     lock_dir.mkdir(parents=True)
     digest = hashlib.sha256(DEMO_API_KEY.encode()).hexdigest()[:16]
-    (lock_dir / f"run-{digest}.lock").write_text(str(dead.pid))
+    (lock_dir / f"run-{digest}.pid").write_text(str(dead.pid))  # the holder's pid
     with ThreadedSandbox(state) as sb:
         res = run_cli("run", sheet, "--base-url", sb.base_url,
                       env={**CREDS, "XDG_STATE_HOME": str(state_dir)}, cwd=tmp_path)  # fmt: skip
