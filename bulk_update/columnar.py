@@ -231,13 +231,21 @@ def _duplicates(
     return [u for u in many.to_pylist() if u], rows
 
 
+def _may_hold(col: Any, marks: Sequence[bytes]) -> bool:
+    """False when no cell of the column holds any of `marks` (a search of its bytes)."""
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    raw = data.to_pybytes()
+    return any(raw.find(mark) >= 0 for mark in marks)
+
+
 def _csv_field(col: Any) -> Any:
     """Cells as csv.writer writes them: quoted, quotes doubled, when holding , " CR or LF."""
     import pyarrow.compute as pc
 
-    data = col.buffers()[2]
     # A search of the column's bytes settles nearly every column without a kernel.
-    if data is None or not any(data.to_pybytes().find(ch) >= 0 for ch in _SPECIAL):
+    if not _may_hold(col, _SPECIAL):
         return col
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
     return pc.if_else(pc.match_substring_regex(col, '[",\r\n]'), quoted, col)
@@ -308,15 +316,6 @@ def _accepted(cells: list[Any], filled: list[Any], checks: list[tuple[int, Colum
         if good is not None:
             ok = pc.and_(ok, good)
     return ok
-
-
-def _may_hold(col: Any, marks: Sequence[bytes]) -> bool:
-    """False when no cell of the column holds any of `marks` (a search of its bytes)."""
-    data = col.buffers()[2]
-    if data is None:
-        return False
-    raw = data.to_pybytes()
-    return any(raw.find(mark) >= 0 for mark in marks)
 
 
 class _Outcomes:

@@ -10,7 +10,7 @@ import codecs
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -235,6 +235,20 @@ def _base_url_problems(url: str) -> list[str]:
     return []
 
 
+def _checked(
+    value: str | None, check: Callable[[str, str], str], key: str, problems: list[str]
+) -> str | None:
+    """`check(value, key)` (the value as the settings keep it), or `value` with the check's
+    ConfigError added to `problems`, so that every problem of the file is said at once."""
+    if value is None:
+        return None
+    try:
+        return check(value, key)
+    except ConfigError as exc:
+        problems.append(exc.message)
+        return value
+
+
 def parse_config(
     data: Mapping[str, Any], *, source: str = "config", folder: Path | None = None
 ) -> Settings:
@@ -264,12 +278,7 @@ def parse_config(
         problems.append(f"limits.rate '{parsed.limits.rate}' is not of the form N/SECONDS")
         rate = Rate(100, 60.0)
     updated_by = {k: v for k, v in parsed.defaults.updated_by.model_dump().items() if v}
-    encoding = parsed.input.encoding
-    if encoding is not None:
-        try:
-            encoding = _codec(encoding, "input.encoding")
-        except ConfigError as exc:
-            problems.append(exc.message)
+    encoding = _checked(parsed.input.encoding, _codec, "input.encoding", problems)
     proxy = parsed.api.proxy
     if proxy is not None and (problem := proxy_problem(proxy)):
         problems.append(problem)
@@ -286,12 +295,7 @@ def parse_config(
             f"journal.scope '{scope}' must be 1 to 64 letters, digits, '.', '_' or '-'"
             " (starting with a letter or digit)"
         )
-    site = parsed.web.public_url
-    if site is not None:
-        try:
-            site = public_url(site, "web.public_url")
-        except ConfigError as exc:
-            problems.append(exc.message)
+    site = _checked(parsed.web.public_url, public_url, "web.public_url", problems)
     if problems:
         raise ConfigError(
             f"{source} has problems:\n  " + "\n  ".join(problems),
