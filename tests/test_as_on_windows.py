@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from bulk_update.sandbox import Faults, ThreadedSandbox
+from bulk_update.sandbox import Faults, SandboxState, ThreadedSandbox
 from bulk_update.signals import on_stop_signals
 
 from .conftest import ROOT
@@ -39,17 +39,25 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
+def start_cli(args: list[str], tmp_path: Path, *, prelude: str = "") -> subprocess.Popen[str]:
+    """The command line with Windows-like event loops, `prelude` (Python code) run first."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
     env.update(CREDS, PYTHONPATH=str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-c", AS_ON_WINDOWS, *args],
+        [sys.executable, "-c", prelude + AS_ON_WINDOWS, *args],
         env=env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_applied(state: SandboxState, count: int, timeout: float = 20) -> None:
+    """Until the sandbox has applied `count` rows (or `timeout` seconds have passed)."""
+    deadline = time.monotonic() + timeout
+    while len(state.applied) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("presses", [1, 2])
@@ -63,10 +71,8 @@ def test_ctrl_c_is_a_graceful_stop_where_the_loop_takes_no_signal_handlers(
     # requests in flight.
     with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=1.0)) as sb:
         args = ["run", str(sheet), "--base-url", sb.base_url, "--rate", "5/1"]
-        proc = _start([*args, "--report", str(tmp_path / "out.xlsx")], tmp_path)
-        deadline = time.monotonic() + 20
-        while len(state.applied) < 5 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        proc = start_cli([*args, "--report", str(tmp_path / "out.xlsx")], tmp_path)
+        wait_for_applied(state, 5)
         for _ in range(presses):
             proc.send_signal(signal.SIGINT)
             time.sleep(0.2)

@@ -12,15 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 from bulk_update.sandbox import Faults, ThreadedSandbox
 
 from .conftest import ROOT, SAMPLE
-from .test_as_on_windows import AS_ON_WINDOWS
-from .test_e2e import CREDS, make_state, outcomes, report_rows, write_csv
+from .test_as_on_windows import start_cli, wait_for_applied
+from .test_e2e import make_state, outcomes, report_rows, write_csv
 
 POSIX_ONLY = ("fcntl", "termios", "pwd", "grp", "resource")
 
@@ -41,16 +40,7 @@ print(len(names), "modules")
 
 
 def _start(args: list[str], tmp_path: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
-    env.update(CREDS, PYTHONPATH=str(ROOT))
-    return subprocess.Popen(
-        [sys.executable, "-c", WITHOUT_POSIX + AS_ON_WINDOWS, *args],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(args, tmp_path, prelude=WITHOUT_POSIX)
 
 
 def test_every_module_imports_without_posix_only_modules(tmp_path: Path) -> None:
@@ -85,9 +75,7 @@ def test_the_run_lock_and_a_resume_without_posix_only_modules(tmp_path: Path) ->
         args = ["run", str(sheet), "--base-url", sb.base_url, "--rate", "5/1"]
         args += ["--state-dir", str(tmp_path / "state")]
         first = _start([*args, "--report", str(tmp_path / "first.xlsx")], tmp_path)
-        deadline = time.monotonic() + 20
-        while len(state.applied) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_applied(state, 3)
         # A second run at once against the same state dir (and API key) is refused.
         second = _start([*args, "--report", str(tmp_path / "second.xlsx")], tmp_path)
         _, second_err = second.communicate(timeout=60)
@@ -122,9 +110,7 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_without_posix_only_modules(
         args = ["run", str(sheet), "--base-url", sb.base_url, "--rate", "5/1"]
         args += ["--state-dir", str(tmp_path / "state")]
         first = _start([*args, "--report", str(tmp_path / "first.xlsx")], tmp_path)
-        deadline = time.monotonic() + 20
-        while len(state.applied) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for_applied(state, 2)
         first.kill()  # no chance to let go of the lock
         first.communicate(timeout=30)
         again = _start([*args, "--report", str(tmp_path / "again.xlsx")], tmp_path)
