@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bulk_update import __version__
-from bulk_update.cli import _Progress, build_parser, summary_line
+from bulk_update.cli import build_parser, summary_line
 from bulk_update.models import Outcome, RowResult, RunSummary
+from bulk_update.output import ProgressDisplay
 from bulk_update.sandbox import DEMO_API_KEY, DEMO_SECRET, SandboxState, ThreadedSandbox
 
 from .conftest import ROOT, run_cli
@@ -75,7 +76,7 @@ def test_summary_line_counts_every_outcome(tmp_path: Path) -> None:
 
 def test_progress_logs_every_tenth_without_a_terminal(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    progress = _Progress(100, bar=False, clock=lambda: now[0])
+    progress = ProgressDisplay(100, bar=False, clock=lambda: now[0])
     with caplog.at_level("INFO", logger="bulk_update"):
         for i in range(100):
             now[0] = i * 0.1
@@ -88,7 +89,7 @@ def test_progress_logs_every_tenth_without_a_terminal(caplog: pytest.LogCaptureF
 
 def test_progress_logs_every_minute_on_a_slow_run(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
-    progress = _Progress(1000, bar=False, clock=lambda: now[0])
+    progress = ProgressDisplay(1000, bar=False, clock=lambda: now[0])
     with caplog.at_level("INFO", logger="bulk_update"):
         for i in range(30):
             now[0] = i * 30.0  # one row every 30 s: under 10% in 15 minutes

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bulk_update import cli, columnar, report, schema, xlsx
+from bulk_update import cli, columnar, report, schema, wiring, xlsx
 from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
@@ -562,11 +562,11 @@ def test_the_command_line_prints_the_same_dry_run_either_way(
         used.append(dry_run_csv(*args, **kwargs))
         return used[-1]
 
-    monkeypatch.setattr(cli, "dry_run_csv", spy)
+    monkeypatch.setattr(wiring, "dry_run_csv", spy)
     argv = ["run", str(sheet), "--dry-run", "--log-format", log_format, "--state-dir", "st"]
     fast = _cli([*argv, "--report", "fast.csv"], capsys)
     assert used and used[-1] is not None
-    monkeypatch.setattr(cli, "dry_run_csv", lambda *a, **k: None)
+    monkeypatch.setattr(wiring, "dry_run_csv", lambda *a, **k: None)
     slow = _cli([*argv, "--report", "slow.csv"], capsys)
     assert fast[0] == slow[0] == 1  # invalid rows
     assert fast[1].replace("fast.csv", "slow.csv") == slow[1]
@@ -582,7 +582,7 @@ def test_a_dry_run_with_a_journal_takes_the_general_path(
     monkeypatch.setenv("COMEET_API_KEY", "key")
     monkeypatch.chdir(tmp_path)
     sheet = write(tmp_path / "s.csv", "uid,Note\nAE.1,hi\n")
-    monkeypatch.setattr(cli, "dry_run_csv", lambda *a, **k: pytest.fail("a journal is open"))
+    monkeypatch.setattr(wiring, "dry_run_csv", lambda *a, **k: pytest.fail("a journal is open"))
     code, out, _ = _cli(["run", str(sheet), "--dry-run", "--report", "r.csv",
                          "--state-dir", "st"], capsys)  # fmt: skip
     assert code == 0 and "Would send 1 request" in out

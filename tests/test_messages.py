@@ -31,7 +31,7 @@ from aiohttp import web
 from openpyxl import Workbook
 
 import bulk_update as bu
-from bulk_update import cli
+from bulk_update import cli, wiring
 from bulk_update.auth import Credentials, TokenMinter
 from bulk_update.client import ComeetClient, Kind, Response, classify
 from bulk_update.config import Settings, load_config, parse_config
@@ -274,7 +274,7 @@ def test_a_file_system_refusal_is_no_bug(
     def full(path: Path, *args: object) -> None:
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(cli, "dry_run_csv", lambda *args, **kwargs: None)
+    monkeypatch.setattr(wiring, "dry_run_csv", lambda *args, **kwargs: None)
     monkeypatch.setattr(report, "_write_csv", full)
     (in_tmp / "s.csv").write_text("uid,Note\nAE.1,hi\n", encoding="utf-8")
     assert cli.main(["run", "s.csv", "--dry-run", "--report", "r.csv"]) == 3
@@ -287,7 +287,7 @@ def test_a_file_system_refusal_is_no_bug(
     def disk_full(*args: object, **kwargs: object) -> None:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(cli, "load", disk_full)
+    monkeypatch.setattr(wiring, "load", disk_full)
     assert cli.main(["run", "p.csv", "--dry-run", "--report", "p.out.csv"]) == 3
     err = capsys.readouterr().err
     assert "the system refused: database or disk is full" in err
@@ -740,7 +740,7 @@ def test_cli_unexpected_error_and_interrupt(
     def load_fails(*args: object, **kwargs: object) -> object:
         raise raised
 
-    monkeypatch.setattr(cli, "load", load_fails)
+    monkeypatch.setattr(wiring, "load", load_fails)
     assert cli.main(["run", "s.csv", "--dry-run"]) == 3
     err = capsys.readouterr().err
     (line,) = [ln for ln in err.splitlines() if ln.startswith("bulk-update: ")]

@@ -17,6 +17,7 @@ column form for columnar.py), `body` (the PATCH body's models), `columns` (heade
 from __future__ import annotations
 
 from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
+from .cells import _FILE_FIELDS as FILE_FIELDS  # the fields whose cells name files
 from .cells import ColumnCheck, column_check, escape_invisible, uid_check
 from .columns import names_uid, normalize_header, resolve_columns
 from .fields import (
@@ -36,6 +37,7 @@ __all__ = [
     "CUSTOM_FIELDS_PREFIX",
     "DIGIT_FIELDS",
     "FIELDS",
+    "FILE_FIELDS",
     "ISO_COUNTRY_CODES",
     "MAX_FILE_BYTES",
     "OBJECT_FIELDS",
