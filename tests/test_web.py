@@ -32,9 +32,10 @@ from bulk_update.pipeline import load, plan
 from bulk_update.report import OUTCOME_COLOURS
 from bulk_update.sandbox import ThreadedSandbox, load_seed
 from bulk_update.web import WebConfig, check_bind, create_app
-from bulk_update.web.app import STATE, outcome_css
+from bulk_update.web.app import outcome_css
 from bulk_update.web.preview import format_duration, shown_body
 from bulk_update.web.security import LoginThrottle, Sessions, host_allowed, is_loopback
+from bulk_update.web.state import STATE
 from bulk_update.web.uploads import safe_name
 
 from .conftest import SAMPLE, run_cli

@@ -7,8 +7,9 @@ written here a second time.
 
 from __future__ import annotations
 
-from .app import WebConfig, create_app
+from .app import create_app
 from .security import PASSWORD_VAR, check_bind
 from .server import serve
+from .state import WebConfig
 
 __all__ = ["PASSWORD_VAR", "WebConfig", "check_bind", "create_app", "serve"]

@@ -1,46 +1,44 @@
-"""The aiohttp application: configuration, shared state, safety middleware, page rendering.
+"""The aiohttp application: safety middleware, page rendering, the routes.
 
-The handlers themselves are in `views.py`. Every response passes through `_on_prepare`,
-which adds the security headers (a strict Content-Security-Policy: no inline script or
-style, nothing from elsewhere) and the session cookie.
+The page's state is in `state.py`; the handlers in `views.py` (a sheet's steps, signing
+in) and `run_views.py` (runs and their results sheets). Every response passes through
+`_on_prepare`, which adds the security headers (a strict Content-Security-Policy: no inline
+script or style, nothing from elsewhere) and the session cookie.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-import jinja2
 from aiohttp import web
 
 from .. import __version__
-from ..auth import Credentials
-from ..config import Settings
 from ..report import OUTCOME_COLOURS
-from .preview import format_duration
-from .runs import RunManager
 from .security import (
     CSRF_FIELD,
     CSRF_HEADER,
     SESSION_COOKIE,
-    LoginThrottle,
-    Session,
-    Sessions,
     host_allowed,
     is_public_origin,
 )
-from .uploads import UploadStore
+from .state import HERE, STATE, WebConfig, WebState, new_cookie, session_of, set_session
 
-__all__ = ["STATE", "WebConfig", "WebState", "create_app", "render"]
+__all__ = [
+    "STATE",  # re-exported from state.py, where they live now
+    "WebConfig",
+    "WebState",
+    "create_app",
+    "csrf_refused",
+    "download",
+    "error_page",
+    "redirect",
+    "render",
+]
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_MAX_UPLOAD_MB = 20.0
-
+_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -57,86 +55,6 @@ _SECURITY_HEADERS = {
 _PUBLIC = ("/login", "/outcomes.css", "/static/")
 #: The upload's form is read as a stream: its handler checks the CSRF token itself.
 _OWN_CSRF_ROUTES = frozenset({"upload"})
-
-
-@dataclass(frozen=True)
-class WebConfig:
-    """Everything the page needs to know. Its repr shows no credentials or password."""
-
-    settings: Settings
-    credentials: Credentials | None = field(default=None, repr=False)
-    host: str = "127.0.0.1"
-    password: str | None = field(default=None, repr=False)
-    use_journal: bool = True
-    sandbox: bool = False
-    files_dir: Path = field(default_factory=Path.cwd)
-    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * (1 << 20))
-    upload_parent: Path | None = None
-    reports_dir: Path | None = None
-    sse_interval_s: float = 0.25
-    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
-
-
-class WebState:
-    """What the handlers share: sessions, uploads, runs, the templates."""
-
-    def __init__(self, config: WebConfig) -> None:
-        self.config = config
-        self.sessions = Sessions(config.password, clock=config.clock)
-        self.throttle = LoginThrottle(clock=config.clock)
-        self.uploads = UploadStore(
-            max_bytes=config.max_upload_bytes, parent=config.upload_parent, clock=config.clock
-        )
-        # Results sheets stay for the runs list: in the state dir beside the journal; in
-        # sandbox mode (no journal) with the uploads, removed when the server stops.
-        reports = config.reports_dir or (
-            self.uploads.root / "reports"
-            if config.sandbox
-            else config.settings.state_dir / "web-reports"
-        )
-        self.runs = RunManager(
-            settings=config.settings,
-            credentials=config.credentials,
-            use_journal=config.use_journal,
-            reports_dir=reports,
-            clock=config.clock,
-        )
-        self.closing = False
-        self.templates = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(HERE / "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.templates.filters["duration"] = format_duration
-
-    def __repr__(self) -> str:
-        return f"WebState(uploads={len(self.uploads)}, runs={self.runs!r})"
-
-    @property
-    def settings(self) -> Settings:
-        """The settings runs use (with the in-process sandbox's URL in sandbox mode)."""
-        return self.runs.settings
-
-
-STATE = web.AppKey("bulk_update_state", WebState)
-# The request's session, and the one whose cookie the response must set. aiohttp handles a
-# request (middleware, handler, response) within one task: context variables follow it,
-# and the middleware sets both afresh for every request.
-_SESSION: ContextVar[Session] = ContextVar("bulk_update_session")
-_SET_COOKIE: ContextVar[Session | None] = ContextVar("bulk_update_set_cookie", default=None)
-
-
-def session_of(request: web.Request) -> Session:
-    """The request's session (the middleware always sets one)."""
-    return _SESSION.get()
-
-
-def set_session(request: web.Request, session: Session) -> None:
-    """Make the response carry `session`'s cookie (after a login)."""
-    _SESSION.set(session)
-    _SET_COOKIE.set(session)
 
 
 def render(
@@ -193,16 +111,13 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE]
     if not host_allowed(request.headers.get("Host"), state.config.host, state.settings.public_url):
         return web.Response(status=421, text="This page answers only on 127.0.0.1.\n")
-    session = state.sessions.get(request.cookies.get(SESSION_COOKIE))
-    _SET_COOKIE.set(None)
-    if session is None:
-        session = state.sessions.new()
-        _SET_COOKIE.set(session)
-    _SESSION.set(session)
+    known = state.sessions.get(request.cookies.get(SESSION_COOKIE))
+    session = known if known is not None else state.sessions.new()
+    set_session(request, session, new=known is None)
     public = request.path.startswith(_PUBLIC)
     if not session.authenticated and not public:
         if request.method in ("GET", "HEAD") and not request.path.endswith("/events"):
-            return web.Response(status=303, headers={"Location": "/login"})
+            return redirect("/login")
         return error_page(request, 403, "Sign in first", "This page needs the password.")
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         if not _same_origin(request):
@@ -225,6 +140,23 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_page(request, 405, "Not allowed", "This address does not take that.")
 
 
+def redirect(location: str) -> web.Response:
+    """See Other: the page at `location` (after a form, so that reloading sends nothing)."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def download(path: Path, name: str) -> web.FileResponse:
+    """A results sheet (.xlsx or .csv) as a download named `name`."""
+    content_type = _SHEET_TYPE if path.suffix == ".xlsx" else "text/csv"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        },
+    )
+
+
 def csrf_refused(request: web.Request) -> web.Response:
     """The answer to a request that changes something without the page's CSRF token."""
     return error_page(
@@ -241,7 +173,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
         response.headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
-    session = _SET_COOKIE.get()
+    session = new_cookie(request)
     if session is not None:
         # Written as a header: aiohttp has already turned `response.cookies` into headers
         # by the time this hook runs. The token is URL-safe base64: nothing to quote.
@@ -270,13 +202,14 @@ async def _on_cleanup(app: web.Application) -> None:
 
 def create_app(config: WebConfig) -> web.Application:
     """The page as an aiohttp application (serve it with `serve`, or a test client)."""
-    from . import views  # the handlers need STATE and render from here
+    from . import run_views, views  # the handlers need render and the rest from here
 
     # The upload is streamed with its own cap; every other body is a small form.
     app = web.Application(middlewares=[_guard], client_max_size=1 << 20)
     state = WebState(config)
     app[STATE] = state
     views.add_routes(app)
+    run_views.add_routes(app)
     app.router.add_static("/static/", HERE / "static", name="static")
     app.on_response_prepare.append(_on_prepare)
     app.on_cleanup.append(_on_cleanup)

@@ -1,8 +1,9 @@
 """The sheet steps of the page, each a call into the library: read, map columns, preview.
 
 Nothing here decides a rule of its own: reading is `pipeline.load`, column matching is
-`schema.resolve_columns`, validation and patches are `pipeline.plan`, and the preview's
-counts and its sheet are those of a dry run (`pipeline.run(..., dry_run=True)`).
+`schema.resolve_columns`, and the preview is the library's dry run (`wiring.dry_run`, the
+column-at-a-time engine where it applies, as on the command line): its counts, invalid
+rows, first patches and sheet.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from ..errors import InputError, UnknownColumnError
 from ..journal import Journal
 from ..limiter import estimate_duration
 from ..models import HiddenContent, Outcome, Rate, SheetRow
+from ..output import duration_parts
 from ..patch import summed_up
-from ..pipeline import Sheet, load, plan, run
+from ..pipeline import Sheet, load
 from ..reader import read_sheet
 from ..schema import CUSTOM_FIELDS_PREFIX, FIELDS, resolve_columns
+from ..wiring import SHOWN_PATCHES, dry_run
 
 __all__ = [
     "FIELD_CHOICES",
@@ -39,7 +42,6 @@ __all__ = [
 
 #: The fields a column can be mapped to in the mapping step: uid first, then by name.
 FIELD_CHOICES: tuple[str, ...] = ("uid", *sorted(FIELDS - {"uid"}))
-SHOWN_PATCHES = 5
 SHOWN_INVALID = 100
 _BODY_CHARS = 1500
 
@@ -151,33 +153,47 @@ def load_upload(path: Path, settings: Settings, files_dir: Path) -> Sheet:
 
 
 def make_preview(
-    sheet: Sheet, settings: Settings, *, journal: Journal | None, report_path: Path | None
+    sheet: Sheet,
+    settings: Settings,
+    *,
+    path: Path,
+    journal: Journal | None,
+    report_path: Path | None,
 ) -> Preview:
-    """Plan the sheet and dry-run it (blocking: call it in a worker thread).
-
-    With a `journal`, fields already applied are left out, exactly as the run will do.
+    """The dry run of `sheet`, read from the file at `path` (blocking: call it in a worker
+    thread). While the file is there, a CSV may be done a column at a time, with the same
+    results. With a `journal`, fields already applied are left out, exactly as the run will
+    do; the preview is not listed in its history (its sheet goes with the upload).
     """
-    # Only the bodies shown are kept, as `run --dry-run` does: a large sheet's would not fit.
-    the_plan = plan(sheet, settings, journal=journal, bodies=SHOWN_PATCHES)
-    summary = run(the_plan, settings, dry_run=True, report_path=report_path or False)
-    invalid = [r for r in the_plan.rows if r.outcome is Outcome.INVALID]
-    patches = the_plan.patches
+    done = dry_run(
+        path,
+        settings,
+        sheet=sheet,
+        journal=journal,
+        report_path=report_path or False,
+        in_history=False,
+    )
+    summary = done.summary
+    invalid = [r for r in summary.results if r.outcome is Outcome.INVALID]
     return Preview(
         counts=tuple((o, n) for o in Outcome if (n := summary.counts.get(o, 0))),
-        rows=len(the_plan.rows),
-        sends=the_plan.sends,
-        estimate_s=estimate_duration(the_plan.sends, settings.rate),
+        rows=done.rows,
+        sends=done.sends,
+        estimate_s=estimate_duration(done.sends, settings.rate),
         rate=settings.rate,
+        # The row's message as the preview sheet has it, a problem a line (a cell value
+        # holding "; " is shown across two lines: nothing is lost).
         invalid=tuple(
-            InvalidLine(r.row, r.uid, tuple(str(p) for p in r.problems))
-            for r in invalid[:SHOWN_INVALID]
+            InvalidLine(r.row, r.uid, tuple(r.message.split("; "))) for r in invalid[:SHOWN_INVALID]
         ),
-        invalid_total=len(invalid),
-        patches=tuple(PatchLine(p.row, p.uid, shown_body(p.body)) for p in patches[:SHOWN_PATCHES]),
+        invalid_total=summary.counts.get(Outcome.INVALID, 0),
+        patches=tuple(
+            PatchLine(p.row, p.uid, shown_body(p.body)) for p in done.patches[:SHOWN_PATCHES]
+        ),
         report=summary.report_path,  # the next free name when the path asked was locked
         journal_used=journal is not None,
         hidden=summary.hidden,
-        encoding=sheet.raw.encoding,
+        encoding=done.encoding,
     )
 
 
@@ -191,9 +207,7 @@ def format_duration(seconds: float) -> str:
     """`about 3 min 20 s`, `about 1 h 05 min`; `a few seconds` under 5 s."""
     if seconds < 5:
         return "a few seconds"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
+    hours, minutes, secs = duration_parts(seconds)
     if hours:
         return f"about {hours} h {minutes:02d} min"
     if minutes:

@@ -1,9 +1,10 @@
 """Runs started from the page: each in its own thread, going on when the page is closed.
 
-A run is the library's `run_async` with the journal and the run lock, wired as the command
-line wires it (cli._run_command): the lock is taken before the page says "started" (so a
-second run, from the page or from a terminal, is refused at once with the holder's pid),
-the journal is opened and the sheet planned again against it, then the rows are sent.
+A run is opened by the library as the command line's is (`wiring.open_run`: the lock, the
+journal, stale runs, the sheet planned again against the journal), then the rows are sent
+by `run_async`. The lock is taken first (`wiring.take_run_lock`), before the page says
+"started", so that a second run, from the page or from a terminal, is refused at once with
+the holder's pid.
 It runs on an event loop of its own in a worker thread, so that the page stays quick while
 the library reads files, writes the journal and writes the results sheet.
 
@@ -29,18 +30,17 @@ from ..auth import Credentials
 from ..config import Settings
 from ..errors import BulkUpdateError, CredentialsError, LockError, RunInterrupted
 from ..hidden import check_hidden
-from ..journal import Journal, RunLock, process_alive
+from ..journal import RunLock
 from ..limiter import estimate_duration
 from ..models import Outcome, RowResult, RunSummary
-from ..pipeline import Sheet, plan, run_async
+from ..pipeline import Sheet, run_async
+from ..wiring import SETTLED, OpenRun, open_run, take_run_lock
 from .uploads import safe_name
 
 __all__ = ["RunManager", "RunProgress", "WebRun"]
 
 log = logging.getLogger("bulk_update.web")
 
-#: Outcomes known before anything is sent: they are not progress of the sending.
-_SETTLED = frozenset({Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED})
 _KEPT_RUNS = 50
 
 
@@ -147,20 +147,16 @@ class WebRun:
 
     def _main(self) -> None:
         try:
-            with contextlib.ExitStack() as stack:
-                if self._lock_file is not None:
-                    stack.callback(self._lock_file.release)
-                journal: Journal | None = None
-                if self._use_journal:
-                    journal = stack.enter_context(
-                        Journal.open(
-                            self._settings.state_dir,
-                            base_url=self._settings.base_url,
-                            journal_scope=self._settings.journal_scope,
-                        )
-                    )
-                    journal.mark_stale_runs(process_alive)
-                summary = asyncio.run(self._send(journal))
+            # Planned again against the journal, now that the lock is held: what another
+            # run applied since the preview is not sent twice.
+            with open_run(
+                self._sheet,
+                self._settings,
+                self._credentials,
+                journal=self._use_journal,
+                lock=self._lock_file,
+            ) as opened:
+                summary = asyncio.run(self._send(opened))
             self._end(summary=summary)
         except BulkUpdateError as exc:
             self._end(error=str(exc))
@@ -168,16 +164,13 @@ class WebRun:
             log.exception("run %s failed", self.id)
             self._end(error="unexpected error: this is a bug in bulk-update; see the log")
 
-    async def _send(self, journal: Journal | None) -> RunSummary:
-        # Planned again against the journal, now that the lock is held: what another run
-        # applied since the preview is not sent twice.
-        the_plan = await asyncio.to_thread(plan, self._sheet, self._settings, journal=journal)
+    async def _send(self, opened: OpenRun) -> RunSummary:
         with self._lock:
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             if self._stop_asked:
                 self._stop.set()
-            self._total = the_plan.sends
+            self._total = opened.plan.sends
             self._state = "stopping" if self._stop_asked else "sending"
             self._sending_since = self._clock()
             self._version += 1
@@ -185,13 +178,13 @@ class WebRun:
         log.info("run %s: sending %d rows of %s", self.id, self._total, self.name)
         try:
             return await run_async(
-                the_plan,
+                opened.plan,
                 self._settings,
                 self._credentials,
                 report_path=self.report_path,
                 on_result=self._on_result,
                 stop=self._stop,
-                journal=journal,
+                journal=opened.journal,
                 started=self._t0,
             )
         except RunInterrupted as exc:
@@ -202,7 +195,7 @@ class WebRun:
     def _on_result(self, result: RowResult) -> None:
         with self._lock:
             self._counts[result.outcome.value] += 1
-            if result.outcome not in _SETTLED:
+            if result.outcome not in SETTLED:
                 self._done += 1
             self._version += 1
 
@@ -361,11 +354,8 @@ class RunManager:
                     fix="wait for it to finish, or stop it from its page, then confirm again",
                 )
             lock: RunLock | None = None
-            if self.use_journal:
-                lock = RunLock(self.settings.state_dir, api_key=self._credentials.api_key)
-                took_over = lock.acquire()  # LockError names the process holding it
-                if took_over:
-                    log.warning("%s", took_over)
+            if self.use_journal:  # LockError names the process holding it
+                lock = take_run_lock(self.settings, self._credentials.api_key)
             try:
                 self.reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")

@@ -18,8 +18,9 @@ from ..config import Settings
 from ..errors import CannotStartError, CredentialsError
 from ..signals import on_stop_signals
 from ..warnlog import warnings_logged
-from .app import STATE, WebConfig, WebState, create_app
+from .app import create_app
 from .security import PASSWORD_VAR, check_bind, is_loopback, public_url_warning
+from .state import STATE, WebConfig, WebState
 
 __all__ = ["sample_folder", "serve"]
 

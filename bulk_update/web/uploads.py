@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Upload", "UploadStore", "UploadTooLarge", "safe_name"]
 
-_CHUNK = 1 << 16
+#: Bytes read from an upload's body at a time.
+_READ_BYTES = 1 << 16
 _UNSAFE = re.compile(r"[^\w .()+,-]+")
 
 
@@ -140,7 +141,7 @@ class UploadStore:
         try:
             fd = os.open(upload.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                while chunk := await body.read_chunk(_CHUNK):
+                while chunk := await body.read_chunk(_READ_BYTES):
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise self.too_large()

@@ -1,41 +1,38 @@
-"""The page's handlers: upload -> (mapping) -> preview -> run -> progress -> results; runs.
+"""The page's handlers for a sheet's steps, upload -> (worksheet) -> (mapping) -> preview ->
+confirm, and for signing in. The runs' pages are in run_views.py.
 
-Heavy steps (reading the sheet, planning, writing the preview sheet) run in worker threads
-so that other pages, and the progress of a run, stay quick meanwhile.
+Heavy steps (reading the sheet, the dry run of the preview) run in worker threads so that
+other pages, and the progress of a run, stay quick meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 from pathlib import Path
-from urllib.parse import quote
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from ..config import Settings
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
 from ..hidden import describe_hidden
-from ..journal import Journal, RunRecord, read_runs
+from ..journal import Journal
 from ..models import HIDDEN_CHOICES
 from ..pipeline import Sheet
 from ..reader import list_worksheets
 from ..schema import names_uid
-from .app import STATE, csrf_refused, outcome_css, render, session_of, set_session
+from ..wiring import open_journal
+from .app import csrf_refused, download, outcome_css, redirect, render
 from .preview import FIELD_CHOICES, Preview, find_unknown_columns, load_upload, make_preview
 from .preview import mapped_settings as _mapped
 from .security import CSRF_FIELD, CSRF_HEADER
+from .state import STATE, session_of, set_session
 from .uploads import Upload, UploadTooLarge
 
 __all__ = ["add_routes"]
 
 IGNORE = "__ignore__"
-SHOWN_PROBLEMS = 200
-_REPORT_SUFFIXES = (".xlsx", ".csv")
-_SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _redirect(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
 
 
 def _upload_of(request: web.Request) -> Upload:
@@ -46,14 +43,31 @@ def _upload_of(request: web.Request) -> Upload:
     return upload
 
 
-def _download(path: Path, name: str) -> web.FileResponse:
-    content_type = _SHEET_TYPE if path.suffix == ".xlsx" else "text/csv"
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": content_type,
-            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-        },
+def _upload_settings(request: web.Request, the_upload: Upload) -> Settings:
+    """The page's settings with the upload's choices: its mapping, worksheet, hidden rows."""
+    settings = _mapped(request.app[STATE].settings, the_upload.mapping, the_upload.ignored)
+    return settings.with_overrides(sheet=the_upload.worksheet, hidden=the_upload.hidden)
+
+
+def _step_page(
+    request: web.Request,
+    template: str,
+    step: int,
+    the_upload: Upload,
+    error: BulkUpdateError | None,
+    status: int,
+    **context: Any,
+) -> web.Response:
+    """A page of the upload's steps, with the error that sent it back, if any."""
+    return render(
+        request,
+        template,
+        status=status,
+        nav="upload",
+        step=step,
+        upload=the_upload,
+        error=error,
+        **context,
     )
 
 
@@ -129,10 +143,8 @@ async def _read(request: web.Request, the_upload: Upload) -> web.Response:
             return _refuse_upload(request, the_upload, exc)
         if len(found) > 1:
             the_upload.worksheets = found
-            return _redirect(f"/uploads/{the_upload.id}/worksheet")
-    settings = _mapped(state.settings, the_upload.mapping, the_upload.ignored)
-    if the_upload.worksheet is not None:
-        settings = settings.with_overrides(sheet=the_upload.worksheet)
+            return redirect(f"/uploads/{the_upload.id}/worksheet")
+    settings = _upload_settings(request, the_upload)
     try:
         sheet = await asyncio.to_thread(
             load_upload, the_upload.path, settings, state.config.files_dir
@@ -144,18 +156,19 @@ async def _read(request: web.Request, the_upload: Upload) -> web.Response:
             )
         except BulkUpdateError as exc:
             return _refuse_upload(request, the_upload, exc)
-        return _redirect(f"/uploads/{the_upload.id}/mapping")
+        return redirect(f"/uploads/{the_upload.id}/mapping")
     except BulkUpdateError as exc:
         if the_upload.unknown:  # the mapping chosen does not work: choose again
             return _mapping_page(request, the_upload, exc, 400)
         return _refuse_upload(request, the_upload, exc)
     the_upload.sheet = sheet
-    the_upload.forget_file()  # the rows are in memory now
-    try:
+    try:  # while the file is there: the dry run of a CSV may read it a column at a time
         the_upload.preview = await _preview(request, the_upload, sheet)
     except BulkUpdateError as exc:
         return _refuse_upload(request, the_upload, exc)
-    return _redirect(f"/uploads/{the_upload.id}/preview")
+    finally:
+        the_upload.forget_file()  # the rows are in memory now
+    return redirect(f"/uploads/{the_upload.id}/preview")
 
 
 def _refuse_upload(request: web.Request, the_upload: Upload, exc: BulkUpdateError) -> web.Response:
@@ -165,20 +178,19 @@ def _refuse_upload(request: web.Request, the_upload: Upload, exc: BulkUpdateErro
 
 async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Preview:
     state = request.app[STATE]
-    settings = state.settings.with_overrides(hidden=the_upload.hidden)
-    credentials = state.config.credentials
+    settings = _upload_settings(request, the_upload)
     report = the_upload.folder / f"{Path(the_upload.name).stem}.preview.xlsx"
+    # As `run --dry-run` with COMEET_API_KEY set: fields already applied are left out.
+    use_journal = state.config.use_journal and state.config.credentials is not None
 
     def work() -> Preview:
-        # As `run --dry-run` with COMEET_API_KEY set: fields already applied are left out.
-        if state.config.use_journal and credentials is not None:
-            with Journal.open(
-                settings.state_dir,
-                base_url=settings.base_url,
-                journal_scope=settings.journal_scope,
-            ) as journal:
-                return make_preview(sheet, settings, journal=journal, report_path=report)
-        return make_preview(sheet, settings, journal=None, report_path=report)
+        with contextlib.ExitStack() as stack:
+            journal: Journal | None = None
+            if use_journal:
+                journal = stack.enter_context(open_journal(settings))
+            return make_preview(
+                sheet, settings, path=the_upload.path, journal=journal, report_path=report
+            )
 
     return await asyncio.to_thread(work)
 
@@ -199,16 +211,15 @@ def _worksheet_page(
     chosen = the_upload.worksheet or next(
         (w.name for w in visible if names_uid(w.headers, settings.columns)), visible[0].name
     )
-    return render(
+    return _step_page(
         request,
         "worksheet.html",
-        status=status,
-        nav="upload",
-        step=1,
-        upload=the_upload,
+        1,
+        the_upload,
+        error,
+        status,
         worksheets=worksheets,
         chosen=chosen,
-        error=error,
     )
 
 
@@ -216,7 +227,7 @@ async def worksheet(request: web.Request) -> web.Response:
     """The worksheet step: which worksheet of the workbook holds the candidates."""
     the_upload = _upload_of(request)
     if the_upload.sheet is not None or len(the_upload.worksheets) < 2:
-        return _redirect(f"/uploads/{the_upload.id}/preview")
+        return redirect(f"/uploads/{the_upload.id}/preview")
     return _worksheet_page(request, the_upload)
 
 
@@ -224,7 +235,7 @@ async def save_worksheet(request: web.Request) -> web.Response:
     """Keep the worksheet chosen and read it."""
     the_upload = _upload_of(request)
     if the_upload.sheet is not None or len(the_upload.worksheets) < 2:
-        return _redirect(f"/uploads/{the_upload.id}/preview")
+        return redirect(f"/uploads/{the_upload.id}/preview")
     form = await request.post()
     name = str(form.get("worksheet", ""))
     if name not in {w.name for w in the_upload.worksheets}:
@@ -247,16 +258,8 @@ def _mapping_page(
     error: BulkUpdateError | None = None,
     status: int = 200,
 ) -> web.Response:
-    return render(
-        request,
-        "mapping.html",
-        status=status,
-        nav="upload",
-        step=2,
-        upload=the_upload,
-        fields=FIELD_CHOICES,
-        ignore=IGNORE,
-        error=error,
+    return _step_page(
+        request, "mapping.html", 2, the_upload, error, status, fields=FIELD_CHOICES, ignore=IGNORE
     )
 
 
@@ -264,7 +267,7 @@ async def mapping(request: web.Request) -> web.Response:
     """The mapping step: each unknown column to a field, or ignored."""
     the_upload = _upload_of(request)
     if not the_upload.unknown or the_upload.sheet is not None:
-        return _redirect(f"/uploads/{the_upload.id}/preview")
+        return redirect(f"/uploads/{the_upload.id}/preview")
     return _mapping_page(request, the_upload)
 
 
@@ -272,7 +275,7 @@ async def save_mapping(request: web.Request) -> web.Response:
     """Keep the choices and read the sheet again with them."""
     the_upload = _upload_of(request)
     if the_upload.sheet is not None:
-        return _redirect(f"/uploads/{the_upload.id}/preview")
+        return redirect(f"/uploads/{the_upload.id}/preview")
     form = await request.post()
     chosen: dict[str, str] = {}
     ignored: list[str] = []
@@ -308,18 +311,17 @@ def _preview_page(
 ) -> web.Response:
     state = request.app[STATE]
     if the_upload.preview is None:
-        return _redirect(f"/uploads/{the_upload.id}/mapping")
-    return render(
+        return redirect(f"/uploads/{the_upload.id}/mapping")
+    return _step_page(
         request,
         "preview.html",
-        status=status,
-        nav="upload",
-        step=3,
-        upload=the_upload,
+        3,
+        the_upload,
+        error,
+        status,
         preview=the_upload.preview,
         hidden_text=describe_hidden(the_upload.preview.hidden),
         can_send=state.runs.can_send,
-        error=error,
     )
 
 
@@ -329,7 +331,7 @@ async def preview_sheet(request: web.Request) -> web.StreamResponse:
     report = the_upload.preview.report if the_upload.preview else None
     if report is None or not report.is_file():
         raise web.HTTPNotFound()
-    return _download(report, f"{Path(the_upload.name).stem}.preview.xlsx")
+    return download(report, f"{Path(the_upload.name).stem}.preview.xlsx")
 
 
 async def confirm(request: web.Request) -> web.Response:
@@ -337,7 +339,7 @@ async def confirm(request: web.Request) -> web.Response:
     state = request.app[STATE]
     the_upload = _upload_of(request)
     if the_upload.sheet is None:
-        return _redirect(f"/uploads/{the_upload.id}/mapping")
+        return redirect(f"/uploads/{the_upload.id}/mapping")
     shown = the_upload.preview
     if shown is not None and shown.hidden and not shown.hidden.choice:
         # The library refuses too (runs.start), in the command line's words.
@@ -351,14 +353,14 @@ async def confirm(request: web.Request) -> web.Response:
     except CannotStartError as exc:
         return _preview_page(request, the_upload, exc, 409)
     state.uploads.discard(the_upload.id)
-    return _redirect(f"/runs/{run.id}")
+    return redirect(f"/runs/{run.id}")
 
 
 async def save_hidden(request: web.Request) -> web.Response:
     """The preview's question: send the hidden rows and columns, or skip them; preview again."""
     the_upload = _upload_of(request)
     if the_upload.sheet is None:
-        return _redirect(f"/uploads/{the_upload.id}/mapping")
+        return redirect(f"/uploads/{the_upload.id}/mapping")
     form = await request.post()
     choice = str(form.get("hidden", ""))
     if choice not in HIDDEN_CHOICES:
@@ -372,133 +374,13 @@ async def save_hidden(request: web.Request) -> web.Response:
         the_upload.preview = await _preview(request, the_upload, the_upload.sheet)
     except BulkUpdateError as exc:
         return _preview_page(request, the_upload, exc, 400)
-    return _redirect(f"/uploads/{the_upload.id}/preview")
+    return redirect(f"/uploads/{the_upload.id}/preview")
 
 
 async def discard(request: web.Request) -> web.Response:
     """Forget an upload (its folder is deleted) and go back to the upload form."""
     request.app[STATE].uploads.discard(_upload_of(request).id)
-    return _redirect("/")
-
-
-# --- runs -----------------------------------------------------------------------------------
-
-
-async def run_page(request: web.Request) -> web.Response:
-    """A run's live progress; once it has ended, its results."""
-    run = request.app[STATE].runs.get(request.match_info["run"])
-    if run is None:
-        raise web.HTTPNotFound()
-    progress = run.progress()
-    summary = run.summary
-    problems = [r for r in summary.results if r.outcome.is_problem] if summary else []
-    return render(
-        request,
-        "run.html",
-        nav="runs",
-        step=5 if progress.over else 4,
-        run=run,
-        p=progress,
-        problems=problems[:SHOWN_PROBLEMS],
-        problems_total=len(problems),
-        interval_ms=int(request.app[STATE].config.sse_interval_s * 1000),
-    )
-
-
-async def run_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: a `progress` event at each change, `end` when the run is over."""
-    state = request.app[STATE]
-    run = state.runs.get(request.match_info["run"])
-    if run is None:
-        raise web.HTTPNotFound()
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
-    last, quiet = -1, 0.0
-    try:
-        while not state.closing:
-            progress = run.progress()
-            if progress.version != last:
-                last, quiet = progress.version, 0.0
-                data = json.dumps(progress.as_event())
-                await response.write(f"event: progress\ndata: {data}\n\n".encode())
-            if progress.over:
-                await response.write(b"event: end\ndata: {}\n\n")
-                break
-            if quiet >= 15:  # a comment now and then keeps proxies from closing the stream
-                await response.write(b": still sending\n\n")
-                quiet = 0.0
-            await asyncio.sleep(state.config.sse_interval_s)
-            quiet += state.config.sse_interval_s
-    except (ConnectionResetError, ConnectionError):
-        pass  # the page was closed: the run goes on
-    return response
-
-
-async def run_report(request: web.Request) -> web.StreamResponse:
-    """The results sheet of a run of this page."""
-    run = request.app[STATE].runs.get(request.match_info["run"])
-    if run is None or not run.report_file.is_file():
-        raise web.HTTPNotFound()
-    return _download(run.report_file, f"{Path(run.name).stem}.results{run.report_file.suffix}")
-
-
-async def stop_run(request: web.Request) -> web.Response:
-    """Stop a run gracefully: rows not sent yet are `not_sent` in its results sheet."""
-    run = request.app[STATE].runs.get(request.match_info["run"])
-    if run is None:
-        raise web.HTTPNotFound()
-    run.request_stop()
-    return _redirect(f"/runs/{run.id}")
-
-
-def _journal_runs(request: web.Request) -> tuple[list[RunRecord], str | None]:
-    state = request.app[STATE]
-    if not state.config.use_journal:
-        return [], None
-    try:
-        return read_runs(state.settings.state_dir, limit=30), None
-    except CannotStartError as exc:
-        return [], str(exc)
-
-
-async def runs(request: web.Request) -> web.Response:
-    """This page's runs, then the journal's recent runs with their reports."""
-    state = request.app[STATE]
-    mine = state.runs.recent()
-    records, problem = await asyncio.to_thread(_journal_runs, request)
-    shown = {str(r.report_path.resolve()) for r in mine} | {
-        str(s.report_path.resolve()) for r in mine if (s := r.summary) and s.report_path
-    }
-    records = [r for r in records if r.report is None or str(r.report) not in shown]
-    return render(
-        request,
-        "runs.html",
-        nav="runs",
-        mine=[(r, r.progress()) for r in mine],
-        records=records,
-        journal_problem=problem,
-        use_journal=state.config.use_journal,
-        state_dir=state.settings.state_dir,
-    )
-
-
-async def journal_report(request: web.Request) -> web.StreamResponse:
-    """The results sheet of a run in the journal (by its id, never by a path from the URL):
-    the copy kept in the state dir when there is one, the record of what was sent."""
-    wanted = int(request.match_info["number"])
-    records, _ = await asyncio.to_thread(_journal_runs, request)
-    for record in records:
-        report = record.kept_report or record.report
-        if (
-            record.id == wanted
-            and report is not None
-            and report.suffix.lower() in _REPORT_SUFFIXES
-            and report.is_file()
-        ):
-            return _download(report, report.name)
-    raise web.HTTPNotFound()
+    return redirect("/")
 
 
 # --- sign in ----------------------------------------------------------------------------------
@@ -508,7 +390,7 @@ async def login_form(request: web.Request) -> web.Response:
     """The password form (only when a password is set)."""
     state = request.app[STATE]
     if not state.sessions.password_required or session_of(request).authenticated:
-        return _redirect("/")
+        return redirect("/")
     return render(request, "login.html", title="Sign in", error=None)
 
 
@@ -516,7 +398,7 @@ async def login(request: web.Request) -> web.Response:
     """Check the password; a new session on success (constant-time compare, throttled)."""
     state = request.app[STATE]
     if not state.sessions.password_required:
-        return _redirect("/")
+        return redirect("/")
     client = request.remote or "?"
     wait = state.throttle.blocked_for(client)
     if wait:
@@ -528,14 +410,14 @@ async def login(request: web.Request) -> web.Response:
         error = "That is not the password."
         return render(request, "login.html", status=401, title="Sign in", error=error)
     state.throttle.succeeded(client)
-    set_session(request, state.sessions.login(session_of(request)))
-    return _redirect("/")
+    set_session(request, state.sessions.login(session_of(request)))  # its cookie too
+    return redirect("/")
 
 
 async def logout(request: web.Request) -> web.Response:
     """Forget this session."""
     request.app[STATE].sessions.logout(session_of(request))
-    return _redirect("/login")
+    return redirect("/login")
 
 
 async def outcomes_css(request: web.Request) -> web.Response:
@@ -556,12 +438,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/uploads/{upload}/hidden", save_hidden)
     app.router.add_post("/uploads/{upload}/run", confirm)
     app.router.add_post("/uploads/{upload}/discard", discard)
-    app.router.add_get("/runs", runs, name="runs")
-    app.router.add_get("/runs/{run}", run_page)
-    app.router.add_get("/runs/{run}/events", run_events)
-    app.router.add_get("/runs/{run}/report", run_report)
-    app.router.add_post("/runs/{run}/stop", stop_run)
-    app.router.add_get(r"/journal/{number:\d+}/report", journal_report)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
