@@ -10,8 +10,9 @@ The library is the product; the command line is a thin layer over it::
     summary = bu.run(plan, settings, bu.Credentials.from_env())
     print(summary.counts, summary.exit_code)
 
-Re-runs that send only what changed: hold the run lock and pass the journal to both
-`plan` and `run` (see the README's "Re-runs, resume and the journal").
+Re-runs that send only what changed, as the command line and the web page do: `open_run`
+takes the run lock, opens the journal and plans against it; `dry_run` previews, by the
+fastest engine that fits (see the README's "Python API").
 """
 
 __version__ = "0.1.0"
@@ -41,6 +42,7 @@ from .models import (
     SheetRow,
 )
 from .pipeline import Plan, Sheet, load, plan, run, run_async
+from .wiring import DryRun, OpenRun, dry_run, dry_run_async, open_run
 
 __all__ = [
     "AbortedError",
@@ -49,9 +51,11 @@ __all__ = [
     "ConfigError",
     "Credentials",
     "CredentialsError",
+    "DryRun",
     "InputError",
     "Journal",
     "LockError",
+    "OpenRun",
     "Outcome",
     "Patch",
     "Plan",
@@ -67,8 +71,11 @@ __all__ = [
     "SheetRow",
     "UnknownColumnError",
     "__version__",
+    "dry_run",
+    "dry_run_async",
     "load",
     "load_config",
+    "open_run",
     "plan",
     "run",
     "run_async",

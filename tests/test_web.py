@@ -485,6 +485,37 @@ async def test_one_run_at_a_time_per_api_key(tmp_path: Path, sandbox: ThreadedSa
         assert status == 409 and "another run (process" in html and "How to fix" in html
 
 
+async def test_the_preview_of_a_csv_goes_a_column_at_a_time_when_it_can(
+    tmp_path: Path, sandbox: ThreadedSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a journal to compare with (no credentials here), as `run --dry-run` without
+    COMEET_API_KEY: the column-at-a-time engine, with the general engine's counts."""
+    from bulk_update import wiring
+    from bulk_update.columnar import dry_run_csv
+
+    used: list[object] = []
+
+    def spy(*args: Any, **kwargs: Any) -> object:
+        used.append(dry_run_csv(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(wiring, "dry_run_csv", spy)
+    sheet = b"uid,first_name,email\nAE.1,Ada,ada@example.com\nAE.2,Bob,not-an-email\n"
+    expected = {"would_update": 1, "invalid": 1}
+    async with page_for(_config(tmp_path, sandbox, credentials=None)) as page:
+        _, where, _ = await page.upload("plain.csv", sheet)
+        _, html = await page.get(where)
+        assert _counts(html, "preview-counts") == expected
+        assert used and used[-1] is not None
+        assert "email: &#39;not-an-email&#39; is not an email address" in html
+    # With credentials the journal is read: the general engine, as on the command line.
+    used.clear()
+    async with page_for(_config(tmp_path, sandbox)) as page:
+        _, where, _ = await page.upload("plain.csv", sheet)
+        _, html = await page.get(where)
+        assert _counts(html, "preview-counts") == expected and not used
+
+
 async def test_without_credentials_the_page_previews_but_does_not_send(
     tmp_path: Path, sandbox: ThreadedSandbox
 ) -> None:

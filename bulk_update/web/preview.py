@@ -181,10 +181,9 @@ def make_preview(
         sends=done.sends,
         estimate_s=estimate_duration(done.sends, settings.rate),
         rate=settings.rate,
-        # The row's message as the preview sheet has it, a problem a line (a cell value
-        # holding "; " is shown across two lines: nothing is lost).
         invalid=tuple(
-            InvalidLine(r.row, r.uid, tuple(r.message.split("; "))) for r in invalid[:SHOWN_INVALID]
+            InvalidLine(r.row, r.uid, _problem_lines(r.message, sheet.headers))
+            for r in invalid[:SHOWN_INVALID]
         ),
         invalid_total=summary.counts.get(Outcome.INVALID, 0),
         patches=tuple(
@@ -195,6 +194,24 @@ def make_preview(
         hidden=summary.hidden,
         encoding=done.encoding,
     )
+
+
+def _problem_lines(message: str, headers: Sequence[str]) -> tuple[str, ...]:
+    """An invalid row's message, as the preview sheet has it, a problem a line.
+
+    The message joins the row's problems with "; ", each `<column>: <what to do>` (the
+    column as the sheet spells it); a problem's own text may hold "; " too, so a new line
+    starts only where the next part names a column of the sheet. For display: every
+    character of the message is shown whatever the split.
+    """
+    starts = tuple(f"{header}: " for header in headers if header)
+    lines: list[str] = []
+    for part in message.split("; "):
+        if lines and not part.startswith(starts):
+            lines[-1] += "; " + part
+        else:
+            lines.append(part)
+    return tuple(lines)
 
 
 def shown_body(body: Any) -> str:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -292,25 +292,21 @@ class WebRun:
             )
 
 
+@dataclass(kw_only=True, eq=False, repr=False)
 class RunManager:
-    """The runs of this server: at most one sending at a time (and one per API key)."""
+    """The runs of this server: at most one sending at a time (and one per API key).
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        credentials: Credentials | None,
-        use_journal: bool,
-        reports_dir: Path,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.settings = settings
-        self._credentials = credentials
-        self.use_journal = use_journal
-        self.reports_dir = reports_dir
-        self._clock = clock
-        self._runs: dict[str, WebRun] = {}
-        self._guard = threading.Lock()
+    `credentials`: None when the server has none (previews only); `use_journal`: False in
+    sandbox mode (no lock, no journal); `reports_dir`: where the runs' results sheets go.
+    """
+
+    settings: Settings
+    credentials: Credentials | None
+    use_journal: bool
+    reports_dir: Path
+    clock: Callable[[], float] = time.monotonic
+    _runs: dict[str, WebRun] = field(default_factory=dict, init=False)
+    _guard: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __repr__(self) -> str:
         return f"RunManager(runs={len(self._runs)}, journal={self.use_journal})"
@@ -318,7 +314,7 @@ class RunManager:
     @property
     def can_send(self) -> bool:
         """False when the server has no credentials (previews only)."""
-        return self._credentials is not None
+        return self.credentials is not None
 
     def get(self, run_id: str) -> WebRun | None:
         """A run of this server by id."""
@@ -340,7 +336,7 @@ class RunManager:
         InputError for hidden rows or columns nobody said what to do with (`hidden`)."""
         settings = self.settings.with_overrides(hidden=hidden)
         check_hidden(sheet, settings)
-        if self._credentials is None:
+        if self.credentials is None:
             raise CredentialsError(
                 "this page was started without COMEET_API_KEY and COMEET_SECRET, so it can "
                 "preview sheets but not send them",
@@ -355,7 +351,7 @@ class RunManager:
                 )
             lock: RunLock | None = None
             if self.use_journal:  # LockError names the process holding it
-                lock = take_run_lock(self.settings, self._credentials.api_key)
+                lock = take_run_lock(self.settings, self.credentials.api_key)
             try:
                 self.reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -365,11 +361,11 @@ class RunManager:
                     sheet=sheet,
                     name=name,
                     settings=settings,
-                    credentials=self._credentials,
+                    credentials=self.credentials,
                     report_path=report,
                     use_journal=self.use_journal,
                     lock=lock,
-                    clock=self._clock,
+                    clock=self.clock,
                 )
                 run.start()
             except BaseException:
@@ -387,8 +383,8 @@ class RunManager:
         runs = list(self._runs.values())
         for run in runs:
             run.request_stop()
-        deadline = self._clock() + timeout
+        deadline = self.clock() + timeout
         for run in runs:
-            if not run.join(max(0.0, deadline - self._clock())):
+            if not run.join(max(0.0, deadline - self.clock())):
                 run.interrupt()
                 run.join(10)

@@ -16,7 +16,7 @@ from aiohttp import BodyPartReader, web
 
 from ..config import Settings
 from ..errors import BulkUpdateError, CannotStartError, InputError, UnknownColumnError
-from ..hidden import describe_hidden
+from ..hidden import check_hidden, describe_hidden
 from ..journal import Journal
 from ..models import HIDDEN_CHOICES
 from ..pipeline import Sheet
@@ -340,9 +340,9 @@ async def confirm(request: web.Request) -> web.Response:
     the_upload = _upload_of(request)
     if the_upload.sheet is None:
         return redirect(f"/uploads/{the_upload.id}/mapping")
-    shown = the_upload.preview
-    if shown is not None and shown.hidden and not shown.hidden.choice:
-        # The library refuses too (runs.start), in the command line's words.
+    try:  # the library's rule (runs.start applies it too), in the page's words
+        check_hidden(the_upload.sheet, _upload_settings(request, the_upload))
+    except InputError:
         error = InputError(
             "say first whether to send or skip the hidden rows and columns",
             fix="choose Send them or Skip them in the box above",
@@ -426,7 +426,7 @@ async def outcomes_css(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every page of the application."""
+    """Register the pages of a sheet's steps and of signing in."""
     app.router.add_get("/", index, name="index")
     app.router.add_post("/upload", upload, name="upload")
     app.router.add_get("/uploads/{upload}/worksheet", worksheet)
