@@ -21,7 +21,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -126,15 +126,20 @@ def run_child(
     )
 
 
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
-def alternate(repeat: int, measures: Mapping[str, Callable[[], T]]) -> dict[str, list[T]]:
+def in_turn(round_: int, names: Sequence[K]) -> list[K]:
+    """`names` in their order on even rounds (0, 2, ...), reversed on odd ones."""
+    return list(names) if round_ % 2 == 0 else list(reversed(names))
+
+
+def alternate(repeat: int, measures: Mapping[K, Callable[[], T]]) -> dict[K, list[T]]:
     """`repeat` rounds of every measure, in the given order then reversed, round by round."""
-    results: dict[str, list[T]] = {name: [] for name in measures}
-    names = list(measures)
+    results: dict[K, list[T]] = {name: [] for name in measures}
     for round_ in range(repeat):
-        for name in names if round_ % 2 == 0 else reversed(names):
+        for name in in_turn(round_, list(measures)):
             results[name].append(measures[name]())
     return results
 
