@@ -25,6 +25,9 @@ from bulk_update.reader import read_sheet
 from tests.conftest import ROOT, require_program, run_cli
 from tests.data import make_corpus
 
+#: The files made at test time (`made`) are made once per module: once, on one worker.
+pytestmark = pytest.mark.xdist_group("corpus-made")
+
 DATA = Path(__file__).resolve().parent / "data"
 ENTRIES: list[dict[str, Any]] = json.loads((DATA / "corpus.json").read_text(encoding="utf-8"))[
     "entries"
