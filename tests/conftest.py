@@ -112,18 +112,19 @@ def run_cli(
     folder, standard input empty, standard output and error captured.
 
     It runs in this process (`bulk_update.cli.main`), which spares the suite an interpreter
-    and its imports per call (most of the CPU time of a command-line test); the environment,
-    current folder, standard streams, the package's logger, the signal handlers and the
-    garbage collector's frozen objects are as before afterwards, and an exception that
-    escapes `main` is printed as the interpreter would, exit status 1. What needs a process
-    of its own (signals, two runs at once, pipes, the interpreter's exit) starts one itself
-    (`run_cli_process`, or `subprocess` directly). From a thread other than the main one, or
-    while an event loop runs (an async test), the run goes to a child process (`timeout`
-    only applies there): `main` runs its own loop and takes the signal handlers.
+    and its imports per call (most of the CPU time of a command-line test). The environment,
+    current folder, standard streams, the package's logger and the signal handlers are as
+    before afterwards, what a real run froze for the garbage collector is let go again, and
+    an exception that escapes `main` is printed as the interpreter would, exit status 1.
+    What needs a process of its own (signals, two runs at once, pipes, the interpreter's
+    exit) starts one itself (`run_cli_process`, or `subprocess` directly). From a thread
+    other than the main one, or while an event loop runs (an async test), the run goes to a
+    child process (`timeout` only applies there): `main` runs its own loop and takes the
+    signal handlers.
     """
-    environ = _child_environment(env, cwd)
     if threading.current_thread() is not threading.main_thread() or _loop_running():
         return run_cli_process(*args, env=env, cwd=cwd, timeout=timeout)
+    environ = _child_environment(env, cwd)
     with _stdio_captured() as (out, err), _process_state(environ, cwd or ROOT):
         code = _main_exit_status([str(a) for a in args])
     return CliResult(code, out(), err())
