@@ -19,7 +19,8 @@ import jwt
 from aiohttp import web
 
 from ..models import Rate
-from .rules import Refused, apply_body, public_view, validate_body
+from .read import FILES_PATH, RealIds, ResumeLinks, read_view
+from .rules import Refused, apply_body, validate_body
 from .state import DEMO_API_KEY, DEMO_SECRET, Faults, ReceivedRequest, SandboxState
 
 __all__ = ["make_app"]
@@ -97,20 +98,20 @@ class _Handler:
         self.faults, self.clock = faults, clock
         self.window = _Window(rate)
         self.rng = random.Random(faults.seed)
+        self.real_ids = RealIds()
+        self.links = ResumeLinks(clock)
 
-    def _record(self, request: web.Request, item: ReceivedRequest) -> None:
-        if request.method == "PATCH":
-            with self.state.lock:
-                # A slow answer is recorded late: insert by arrival time to keep the order.
-                bisect.insort(self.state.requests, item, key=lambda r: r.time)
+    def _record(self, item: ReceivedRequest) -> None:
+        with self.state.lock:
+            # A slow answer is recorded late: insert by arrival time to keep the order.
+            bisect.insort(self.state.requests, item, key=lambda r: r.time)
 
     async def candidate(self, request: web.Request) -> web.StreamResponse:
         now = self.clock()
         over = self.window.arrive(now)
-        uid = request.match_info["uid"]
-        if request.method == "PATCH":
-            with self.state.lock:
-                self.state.arrived += 1
+        uid, method = request.match_info["uid"], request.method
+        with self.state.lock:
+            self.state.arrived += 1
         wall = time.time() + self.faults.clock_ahead_s  # the server's idea of the time
         problem = _token_problem(
             request.headers.get("Authorization", ""), self.api_key, self.secret, wall
@@ -122,7 +123,7 @@ class _Handler:
             body = raw.decode("utf-8", "replace")
 
         def answer(status: int, response: web.StreamResponse) -> web.StreamResponse:
-            self._record(request, ReceivedRequest(now, uid, body, status, problem is None))
+            self._record(ReceivedRequest(now, uid, body, status, problem is None, method))
             # aiohttp would stamp its own Date; this one follows the sandbox's clock.
             response.headers["Date"] = email.utils.formatdate(wall, usegmt=True)
             return response
@@ -154,20 +155,45 @@ class _Handler:
             return answer(429, response)
         if slow < faults.slow:
             await asyncio.sleep(faults.slow_s)
-        return answer(*self._answer(request.method, uid, body))
+        if method == "GET":
+            by_page = request.headers.get("IDENTIFIER_TYPE", "").strip().upper() == "REAL_ID"
+            return answer(*self._read(uid, by_page, str(request.url.origin()), now))
+        return answer(*self._patch(uid, body))
 
-    def _answer(self, method: str, uid: str, body: Any) -> tuple[int, web.Response]:
+    def _candidate(self, uid: str | None) -> dict[str, Any] | tuple[int, web.Response]:
+        """The candidate, or what the uid gets whatever the method: merged, failing, unknown.
+
+        The caller holds the lock.
+        """
         state = self.state
         if uid in state.merged:
             message = "The candidate was merged into another candidate as a duplicate"
             return 401, _error(401, "duplicate_candidate", message)
         if uid in state.always_failing:
             return 503, _error(503, "service_unavailable", "Service temporarily unavailable")
+        if uid is None or uid not in state.candidates:
+            return 404, _error(404, "candidate_not_found", "Candidate not found")
+        return state.candidates[uid]
+
+    def _read(self, uid: str, by_page: bool, origin: str, now: float) -> tuple[int, web.Response]:
+        """A GET: the read model; `by_page` (IDENTIFIER_TYPE: REAL_ID) takes a web-page number."""
+        with self.state.lock:
+            found = self.real_ids.uid(self.state.candidates, uid) if by_page else uid
+            candidate = self._candidate(found)
+            if isinstance(candidate, tuple):
+                return candidate
+            resume = candidate.get("resume")
+            url = None  # a deleted candidate answers its uid alone: no link is issued
+            if isinstance(resume, dict) and candidate.get("deleted") is not True:
+                url = self.links.issue(resume, origin, now)
+            return 200, web.json_response(read_view(candidate, url))
+
+    def _patch(self, uid: str, body: Any) -> tuple[int, web.Response]:
+        state = self.state
         with state.lock:
-            if uid not in state.candidates:
-                return 404, _error(404, "candidate_not_found", "Candidate not found")
-            if method == "GET":
-                return 200, web.json_response(public_view(state.candidates[uid]))
+            candidate = self._candidate(uid)
+            if isinstance(candidate, tuple):
+                return candidate
             try:
                 validate_body(body, state.custom_fields)
             except Refused as refused:
@@ -196,11 +222,13 @@ def make_app(
     """The sandbox as an aiohttp application over `state`.
 
     `rate` enforces the sandbox's own sliding window (None: no limit); `faults` injects
-    failures; `clock` stamps arrivals (the window and `ReceivedRequest.time`).
+    failures; `clock` stamps arrivals (the window and `ReceivedRequest.time`) and times the
+    resume links a read hands out.
     """
     handler = _Handler(state, api_key, secret, rate, faults or Faults(), clock)
     app = web.Application(client_max_size=_MAX_BODY_BYTES)
     app.router.add_route("PATCH", "/candidates/{uid}", handler.candidate)
     app.router.add_route("GET", "/candidates/{uid}", handler.candidate)
     app.router.add_get("/_sandbox/stats", handler.stats)
+    app.router.add_get(FILES_PATH + "/{token}", handler.links.download)
     return app

@@ -55,13 +55,18 @@ class Faults:
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One PATCH as the server saw it. `status` 0 means the connection was dropped."""
+    """One request to `/candidates/{uid}` as the server saw it, a read (`GET`) or a `PATCH`.
+
+    `uid` is the path segment as sent (a web-page number under `IDENTIFIER_TYPE: REAL_ID`);
+    `status` 0 means the connection was dropped.
+    """
 
     time: float
     uid: str
     body: Any
     status: int
     token_ok: bool
+    method: str = "PATCH"
 
 
 @dataclass
@@ -76,11 +81,11 @@ class SandboxState:
     merged: set[str] = field(default_factory=set)
     custom_fields: set[str] = field(default_factory=set)
     always_failing: set[str] = field(default_factory=set)
-    requests: list[ReceivedRequest] = field(default_factory=list)  # PATCHes, by arrival
+    requests: list[ReceivedRequest] = field(default_factory=list)  # GETs and PATCHes, by arrival
     applied: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     notes: dict[str, list[str]] = field(default_factory=dict)
     over_limit: int = 0  # requests refused by the sandbox's own rate window
-    arrived: int = 0  # PATCHes whose handling has begun, answered or not (in flight: - requests)
+    arrived: int = 0  # requests whose handling has begun, answered or not (in flight: - requests)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def snapshot(self) -> SandboxState:
