@@ -65,7 +65,7 @@ def _names(message: str, name: str) -> bool:
 def brake_reason(count: int, result: RowResult, refusal: Refusal) -> str:
     """The abort reason of a run the brake stopped at `result`, the last of `count`. Pure."""
     what = "not found" if refusal.outcome is Outcome.NOT_FOUND else "rejected"
-    code = f"{result.error} " if result.error else ""
+    code = f"{result.error}: " if result.error else ""
     said = result.message or f"HTTP {result.http_status}"
     field = f" (field {refusal.field})" if refusal.field else ""
     return (
