@@ -318,8 +318,10 @@ class ComeetClient:
         token = self._tokens.token()
         headers = {"Authorization": f"Bearer {token}", **self._headers, **(extra_headers or {})}
         try:
-            async with self._session.request(
-                method,
+            # session.patch / session.get, not session.request(method): fakes of the session
+            # in tests (and elsewhere) provide the verbs.
+            send = self._session.patch if method == "PATCH" else self._session.get
+            async with send(
                 url,
                 json=payload,
                 headers=headers,

@@ -144,7 +144,7 @@ def test_every_problem_is_reported_at_once_naming_the_key() -> None:
 def test_stop_after_rejected_is_read_and_must_not_be_negative() -> None:
     assert parse_config({"limits": {"stop_after_rejected": 0}}).stop_after_rejected == 0
     assert parse_config({"limits": {"stop_after_rejected": 5}}).stop_after_rejected == 5
-    with pytest.raises(ConfigError, match="limits.stop_after_rejected"):
+    with pytest.raises(ConfigError, match=r"limits\.stop_after_rejected"):
         parse_config({"limits": {"stop_after_rejected": -1}})
     with pytest.raises(ConfigError, match="stop_after_rejected must be 0"):
         Settings().with_overrides(stop_after_rejected=-3)
