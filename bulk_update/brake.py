@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .errors import ConfigError
 from .models import Outcome, RowResult
 
 __all__ = ["Brake", "brake_reason", "refusal_of"]
@@ -84,7 +85,10 @@ class Brake:
 
     def __init__(self, limit: int) -> None:
         if limit < 0:
-            raise ValueError(f"stop_after_rejected must be 0 or more, not {limit}")
+            raise ConfigError(
+                f"stop_after_rejected must be 0 or more, not {limit}",
+                fix="set [limits] stop_after_rejected to 0 (never stop) or more (default 20)",
+            )
         self.limit = limit
         self._last: Refusal | None = None
         self._count = 0

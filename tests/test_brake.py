@@ -13,6 +13,7 @@ import pytest
 from openpyxl import load_workbook
 
 from bulk_update.brake import Brake, refusal_of
+from bulk_update.errors import ConfigError
 from bulk_update.models import Outcome, RowResult
 from bulk_update.sandbox import ThreadedSandbox
 
@@ -79,7 +80,7 @@ def test_zero_never_stops() -> None:
 
 
 def test_a_negative_limit_is_refused() -> None:
-    with pytest.raises(ValueError, match="0 or more"):
+    with pytest.raises(ConfigError, match="0 or more"):
         Brake(-1)
 
 
