@@ -17,7 +17,7 @@ column form for columnar.py), `body` (the PATCH body's models), `columns` (heade
 from __future__ import annotations
 
 from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
-from .cells import ColumnCheck, column_check, escape_invisible, uid_check
+from .cells import ColumnCheck, column_check, escape_invisible, normalised_text, uid_check
 from .columns import names_uid, normalize_header, resolve_columns
 from .fields import (
     CUSTOM_FIELDS_PREFIX,
@@ -57,6 +57,7 @@ __all__ = [
     "escape_invisible",
     "find_duplicate_uids",
     "names_uid",
+    "normalised_text",
     "normalize_header",
     "resolve_columns",
     "uid_check",
