@@ -1,10 +1,12 @@
-"""One `PATCH /candidates/{uid}` on an injected aiohttp session, and what its answer means.
+"""One `PATCH` or `GET /candidates/{uid}` on an injected aiohttp session, and what the
+answer means.
 
 `classify` is pure (status, headers, body -> `Response`) so the status table of contract
 section 7 is tested without HTTP. It also reads every answer's `Date`: a clock off by
 minutes makes every token look expired to Comeet, and only the answers can tell.
-`ComeetClient.patch` never raises for network trouble: a timeout or a dropped connection is
-a `Response` of kind RETRY like a 503, and the pool decides what to do with it.
+`ComeetClient.patch` and `.read` never raise for network trouble: a timeout or a dropped
+connection is a `Response` of kind RETRY like a 503, and the retrier (retrying.py) decides
+what to do with it.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Response:
     not be made), so sending it again cannot apply it twice. `clock_offset_s` is how far
     the server's clock was ahead of ours (negative: behind), from the answer's `Date`; None
     without one. It is a reading, not part of what the answer means: equality ignores it.
+    `body` is a read's candidate object.
     """
 
     kind: Kind
@@ -76,6 +79,9 @@ class Response:
     retry_after: float | None = None
     unsent: bool = False
     clock_offset_s: float | None = field(default=None, compare=False)
+    #: A read's answer: the candidate object (readmodel.py). None for patches, whose
+    #: answers are not needed. Like the clock, not part of what the answer means.
+    body: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def unclear(self) -> bool:
@@ -186,7 +192,11 @@ def _parse_body(body: bytes) -> tuple[str, str]:
         data = None
     if isinstance(data, dict) and "error" in data and "message" in data:
         return _text(data["error"]), _cut(_text(data["message"]))
-    return "", _cut(body.decode("utf-8", errors="replace").strip())
+    return "", _cut(_raw(body))
+
+
+def _raw(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace").strip()
 
 
 def _text(value: object) -> str:
@@ -237,7 +247,7 @@ def _parse_retry_after(value: str | None, now: float | None) -> float | None:
 
 
 class ComeetClient:
-    """Send one candidate update at a time over an injected `aiohttp.ClientSession`."""
+    """Send one candidate update or read at a time over an injected `aiohttp.ClientSession`."""
 
     def __init__(
         self,
@@ -270,14 +280,50 @@ class ComeetClient:
 
     async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
         """PATCH the candidate `uid` with `body`; network failures come back as RETRY."""
-        url = self.url_for(uid)
+        response, _ = await self._exchange("PATCH", self.url_for(uid), payload=dict(body))
+        return response
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        """GET the candidate `uid` (contract section 11); network failures come back as RETRY.
+
+        With `real_id`, `uid` is the number in the candidate's Comeet web page address,
+        sent with the header `IDENTIFIER_TYPE: REAL_ID`; the answer carries the real uid.
+        A 2xx answer's candidate object is the response's `body` (readmodel.py maps it to
+        the write fields); a 2xx without a JSON object is RETRY (`invalid_answer`): a read
+        can be sent again safely, and an answer we cannot read is no answer.
+        """
+        extra = {"IDENTIFIER_TYPE": "REAL_ID"} if real_id else None
+        response, raw = await self._exchange("GET", self.url_for(uid), extra_headers=extra)
+        if response.kind is not Kind.OK:
+            return response
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            message = _cut(f"the answer to a read is not a candidate object: {_raw(raw)}")
+            return replace(response, kind=Kind.RETRY, error="invalid_answer", message=message)
+        return replace(response, body=data)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: yarl.URL,
+        *,
+        payload: dict[str, Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> tuple[Response, bytes]:
+        """Send one request; its classified answer and raw body (b"" without an answer)."""
         # Fetched right before sending so a long wait in the limiter cannot stale it.
         token = self._tokens.token()
-        headers = {"Authorization": f"Bearer {token}", **self._headers}
+        headers = {"Authorization": f"Bearer {token}", **self._headers, **(extra_headers or {})}
         try:
-            async with self._session.patch(
+            # session.patch / session.get, not session.request(method): fakes of the session
+            # in tests (and elsewhere) provide the verbs.
+            send = self._session.patch if method == "PATCH" else self._session.get
+            async with send(
                 url,
-                json=dict(body),
+                json=payload,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -285,25 +331,25 @@ class ComeetClient:
                 raw = await answer.read()
                 response = classify(answer.status, answer.headers, raw, now=self._clock())
         except TimeoutError:  # asyncio.TimeoutError is this builtin since 3.11
-            return Response(
-                Kind.RETRY, None, "timeout", f"no answer within {self._timeout_s:g} seconds"
-            )
+            message = f"no answer within {self._timeout_s:g} seconds"
+            return Response(Kind.RETRY, None, "timeout", message), b""
         except aiohttp.ClientConnectorCertificateError as exc:  # no CA here vouches for it
-            return Response(Kind.RETRY, None, "tls_untrusted", _untrusted(exc), unsent=True)
+            return Response(Kind.RETRY, None, "tls_untrusted", _untrusted(exc), unsent=True), b""
         except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
             message = _scrub(exc, token)
-            return Response(Kind.RETRY, None, "connection_error", message, unsent=True)
+            return Response(Kind.RETRY, None, "connection_error", message, unsent=True), b""
         except (aiohttp.ClientError, OSError) as exc:
-            return Response(Kind.RETRY, None, "connection_error", _scrub(exc, token))
+            return Response(Kind.RETRY, None, "connection_error", _scrub(exc, token)), b""
         if not (response.error or response.message):
-            return response  # nothing to redact (every 2xx): spare the copy
+            return response, raw  # nothing to redact (every 2xx): spare the copy
         # A server or proxy that echoes the request into its error body must not carry the
         # token (and with it the API key) into the report and the logs.
-        return replace(
+        redacted = replace(
             response,
             error=_redact(response.error, token),
             message=_redact(response.message, token),
         )
+        return redacted, raw
 
     def refresh_token(self) -> None:
         """Mint a new token for the next request (after a 401)."""

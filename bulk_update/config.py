@@ -55,6 +55,9 @@ class Settings:
     max_attempts: int = 6
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
+    #: `[limits] stop_after_rejected`: the brake (brake.py); this many rows in a row
+    #: refused with the same 4xx error stop the run. 0: never.
+    stop_after_rejected: int = 20
     updated_by: Mapping[str, str] = field(default_factory=dict)
     columns: Mapping[str, str] = field(default_factory=dict)
     sheet: str | None = None
@@ -115,6 +118,7 @@ class _Limits(_Section):
     max_attempts: int = Field(default=6, ge=1, le=100)
     retry_base_s: float = Field(default=0.5, ge=0)
     retry_max_s: float = Field(default=30.0, ge=0)
+    stop_after_rejected: int = Field(default=20, ge=0)
 
 
 class _UpdatedBy(_Section):
@@ -207,6 +211,8 @@ def _check(settings: Settings) -> None:
         problems.append("concurrency must be at least 1")
     if settings.max_attempts < 1:
         problems.append("max_attempts must be at least 1")
+    if settings.stop_after_rejected < 0:
+        problems.append("stop_after_rejected must be 0 (never stop) or more")
     if settings.hidden not in (None, *HIDDEN_CHOICES):
         problems.append(f"input.hidden '{settings.hidden}' must be send or skip")
     if settings.proxy is not None and (problem := proxy_problem(settings.proxy)):
@@ -312,6 +318,7 @@ def parse_config(
         max_attempts=parsed.limits.max_attempts,
         retry_base_s=parsed.limits.retry_base_s,
         retry_max_s=parsed.limits.retry_max_s,
+        stop_after_rejected=parsed.limits.stop_after_rejected,
         updated_by=updated_by,
         columns=dict(parsed.columns),
         sheet=parsed.input.sheet,

@@ -788,6 +788,7 @@ async def run_async(
             on_result=on_pool_result,
             stop=halt,
             on_results=on_pool_results,
+            stop_after_rejected=settings.stop_after_rejected,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.

@@ -1,10 +1,12 @@
 """The async worker pool: queue, workers, retries with backoff, pause on 429, graceful stop.
 
-`concurrency` workers take patches off a shared queue. Every attempt, retries included,
-takes a slot of the shared `SlidingWindowLimiter`, so the rate limit holds for the whole run.
-A stop (Ctrl-C or SIGTERM, signalled through an `asyncio.Event`) or a second refused token
-halts the run: no new request starts, requests already in flight finish and are recorded,
-and every row without a final answer is `not_sent`.
+`concurrency` workers take patches off a shared queue. Every request goes through the run's
+`Retrier` (retrying.py): every attempt, retries included, takes a slot of the shared
+`SlidingWindowLimiter`, so the rate limit holds for the whole run, reads included. A stop
+(Ctrl-C or SIGTERM, signalled through an `asyncio.Event`), a second refused token or the
+brake (brake.py: too many rows in a row refused alike) halts the run: no new request
+starts, requests already in flight finish and are recorded, and every row without a final
+answer is `not_sent`.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .client import MESSAGE_LIMIT, Kind, Response, clock_problem
+from .brake import Brake
+from .client import Kind, Response
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
+from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
     "INTERRUPTED",
@@ -33,56 +37,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted"
-
-
-def auth_abort_reason(refusal: Response, clock_offset_s: float | None) -> str:
-    """Why a second 401 stops the run: the API's own words, and this machine's clock
-    when the answers' `Date` shows it off by more than a minute (else: the credentials).
-    Pure.
-    """
-    said = refusal.message or refusal.error or f"HTTP {refusal.status}"
-    cause = clock_problem(clock_offset_s) or "check COMEET_API_KEY and COMEET_SECRET"
-    return f'the API refused the credentials twice (401): "{said}"; {cause}'
-
-
 _FINAL: Mapping[Kind, Outcome] = {
     Kind.OK: Outcome.UPDATED,
     Kind.NOT_FOUND: Outcome.NOT_FOUND,
     Kind.REJECTED: Outcome.REJECTED,
     Kind.GIVE_UP: Outcome.FAILED,
 }
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently a row is retried (`[limits] max_attempts`).
-
-    `max_attempts` counts every request sent for a row, the first one included.
-    """
-
-    max_attempts: int = 6
-    base_s: float = 0.5
-    max_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ConfigError(
-                f"max_attempts must be at least 1, not {self.max_attempts}",
-                fix="set [limits] max_attempts to 1 or more (6 is the default)",
-            )
-        if self.base_s < 0 or self.max_s < 0:
-            raise ConfigError("retry delays must not be negative", fix="use delays >= 0")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based). Pure.
-
-        Full jitter: uniform in [0, min(max_s, base_s * 2 ** (attempt - 1))], so workers
-        that failed together do not come back together.
-        """
-        # Clamp the exponent: 2 ** 1100 as a float would overflow long after the cap.
-        ceiling = min(self.max_s, self.base_s * 2.0 ** min(max(attempt - 1, 0), 64))
-        return rng.uniform(0, ceiling)
 
 
 class Sender(Protocol):
@@ -118,6 +78,7 @@ async def run_pool(
     on_result: Callable[[RowResult], None] | None = None,
     stop: asyncio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
+    stop_after_rejected: int = 0,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -128,75 +89,54 @@ async def run_pool(
     write, then report its rows. Every result is delivered to both before
     `run_pool` returns or raises, cancellation included. The result is `aborted` when a
     halt left some row `not_sent`; a stop that comes after every row is done changes
-    nothing. Cancelling the caller cancels every request and propagates.
+    nothing. `stop_after_rejected` (0: never) is the brake: that many rows in a row
+    answered with the same 4xx error halt the run like a stop, the abort reason naming
+    the error (brake.py). Cancelling the caller cancels every request and propagates.
     """
     if concurrency < 1:
         raise ConfigError(
             f"concurrency must be at least 1, not {concurrency}",
             fix="pass --concurrency 1 or more (4 is the default)",
         )
-    rng = rng if rng is not None else random.Random()
-    run = _Run(patches, sender, limiter, retry, sleep, rng, on_result, stop, on_results)
+    run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
+    run.retrier = Retrier(
+        sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
+    )
     try:
         return await run.execute(min(concurrency, len(patches)))
     finally:
         run.deliver()
 
 
-@dataclass
-class _Progress:
-    """What a row has seen so far, for the NOT_SENT line of a row caught by a halt."""
-
-    attempts: int = 0
-    last: Response | None = None
-
-
 class _Run:
     """State shared by the workers of one `run_pool` call."""
+
+    retrier: Retrier
 
     def __init__(
         self,
         patches: Sequence[Patch],
         sender: Sender,
-        limiter: SlidingWindowLimiter,
-        retry: RetryPolicy,
-        sleep: Callable[[float], Awaitable[None]],
-        rng: random.Random,
         on_result: Callable[[RowResult], None] | None,
-        stop: asyncio.Event | None,
-        on_results: Callable[[Sequence[RowResult]], None] | None = None,
+        on_results: Callable[[Sequence[RowResult]], None] | None,
+        brake: Brake,
     ) -> None:
         self.patches = patches
         self.sender = sender
-        self.limiter = limiter
-        self.retry = retry
-        self.sleep = sleep
-        self.rng = rng
         self.on_result = on_result
         self.on_results = on_results
-        self.stop = stop
+        self.brake = brake
         # Results not yet handed to `on_results`, and the callback that will hand them over.
         self.batch: list[RowResult] = []
         self.delivery: asyncio.Handle | None = None
         self.queue: deque[int] = deque(range(len(patches)))
         self.results: list[RowResult | None] = [None] * len(patches)
-        self.progress = [_Progress() for _ in patches]
-        self.abort_reason = ""
-        #: The server's clock ahead of ours, from the last answer with a `Date`.
-        self.clock_offset_s: float | None = None
-        self.clock_said = False
+        self.tries = [Tries() for _ in patches]
         self.workers: list[asyncio.Task[None]] = []
-        # Workers inside sender.patch right now: a halt lets exactly these finish.
-        self.sending: set[asyncio.Task[None]] = set()
-
-    @property
-    def halted(self) -> bool:
-        # Reading the event directly (not only via the watcher task) means no request can
-        # start in the gap between `stop.set()` and the watcher running.
-        return bool(self.abort_reason) or (self.stop is not None and self.stop.is_set())
 
     async def execute(self, workers: int) -> PoolResult:
-        watcher = asyncio.create_task(self._watch_stop()) if self.stop is not None else None
+        stop = self.retrier.stop
+        watcher = asyncio.create_task(self._watch_stop(stop)) if stop is not None else None
         self.workers = [asyncio.create_task(self._work()) for _ in range(workers)]
         try:
             if self.workers:
@@ -217,90 +157,42 @@ class _Run:
         results = self._final_results()
         # A stop that came after the last row finished lost nothing: the run is complete.
         unfinished = any(result.outcome is Outcome.NOT_SENT for result in results)
-        reason = (self.abort_reason or INTERRUPTED) if self.halted and unfinished else ""
+        halted = self.retrier.halted
+        reason = (self.retrier.abort_reason or INTERRUPTED) if halted and unfinished else ""
         return PoolResult(results, bool(reason), reason)
 
-    async def _watch_stop(self) -> None:
-        assert self.stop is not None
-        await self.stop.wait()
-        self._halt(INTERRUPTED)
+    async def _watch_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.retrier.halt(INTERRUPTED)
 
-    def _halt(self, reason: str) -> None:
-        """Start no new request: cancel workers that wait (for a slot or a backoff)."""
-        if not self.abort_reason:
-            self.abort_reason = reason
+    def cancel_waiting(self) -> None:
+        """After a halt: cancel the workers that wait (for a slot or a backoff)."""
         current = asyncio.current_task()
         for task in self.workers:
-            if task is not current and task not in self.sending:
+            if task is not current and task not in self.retrier.sending:
                 task.cancel()
 
     async def _work(self) -> None:
-        while self.queue and not self.halted:
+        while self.queue and not self.retrier.halted:
             index = self.queue.popleft()
             result = await self._row(index)
             if result is not None:
                 self._record(index, result)
+                reason = self.brake.see(result)
+                if reason:
+                    logger.error("%s", reason, extra={"event": "brake"})
+                    self.retrier.halt(reason)
 
     async def _row(self, index: int) -> RowResult | None:
         """Send one row until it has a final result; None if a halt caught it unfinished."""
         patch = self.patches[index]
-        progress = self.progress[index]
-        auth_refusals = 0
-        while True:
-            if self.halted:
-                return None
-            response = await self._attempt(patch)
-            if response is None:  # halted while waiting for the slot
-                return None
-            progress.attempts += 1
-            progress.last = response
-            if response.clock_offset_s is not None:
-                self._read_clock(response.clock_offset_s)
-            outcome = _FINAL.get(response.kind)
-            if outcome is not None:
-                return _result(patch, outcome, response, progress.attempts)
-            if response.kind is Kind.AUTH:
-                auth_refusals += 1
-                if auth_refusals >= 2:
-                    logger.error("row %d: the API refused a fresh token too", patch.row)
-                    self._halt(auth_abort_reason(response, self.clock_offset_s))
-                    return None
-                self.sender.refresh_token()
-            elif response.kind is Kind.RATE_LIMITED:
-                self.limiter.pause(response.retry_after)
-            if progress.attempts >= self.retry.max_attempts:
-                return _result(patch, Outcome.FAILED, response, progress.attempts)
-            if response.kind is Kind.RETRY and not self.halted:
-                await self.sleep(self.retry.delay(progress.attempts, self.rng))
-
-    def _read_clock(self, offset_s: float) -> None:
-        """Keep the latest offset; say once when this machine's clock is off."""
-        self.clock_offset_s = offset_s
-        problem = clock_problem(offset_s)
-        if problem and not self.clock_said:
-            self.clock_said = True
-            logger.warning(
-                "%s", problem, extra={"event": "clock_offset", "fields": {"offset_s": offset_s}}
-            )
-
-    async def _attempt(self, patch: Patch) -> Response | None:
-        task = asyncio.current_task()
-        assert task is not None
-        async with self.limiter.slot():
-            if self.halted:
-                return None
-            self.sending.add(task)
-            try:
-                return await self.sender.patch(patch.uid, patch.body)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # One bad row must not kill a worker (and with it a quarter of the run).
-                logger.exception("row %d: unexpected error while sending", patch.row)
-                message = f"{type(exc).__name__}: {exc}"[:MESSAGE_LIMIT]
-                return Response(Kind.RETRY, None, "internal_error", message)
-            finally:
-                self.sending.discard(task)
+        tries = self.tries[index]
+        response = await self.retrier.call(
+            lambda: self.sender.patch(patch.uid, patch.body), tries, f"row {patch.row}"
+        )
+        if response is None:
+            return None
+        return _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
@@ -334,8 +226,8 @@ class _Run:
         for index, patch in enumerate(self.patches):
             result = self.results[index]
             if result is None:
-                progress = self.progress[index]
-                last = progress.last
+                tries = self.tries[index]
+                last = tries.last
                 result = RowResult(
                     row=patch.row,
                     uid=patch.uid,
@@ -343,7 +235,7 @@ class _Run:
                     http_status=last.status if last else None,
                     error=last.error if last else "",
                     message=last.message if last else "",
-                    attempts=progress.attempts,
+                    attempts=tries.attempts,
                     fields=patch.fields,
                 )
                 self._record(index, result)

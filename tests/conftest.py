@@ -1,12 +1,21 @@
-"""Shared helpers: drive the command line in a subprocess, as a user or cron would."""
+"""Shared helpers: drive the command line as a user or cron would, and keep every test's
+state and network private."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
+import io
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+import traceback
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +68,21 @@ def no_proxy_of_the_machine() -> Iterator[None]:
         os.environ.update(before)
 
 
+#: Settings under which a retry waits nothing. For runs whose rows are retried (the demo's
+#: seed has a uid that answers 503 to every attempt: six attempts, about 8 s of backoff)
+#: where how long a retry waits is not what the test is about: test_pool holds the backoff
+#: to a fake sleep, and test_e2e's faults run retries through the real clock.
+NO_BACKOFF = "[limits]\nretry_base_s = 0\n"
+
+
+def without_backoff(folder: Path) -> Path:
+    """Write `folder/bulk_update.toml` (NO_BACKOFF), which a run started in `folder` reads
+    as its own (`./bulk_update.toml`): the command line stays the one a user types."""
+    path = folder / "bulk_update.toml"
+    path.write_text(NO_BACKOFF, encoding="utf-8")
+    return path
+
+
 def require_program(program: str, install: str) -> None:
     """Skip the test when `program` (a name on PATH, or a path) is missing, saying how to get
     it; in CI (`CI` set) fail instead: there every test runs (.ci/run installs them)."""
@@ -83,19 +107,126 @@ def run_cli(
     cwd: Path | None = None,
     timeout: float = 120,
 ) -> CliResult:
-    """Run `python -m bulk_update ARGS` with a clean environment plus `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
-    base["PYTHONPATH"] = str(ROOT)
-    base.setdefault("XDG_STATE_HOME", str(cwd or ROOT))
-    if env:
-        base.update(env)
+    """Run the command line, `bulk-update ARGS`, as a child `python -m bulk_update` would run:
+    a clean environment (no COMEET_*) plus `env`, `cwd` (else the project) as the current
+    folder, standard input empty, standard output and error captured.
+
+    It runs in this process (`bulk_update.cli.main`), which spares the suite an interpreter
+    and its imports per call (most of the CPU time of a command-line test). The environment,
+    current folder, standard streams, the package's logger and the signal handlers are as
+    before afterwards, what a real run froze for the garbage collector is let go again, and
+    an exception that escapes `main` is printed as the interpreter would, exit status 1.
+    What needs a process of its own (signals, two runs at once, pipes, the interpreter's
+    exit) starts one itself (`run_cli_process`, or `subprocess` directly). From a thread
+    other than the main one, or while an event loop runs (an async test), the run goes to a
+    child process (`timeout` only applies there): `main` runs its own loop and takes the
+    signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread() or _loop_running():
+        return run_cli_process(*args, env=env, cwd=cwd, timeout=timeout)
+    environ = _child_environment(env, cwd)
+    with _stdio_captured() as (out, err), _process_state(environ, cwd or ROOT):
+        code = _main_exit_status([str(a) for a in args])
+    return CliResult(code, out(), err())
+
+
+def run_cli_process(
+    *args: str | Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> CliResult:
+    """Run `python -m bulk_update ARGS` in a child process, environment as for `run_cli`."""
     proc = subprocess.run(
         [sys.executable, "-m", "bulk_update", *map(str, args)],
         capture_output=True,
         text=True,
-        env=base,
+        env=_child_environment(env, cwd),
         cwd=cwd or ROOT,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def _child_environment(env: Mapping[str, str] | None, cwd: Path | None) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
+    base["PYTHONPATH"] = str(ROOT)
+    base.setdefault("XDG_STATE_HOME", str(cwd or ROOT))
+    if env:
+        base.update(env)
+    return base
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _main_exit_status(argv: list[str]) -> int:
+    """`main(argv)`'s exit status as the interpreter would give it (`raise SystemExit(...)`)."""
+    from bulk_update.cli import main
+
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, a usage error
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        return 1
+
+
+@contextlib.contextmanager
+def _stdio_captured() -> Iterator[tuple[Callable[[], str], Callable[[], str]]]:
+    """sys.stdin empty, sys.stdout and sys.stderr into memory, as UTF-8 text read back with
+    universal newlines (as `subprocess.run(text=True)` reads a child's)."""
+    saved = sys.stdin, sys.stdout, sys.stderr
+    buffers = io.BytesIO(), io.BytesIO()
+    out, err = (io.TextIOWrapper(b, encoding="utf-8", newline="\n") for b in buffers)
+
+    def text(wrapper: io.TextIOWrapper, buffer: io.BytesIO) -> Callable[[], str]:
+        def read() -> str:
+            if not wrapper.closed:
+                wrapper.flush()
+            data = buffer.getvalue().decode("utf-8", "replace")
+            return data.replace("\r\n", "\n").replace("\r", "\n")
+
+        return read
+
+    with open(os.devnull, encoding="utf-8") as stdin:
+        sys.stdin, sys.stdout, sys.stderr = stdin, out, err
+        try:
+            yield text(out, buffers[0]), text(err, buffers[1])
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _process_state(environ: Mapping[str, str], cwd: Path) -> Iterator[None]:
+    """`environ` and `cwd` for the duration; what a run may change in its process put back."""
+    saved_environ = dict(os.environ)
+    saved_cwd = os.getcwd()
+    logger = logging.getLogger("bulk_update")
+    saved_logger = logger.handlers[:], logger.level, logger.propagate
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        logger.handlers[:] = saved_logger[0]
+        logger.setLevel(saved_logger[1])
+        logger.propagate = saved_logger[2]
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        gc.unfreeze()  # a real run freezes what it holds (cli._send); let it go again

@@ -446,3 +446,91 @@ async def test_no_message_ever_carries_the_token(
         assert response.kind is Kind.RETRY
         assert token not in response.message
         assert "Bearer" not in response.message
+
+
+# -- reads (contract section 11) -----------------------------------------------------------
+
+
+def mock_get(mock: aioresponses, url: str | URL, **kwargs: Any) -> None:
+    mock.get(url, response_class=CompatResponse, **kwargs)
+
+
+async def test_read_gets_the_candidate_with_the_token_and_no_identifier_type(
+    session: aiohttp.ClientSession, tokens: TokenMinter
+) -> None:
+    candidate = {"uid": "AE.17934", "first_name": "Dana", "id_number": "012345678"}
+    with aioresponses() as mock:
+        mock_get(mock, f"{BASE}/candidates/AE.17934", status=200, payload=candidate)
+        response = await client_for(session, tokens).read("AE.17934")
+    assert response == Response(Kind.OK, 200)
+    assert response.body == candidate
+    [(key, calls)] = mock.requests.items()
+    assert key == ("GET", URL(f"{BASE}/candidates/AE.17934"))
+    kwargs = calls[0].kwargs
+    assert kwargs["json"] is None
+    assert kwargs["allow_redirects"] is False
+    headers = kwargs["headers"]
+    assert "IDENTIFIER_TYPE" not in headers
+    assert headers["User-Agent"] == UA
+    decoded = jwt.decode(
+        headers["Authorization"].split(" ")[1],
+        SECRET,
+        algorithms=["HS256"],
+        options={"verify_exp": False},
+    )
+    assert decoded["iss"] == KEY
+
+
+async def test_read_by_real_id_sends_the_number_with_identifier_type(
+    session: aiohttp.ClientSession, tokens: TokenMinter
+) -> None:
+    with aioresponses() as mock:
+        mock_get(mock, f"{BASE}/candidates/61459710", status=200, payload={"uid": "B4.B5F21"})
+        response = await client_for(session, tokens).read("61459710", real_id=True)
+    assert response.body == {"uid": "B4.B5F21"}
+    [calls] = mock.requests.values()
+    assert calls[0].kwargs["headers"]["IDENTIFIER_TYPE"] == "REAL_ID"
+
+
+@pytest.mark.parametrize("body", [b"<html>proxy login</html>", b"[1, 2]", b"", b'"AE.1"'])
+async def test_a_read_answer_that_is_not_a_candidate_object_is_retried(
+    session: aiohttp.ClientSession, tokens: TokenMinter, body: bytes
+) -> None:
+    with aioresponses() as mock:
+        mock_get(mock, f"{BASE}/candidates/AE.1", status=200, body=body)
+        response = await client_for(session, tokens).read("AE.1")
+    assert (response.kind, response.status, response.error) == (Kind.RETRY, 200, "invalid_answer")
+    assert response.body is None
+    assert body.decode()[:20] in response.message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (404, err(404, "not_found", "The provided ID could not be found"), Kind.NOT_FOUND),
+        (403, err(403, "no_permission", "no permission"), Kind.REJECTED),
+        (401, err(401, "unauthorized", "bad token"), Kind.AUTH),
+        (429, err(429, "too_many_requests", "slow down"), Kind.RATE_LIMITED),
+        (503, b"", Kind.RETRY),
+    ],
+)
+async def test_a_read_is_classified_like_a_patch(
+    session: aiohttp.ClientSession, tokens: TokenMinter, status: int, body: bytes, kind: Kind
+) -> None:
+    with aioresponses() as mock:
+        mock_get(mock, f"{BASE}/candidates/AE.1", status=status, body=body)
+        response = await client_for(session, tokens).read("AE.1")
+    assert (response.kind, response.status, response.body) == (kind, status, None)
+
+
+async def test_a_dropped_read_is_retry_without_status(
+    session: aiohttp.ClientSession, tokens: TokenMinter
+) -> None:
+    with aioresponses() as mock:
+        mock_get(mock, f"{BASE}/candidates/AE.1", exception=aiohttp.ServerDisconnectedError())
+        response = await client_for(session, tokens).read("AE.1")
+    assert (response.kind, response.status, response.error) == (
+        Kind.RETRY,
+        None,
+        "connection_error",
+    )

@@ -29,6 +29,7 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert settings.concurrency == 4
     assert settings.max_attempts == 6
     assert settings.token_ttl_s == 600
+    assert settings.stop_after_rejected == 20
     assert settings.updated_by == {}
 
 
@@ -138,6 +139,15 @@ def test_every_problem_is_reported_at_once_naming_the_key() -> None:
     assert "defaults.updated_by.type" in text
     assert "colums: unknown key" in text
     assert "Fix:" in text
+
+
+def test_stop_after_rejected_is_read_and_must_not_be_negative() -> None:
+    assert parse_config({"limits": {"stop_after_rejected": 0}}).stop_after_rejected == 0
+    assert parse_config({"limits": {"stop_after_rejected": 5}}).stop_after_rejected == 5
+    with pytest.raises(ConfigError, match=r"limits\.stop_after_rejected"):
+        parse_config({"limits": {"stop_after_rejected": -1}})
+    with pytest.raises(ConfigError, match="stop_after_rejected must be 0"):
+        Settings().with_overrides(stop_after_rejected=-3)
 
 
 @pytest.mark.parametrize(

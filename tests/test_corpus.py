@@ -14,8 +14,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,11 @@ import pytest
 
 from bulk_update.errors import InputError
 from bulk_update.reader import read_sheet
-from tests.conftest import ROOT, CliResult, require_program, run_cli
+from tests.conftest import ROOT, require_program, run_cli
 from tests.data import make_corpus
+
+#: The files made at test time (`made`) are made once per module: once, on one worker.
+pytestmark = pytest.mark.xdist_group("corpus-made")
 
 DATA = Path(__file__).resolve().parent / "data"
 ENTRIES: list[dict[str, Any]] = json.loads((DATA / "corpus.json").read_text(encoding="utf-8"))[
@@ -114,25 +115,14 @@ def test_error_from_the_library(entry: dict[str, Any], made: Path) -> None:
     assert error.__cause__ is None
 
 
-@pytest.fixture(scope="module")
-def cli_runs(made: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`bulk-update run FILE --dry-run` for every refused file, two at a time."""
-    home = tmp_path_factory.mktemp("cli")
-    pool = ThreadPoolExecutor(max_workers=2)
-    runs: dict[str, Future[CliResult]] = {}
-    for entry in ENTRIES:
-        if "error" in entry:
-            args = ["run", path_of(entry, made), "--dry-run", "--report", home / "r.xlsx"]
-            if "sheet" in entry:
-                args += ["--sheet", entry["sheet"]]
-            runs[_id(entry)] = pool.submit(run_cli, *args, cwd=home, env={"NO_COLOR": "1"})
-    yield runs
-    pool.shutdown(cancel_futures=True)
-
-
 @pytest.mark.parametrize("entry", _select("error", "hostile"))
-def test_error_on_the_command_line(entry: dict[str, Any], cli_runs: dict[str, Any]) -> None:
-    result = cli_runs[_id(entry)].result()
+def test_error_on_the_command_line(entry: dict[str, Any], made: Path, tmp_path: Path) -> None:
+    """`bulk-update run FILE --dry-run` for every refused file."""
+    args: list[str | Path] = ["run", path_of(entry, made), "--dry-run"]
+    args += ["--report", tmp_path / "r.xlsx"]
+    if "sheet" in entry:
+        args += ["--sheet", entry["sheet"]]
+    result = run_cli(*args, cwd=tmp_path, env={"NO_COLOR": "1"})
     output = result.out + result.err
     assert result.code == 2, output
     assert entry["error"] in result.err

@@ -287,9 +287,9 @@ def test_applied_many_for_100000_uids(jnl: Journal, state: Path) -> None:
     conn.close()
     jnl.record_applied("AE.77", {"email": jnl.fingerprint("known")}, 1)
     uids = [f"AE.{i}" for i in range(100_000)]
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: other processes on the cores do not count
     found = jnl.applied_many(uids)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 10, elapsed
     assert len(found) == 100_000
     assert all(set(found[uid]) == set(fields) for uid in uids)

@@ -137,6 +137,7 @@ def run_script(
     retry: RetryPolicy = FOUR_TRIES,
     duration: float | Mapping[str, float] = 0.1,
     stop_at: float | None = None,
+    stop_after_rejected: int = 0,
 ) -> Run:
     async def main(clock: VirtualClock) -> Run:
         sender = FakeSender(clock, script, duration)
@@ -158,6 +159,7 @@ def run_script(
             rng=random.Random(7),
             on_result=reported.append,
             stop=stop,
+            stop_after_rejected=stop_after_rejected,
         )
         return Run(result, sender, limiter, sleep, reported, clock.now)
 
@@ -460,6 +462,35 @@ def test_a_stop_signalled_as_an_answer_arrives_sends_nothing_more() -> None:
 def test_a_stop_after_every_row_is_done_is_not_an_abort() -> None:
     run = run_script({"AE.1": [OK]}, duration=1.0, stop_at=5.0)
     assert not run.result.aborted and run.outcomes() == [Outcome.UPDATED]
+
+
+# -- the brake (brake.py) ------------------------------------------------------------------
+
+
+def test_the_brake_halts_like_a_stop_after_that_many_refusals_in_a_row() -> None:
+    uids = [f"AE.{i}" for i in range(10)]
+    run = run_script({u: [REJECTED] for u in uids}, concurrency=2, stop_after_rejected=3)
+    # The third refusal trips it; the other worker's request in flight then is recorded.
+    assert run.outcomes() == [Outcome.REJECTED] * 4 + [Outcome.NOT_SENT] * 6
+    assert len(run.sender.sent) == 4
+    assert run.result.aborted
+    assert run.result.abort_reason.startswith("stopped after 3 rows in a row were rejected")
+    assert "invalid_email" in run.result.abort_reason
+
+
+def test_the_brake_on_the_last_row_loses_nothing_and_is_no_abort() -> None:
+    run = run_script(
+        {"AE.1": [OK], "AE.2": [NOT_FOUND], "AE.3": [NOT_FOUND]},
+        concurrency=1,
+        stop_after_rejected=2,
+    )
+    assert run.outcomes() == [Outcome.UPDATED, Outcome.NOT_FOUND, Outcome.NOT_FOUND]
+    assert not run.result.aborted
+
+
+def test_the_brake_is_off_by_default_in_the_pool() -> None:
+    run = run_script({f"AE.{i}": [REJECTED] for i in range(50)})
+    assert run.outcomes() == [Outcome.REJECTED] * 50
 
 
 # -- concurrency, order, reporting -----------------------------------------------------------

@@ -1009,13 +1009,15 @@ def test_100k_row_csv_reads_fast(tmp_path: Path) -> None:
     lines = ["uid,first_name,last_name,email,phone"]
     lines += [f"AE.{i},First{i},Last{i},p{i}@example.com,+97250{i:07d}" for i in range(100_000)]
     path = write_bytes(tmp_path, "big.csv", ("\n".join(lines) + "\n").encode())
-    started = time.perf_counter()
+    # This process's CPU time, not the clock's: other processes (the suite's other worker,
+    # a loaded CI machine) take turns on the same cores and would count against the reader.
+    started = time.process_time()
     sheet = read_sheet(path)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert len(sheet.rows) == 100_000
     assert sheet.rows[-1].number == 100_001
     assert sheet.rows[-1].values[0] == "AE.99999"
-    # About a second on a laptop; generous headroom for a loaded CI machine.
+    # About a second on a laptop; generous headroom for a slow CI machine.
     assert elapsed < 5, f"100k rows took {elapsed:.2f} s"
 
 

@@ -159,6 +159,10 @@ def test_a_fixed_results_sheet_sends_only_what_is_not_applied_yet(tmp_path: Path
     assert_in_sheet_state(state, rows)
 
 
+#: A re-run through the slow sandbox need not wait on four workers: what it sends is tested.
+RERUN = ("--concurrency", "16")
+
+
 @pytest.mark.parametrize("after", [1, 9, 22])
 def test_sigterm_then_rerun_finishes_the_job_without_sending_anything_twice(
     tmp_path: Path, after: int
@@ -178,7 +182,8 @@ def test_sigterm_then_rerun_finishes_the_job_without_sending_anything_twice(
         assert after <= len(first) < 30
 
         res = run_cli("run", sheet, "--base-url", sb.base_url, "--report", tmp_path / "2.xlsx",
-                      env={**CREDS, "XDG_STATE_HOME": str(state_dir)}, cwd=tmp_path)  # fmt: skip
+                      *RERUN, env={**CREDS, "XDG_STATE_HOME": str(state_dir)},
+                      cwd=tmp_path)  # fmt: skip
         assert res.code == 0, res.err
     applied = Counter(uid for uid, _ in state.applied)
     assert applied == Counter(row[0] for row in rows)  # every row applied exactly once
@@ -203,7 +208,8 @@ def test_sigkill_then_rerun_leaves_the_sheets_state_and_no_note_twice(
         proc.kill()
         proc.communicate(timeout=30)
         res = run_cli("run", sheet, "--base-url", sb.base_url, "--report", tmp_path / "2.xlsx",
-                      env={**CREDS, "XDG_STATE_HOME": str(state_dir)}, cwd=tmp_path)  # fmt: skip
+                      *RERUN, env={**CREDS, "XDG_STATE_HOME": str(state_dir)},
+                      cwd=tmp_path)  # fmt: skip
         assert res.code == 0, res.err
         wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last answers
     assert_in_sheet_state(state, rows)

@@ -34,6 +34,9 @@ from bulk_update.sandbox import Faults, SandboxState, ThreadedSandbox
 
 from .conftest import ROOT, CliResult, run_cli
 
+#: The runs fixture makes every kind of run once per module: once, on one worker.
+pytestmark = pytest.mark.xdist_group("secrets-runs")
+
 # Long and distinctive, so that any 8 characters of them found in output mean a leak.
 API_KEY = "bu-api-key-Vb3Nc8Xz1Mq6Wt4Ry9Uo2Pi7"
 SECRET = "bu-partner-secret-Qx7Zr2Wv9Lm4Tn8Kp3Hs6Jd1Fg5"

@@ -24,7 +24,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 from playwright.sync_api import Page, expect, sync_playwright
 
-from .conftest import ROOT, SAMPLE, require_program, run_cli
+from .conftest import ROOT, SAMPLE, require_program, run_cli, without_backoff
 
 #: Where _shot puts the screenshots (set for each test by the `shots` fixture).
 SHOTS = ROOT / "docs"
@@ -56,6 +56,7 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def page_url(tmp_path: Path) -> Iterator[str]:
     """`bulk-update serve --sandbox --port 0` in a subprocess; yields its URL."""
+    without_backoff(tmp_path)  # the seed's failing row: its retries go at once
     proc = subprocess.Popen(
         # 8 requests a second: the progress is there to be seen for a few seconds.
         [sys.executable, "-m", "bulk_update", "serve", "--sandbox", "--port", "0", "--rate", "8/1"],

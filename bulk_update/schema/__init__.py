@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
 from .cells import _FILE_FIELDS as FILE_FIELDS  # the fields whose cells name files
-from .cells import ColumnCheck, column_check, escape_invisible, uid_check
+from .cells import ColumnCheck, column_check, escape_invisible, normalised_text, uid_check
 from .columns import names_uid, normalize_header, resolve_columns
 from .fields import (
     CUSTOM_FIELDS_PREFIX,
@@ -59,6 +59,7 @@ __all__ = [
     "escape_invisible",
     "find_duplicate_uids",
     "names_uid",
+    "normalised_text",
     "normalize_header",
     "resolve_columns",
     "uid_check",

@@ -380,6 +380,23 @@ def _convert(field: str, text: str, base: Path) -> tuple[Any, list[str]]:
         return None, [f"'{_show(text)}' {hint}"]
 
 
+def normalised_text(field: str, text: str) -> str:
+    """The stripped cell text `text` as it would be sent for the text field `field`: the
+    field's rule applied (a prospect status in its canonical spelling, a country code in
+    upper case); a value the rule refuses is left as it is.
+
+    For comparing what Comeet holds with what a patch sends (readmodel.py).
+    """
+    rule = _CELL_RULES.get(field)
+    if rule is None or not text:
+        return text
+    try:
+        value = rule[0].validate_python(text)
+    except ValidationError:
+        return text
+    return value if isinstance(value, str) else text
+
+
 #: Fields whose cells name files: their conversion reads the file system, so it is never
 #: remembered (every other rule reads the text alone; a sheet repeats statuses, countries).
 _FILE_FIELDS = frozenset({"resume", "picture", "files"})

@@ -1,0 +1,233 @@
+"""The brake: rows refused alike, in a row, stop the run (contract section 11).
+
+Pure tests of `Brake`, then the command line against the sandbox on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from bulk_update.brake import Brake, refusal_of
+from bulk_update.errors import ConfigError
+from bulk_update.models import Outcome, RowResult
+from bulk_update.sandbox import ThreadedSandbox
+
+from .conftest import run_cli
+from .test_e2e import CREDS, config, make_state, report_rows, write_csv
+
+NO_TEAM = "There is no custom candidate field named 'Teem'"
+
+
+def refused(
+    row: int,
+    error: str = "invalid_custom_candidate_field",
+    message: str = NO_TEAM,
+    fields: tuple[str, ...] = ("first_name", "custom_fields.Teem"),
+    outcome: Outcome = Outcome.REJECTED,
+    status: int = 400,
+) -> RowResult:
+    return RowResult(row, f"AE.{row}", outcome, status, error, message, 1, fields)
+
+
+def updated(row: int) -> RowResult:
+    return RowResult(row, f"AE.{row}", Outcome.UPDATED, 200, attempts=1, fields=("first_name",))
+
+
+def trips(brake: Brake, results: Sequence[RowResult]) -> list[int]:
+    """The rows at which the brake said stop."""
+    return [r.row for r in results if brake.see(r)]
+
+
+def test_the_limit_th_refusal_in_a_row_trips_it_once() -> None:
+    brake = Brake(20)
+    assert trips(brake, [refused(i) for i in range(25)]) == [19]
+
+
+def test_the_reason_names_the_count_the_error_its_message_and_the_field() -> None:
+    brake = Brake(3)
+    reasons = [brake.see(refused(i)) for i in range(3)]
+    assert reasons[:2] == ["", ""]
+    assert reasons[2].startswith(
+        "stopped after 3 rows in a row were rejected with the same error: "
+        f'invalid_custom_candidate_field: "{NO_TEAM}" (field custom_fields.Teem)'
+    )
+    assert "run it again" in reasons[2]
+    assert "stop_after_rejected = 0" in reasons[2]
+
+
+def test_alternating_errors_do_not_trip_it() -> None:
+    other = {"error": "invalid_email", "message": "email is not a valid email address"}
+    rows = [refused(i) if i % 2 else refused(i, **other) for i in range(100)]
+    assert trips(Brake(2), rows) == []
+
+
+def test_any_other_answer_breaks_the_run_of_rows() -> None:
+    rows: list[RowResult] = []
+    for block in range(10):
+        rows += [refused(block * 10 + i) for i in range(4)] + [updated(block * 10 + 9)]
+    assert trips(Brake(5), rows) == []
+    failed = RowResult(99, "AE.99", Outcome.FAILED, 503, "server_error", "x", 6, ())
+    assert trips(Brake(2), [refused(1), failed, refused(2)]) == []
+
+
+def test_zero_never_stops() -> None:
+    assert trips(Brake(0), [refused(i) for i in range(1000)]) == []
+
+
+def test_a_negative_limit_is_refused() -> None:
+    with pytest.raises(ConfigError, match="0 or more"):
+        Brake(-1)
+
+
+def test_the_same_code_for_different_fields_is_not_the_same_error() -> None:
+    teem = refused(1)
+    tema = refused(
+        2, message="There is no custom candidate field named 'Tema'", fields=("custom_fields.Tema",)
+    )
+    assert trips(Brake(2), [teem, tema, teem, tema]) == []
+    assert refusal_of(teem) != refusal_of(tema)
+
+
+def test_messages_quoting_each_row_s_value_count_as_one_when_they_name_the_field() -> None:
+    rows = [
+        refused(
+            i,
+            error="incorrect_country_code",
+            message=f"'X{i}' is not an ISO 3166-1 alpha-2 country",
+            fields=("first_name", "address.country"),
+        )
+        for i in range(3)
+    ]
+    assert trips(Brake(3), rows) == [2]
+    assert refusal_of(rows[0]).field == "address.country"  # type: ignore[union-attr]
+
+
+def test_the_longest_field_name_wins() -> None:
+    result = refused(1, "invalid_field", "mobile_phone is too long", ("phone", "mobile_phone"))
+    assert refusal_of(result).field == "mobile_phone"  # type: ignore[union-attr]
+
+
+def test_messages_that_name_no_field_must_be_equal() -> None:
+    a = refused(1, "required_field", "something is required", ("first_name",))
+    b = refused(2, "required_field", "something else is required", ("first_name",))
+    assert trips(Brake(2), [a, b, a, b]) == []
+    assert trips(Brake(2), [a, a]) == [1]
+
+
+def test_not_found_rows_trip_it_too_and_only_4xx_counts() -> None:
+    gone = [
+        refused(
+            i,
+            "not_found",
+            "The provided ID could not be found",
+            ("first_name",),
+            Outcome.NOT_FOUND,
+            404,
+        )
+        for i in range(3)
+    ]
+    brake = Brake(3)
+    assert trips(brake, gone) == [2]
+    assert "were not found" in Brake(1).see(gone[0])
+    assert refusal_of(refused(1, status=500)) is None
+    assert refusal_of(refused(1, outcome=Outcome.NOT_SENT)) is None
+
+
+# -- the command line against the sandbox ---------------------------------------------------
+
+
+def brake_sheet(tmp_path: Path, header: str, count: int, clean: int = 0) -> Path:
+    """`clean` rows that send no custom field, then `count` that send `header`."""
+    rows = [["uid", "first_name", header]]
+    rows += [[f"AE.{i}", f"N{i}", ""] for i in range(clean)]
+    rows += [[f"AE.{i}", f"N{i}", "Core"] for i in range(clean, clean + count)]
+    return write_csv(tmp_path / "s.csv", rows)
+
+
+def run(tmp_path: Path, sheet: Path, base_url: str, limits: str = "") -> tuple[int, str]:
+    cfg = config(tmp_path, f'[limits]\nrate = "1000/1"\n{limits}\n')
+    res = run_cli(
+        "run",
+        sheet,
+        "--base-url",
+        base_url,
+        "--config",
+        cfg,
+        "--report",
+        tmp_path / "out.xlsx",
+        env=CREDS,
+        cwd=tmp_path,
+    )
+    return res.code, res.out + res.err
+
+
+def summary_sheet(path: Path) -> dict[str, str]:
+    ws = load_workbook(path)["Summary"]
+    return {str(k): str(v) for k, v, *_ in ws.iter_rows(values_only=True) if k is not None}
+
+
+def test_a_custom_field_comeet_lacks_stops_the_run_after_20(tmp_path: Path) -> None:
+    uids = [f"AE.{i}" for i in range(60)]
+    state = make_state(uids)  # custom fields Team and Start date only
+    with ThreadedSandbox(state) as sb:
+        code, said = run(tmp_path, brake_sheet(tmp_path, "custom_fields.Teem", 60), sb.base_url)
+    assert code == 3
+    counts = Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx"))
+    # 20 in a row, plus those in flight then (concurrency 4: at most 3 more).
+    assert 20 <= counts["rejected"] <= 23
+    assert counts["not_sent"] == 60 - counts["rejected"]
+    assert len(state.requests) == counts["rejected"]
+    assert state.applied == []
+    assert "Run aborted: stopped after 20 rows in a row were rejected" in said
+    assert NO_TEAM in said and "custom_fields.Teem" in said
+    reason = summary_sheet(tmp_path / "out.xlsx")["abort reason"]
+    assert NO_TEAM in reason
+
+
+def test_stop_after_rejected_0_sends_every_row(tmp_path: Path) -> None:
+    state = make_state([f"AE.{i}" for i in range(30)])
+    with ThreadedSandbox(state) as sb:
+        sheet = brake_sheet(tmp_path, "custom_fields.Teem", 30)
+        code, said = run(tmp_path, sheet, sb.base_url, "stop_after_rejected = 0")
+    assert code == 1
+    assert Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx")) == {"rejected": 30}
+    assert len(state.requests) == 30
+    assert "aborted" not in said.lower()
+
+
+def test_alternating_refusals_run_to_the_end(tmp_path: Path) -> None:
+    # Every other uid is unknown to the sandbox (not_found); the others send the unknown
+    # custom field (rejected): the same count of refusals, never two alike in a row.
+    known = [f"AE.{i}" for i in range(0, 40, 2)]
+    state = make_state(known)
+    with ThreadedSandbox(state) as sb:
+        sheet = brake_sheet(tmp_path, "custom_fields.Teem", 40)
+        code, _ = run(tmp_path, sheet, sb.base_url, "stop_after_rejected = 2\nconcurrency = 1")
+    assert code == 1
+    counts = Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx"))
+    assert counts == {"rejected": 20, "not_found": 20}
+
+
+def test_the_fixed_sheet_run_again_resumes_through_the_journal(tmp_path: Path) -> None:
+    uids = [f"AE.{i}" for i in range(40)]
+    state = make_state(uids)
+    with ThreadedSandbox(state) as sb:
+        sheet = brake_sheet(tmp_path, "custom_fields.Teem", 30, clean=10)
+        code, _ = run(tmp_path, sheet, sb.base_url, "concurrency = 1")
+        assert code == 3
+        first = Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx"))
+        assert first == {"updated": 10, "rejected": 20, "not_sent": 10}
+        # The column fixed: the rows applied before are not sent again.
+        fixed = brake_sheet(tmp_path, "custom_fields.Team", 30, clean=10)
+        code, _ = run(tmp_path, fixed, sb.base_url, "concurrency = 1")
+    assert code == 0
+    second = Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx"))
+    assert second == {"unchanged": 10, "updated": 30}
+    sent = Counter(uid for uid, _ in state.applied)
+    assert all(sent[f"AE.{i}"] == 1 for i in range(40))
+    assert state.candidates["AE.39"]["custom_fields"] == {"Team": "Core"}
