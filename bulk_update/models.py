@@ -48,6 +48,20 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "fields",
 )
 
+#: The column a --compare report adds after `fields` (contract section 11).
+BEFORE_COLUMN = "before"
+
+
+def own_columns(headers: Sequence[str]) -> int:
+    """How many leading `headers` are a results sheet's own columns (0: not a report). Pure."""
+    if tuple(headers[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+        return 0
+    with_before = (
+        len(headers) > len(REPORT_COLUMNS) and headers[len(REPORT_COLUMNS)] == BEFORE_COLUMN
+    )
+    return len(REPORT_COLUMNS) + with_before
+
+
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
@@ -206,6 +220,8 @@ class RowResult:
     message: str = ""
     attempts: int = 0
     fields: tuple[str, ...] = ()
+    #: With --compare: each field sent with the value Comeet held (compare.before_text).
+    before: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +243,8 @@ class RunSummary:
     kept_report: Path | None = None
     #: The report path asked for, when the report had to go elsewhere (report.put_in_place).
     report_asked: Path | None = None
+    #: Whether rows were compared with what Comeet holds (--compare): the report's `before`.
+    compared: bool = False
 
     @property
     def exit_code(self) -> int:

@@ -16,14 +16,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from .brake import Brake
 from .client import Kind, Response
+from .compare import compare_patch
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
+from .readmodel import Reading, read_candidate
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
@@ -50,6 +52,10 @@ class Sender(Protocol):
 
     async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
         """Send one patch; never raise for HTTP or network trouble."""
+        ...
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        """Read one candidate (GET); never raise for HTTP or network trouble."""
         ...
 
     def refresh_token(self) -> None:
@@ -79,6 +85,8 @@ async def run_pool(
     stop: asyncio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     stop_after_rejected: int = 0,
+    compare: bool = False,
+    send: bool = True,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -92,6 +100,11 @@ async def run_pool(
     nothing. `stop_after_rejected` (0: never) is the brake: that many rows in a row
     answered with the same 4xx error halt the run like a stop, the abort reason naming
     the error (brake.py). Cancelling the caller cancels every request and propagates.
+
+    `compare` (--compare) reads each row first (`_Run.read_first`) and leaves out of its
+    patch what Comeet holds already: a row left with nothing is `unchanged`, sent nothing;
+    each result's `before` says what was held. `send=False` with `compare` is the dry run's
+    preview: reads only, no PATCH, rows to send are `would_update`.
     """
     if concurrency < 1:
         raise ConfigError(
@@ -99,6 +112,7 @@ async def run_pool(
             fix="pass --concurrency 1 or more (4 is the default)",
         )
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
+    run.compare, run.send = compare, send
     run.retrier = Retrier(
         sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
     )
@@ -112,6 +126,10 @@ class _Run:
     """State shared by the workers of one `run_pool` call."""
 
     retrier: Retrier
+    #: Read each row before its patch and send only what Comeet does not hold (--compare).
+    compare = False
+    #: False: a dry run's preview, reads only.
+    send = True
 
     def __init__(
         self,
@@ -187,12 +205,44 @@ class _Run:
         """Send one row until it has a final result; None if a halt caught it unfinished."""
         patch = self.patches[index]
         tries = self.tries[index]
+        before = ""
+        if self.compare:
+            reading = await self.read_first(patch, tries)
+            if reading.candidate is None:
+                return _unread(patch, reading)
+            compared = compare_patch(patch, reading.candidate)
+            if compared.patch is None:
+                return RowResult(
+                    patch.row,
+                    patch.uid,
+                    Outcome.UNCHANGED,
+                    message=ALL_HELD,
+                    attempts=tries.attempts,
+                )
+            patch, before = compared.patch, compared.before
+        if not self.send:
+            return RowResult(
+                patch.row,
+                patch.uid,
+                Outcome.WOULD_UPDATE,
+                attempts=tries.attempts,
+                fields=patch.fields,
+                before=before,
+            )
+        sent = patch
         response = await self.retrier.call(
-            lambda: self.sender.patch(patch.uid, patch.body), tries, f"row {patch.row}"
+            lambda: self.sender.patch(sent.uid, sent.body), tries, f"row {patch.row}"
         )
         if response is None:
             return None
-        return _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
+        result = _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
+        return replace(result, before=before) if before else result
+
+    async def read_first(self, patch: Patch, tries: Tries) -> Reading:
+        """Read the row's candidate before its patch: one read, through the run's retrier
+        (the same limiter, token, retries and budget), counted among the row's attempts.
+        What --compare compares with."""
+        return await read_candidate(self.retrier, self.sender, patch.uid, tries=tries)
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
@@ -241,6 +291,21 @@ class _Run:
                 self._record(index, result)
             final.append(result)
         return tuple(final)
+
+
+#: The message of a row --compare found already in Comeet's state.
+ALL_HELD = "Comeet already holds every value of this row: nothing sent"
+
+
+def _unread(patch: Patch, reading: Reading) -> RowResult | None:
+    """The result of a row whose read found no candidate; None if a halt caught it."""
+    response = reading.response
+    if response is None:
+        return None
+    outcome = _FINAL.get(response.kind, Outcome.FAILED)
+    if outcome is Outcome.UPDATED:  # a 2xx that carried no candidate object
+        outcome = Outcome.FAILED
+    return _result(patch, outcome, response, reading.attempts)
 
 
 def _result(patch: Patch, outcome: Outcome, response: Response, attempts: int) -> RowResult:

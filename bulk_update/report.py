@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import itertools
 import logging
@@ -34,7 +35,15 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from . import xlsx
 from .errors import ConfigError
-from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
+from .models import (
+    BEFORE_COLUMN,
+    REPORT_COLUMNS,
+    Outcome,
+    RowResult,
+    RunSummary,
+    SheetRow,
+    own_columns,
+)
 from .rowstore import RowStore
 
 __all__ = [
@@ -201,7 +210,11 @@ def fitting_report(path: Path, rows: int) -> Path:
 
 
 def report_table(
-    headers: Sequence[str], rows: Sequence[SheetRow], results: Sequence[RowResult]
+    headers: Sequence[str],
+    rows: Sequence[SheetRow],
+    results: Sequence[RowResult],
+    *,
+    before: bool = False,
 ) -> Iterator[list[_Value]]:
     """The header line, then one line per result in sheet-row order. Pure.
 
@@ -210,11 +223,13 @@ def report_table(
     (as the reader gives them) and are walked once beside the sorted results, so a
     million-row sheet is never held as objects. When the input is itself a results sheet,
     its old result columns are left out (the new ones replace them), so the
-    fix-and-upload-again loop can go round any number of times.
+    fix-and-upload-again loop can go round any number of times. `before` adds the
+    `before` column after `fields` (a --compare run: each field sent, old -> new).
     """
     # The same test as schema.resolve_columns, which ignores exactly these columns on input.
-    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
-    yield [*REPORT_COLUMNS, *headers[skip:]]
+    skip = own_columns(headers)
+    extra = (BEFORE_COLUMN,) if before else ()
+    yield [*REPORT_COLUMNS, *extra, *headers[skip:]]
     blank = ("",) * (len(headers) - skip)
     numbered: Iterator[tuple[int, tuple[str, ...]]] = (
         rows.numbered() if isinstance(rows, RowStore) else ((r.number, r.values) for r in rows)
@@ -232,6 +247,7 @@ def report_table(
             result.message,
             result.attempts,
             ",".join(result.fields),
+            *((result.before,) if before else ()),
             *(values[skip:] if number == result.row else blank),
         ]
 
@@ -261,9 +277,10 @@ def write_report(
     tmp = create_temp(path)
     try:
         if path.suffix.lower() == ".csv":
-            _write_csv(tmp, report_table(headers, rows, results))
+            _write_csv(tmp, report_table(headers, rows, results, before=summary.compared))
         else:
-            _write_xlsx(tmp, lambda: report_table(headers, rows, results), summary, source)
+            table = functools.partial(report_table, headers, rows, results, before=summary.compared)
+            _write_xlsx(tmp, table, summary, source)
         return put_in_place(tmp, path)
     finally:
         with suppress(FileNotFoundError):
