@@ -441,11 +441,22 @@ def _summary(
         dry_run=dry_run,
         aborted=aborted,
         abort_reason=abort_reason,
-        estimate_s=estimate_duration(the_plan.sends, settings.rate),
+        estimate_s=estimate_duration(requests_to_send(the_plan, settings), settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
         hidden=replace(the_plan.sheet.hidden, choice=settings.hidden),
         config_path=settings.config_path,
+        compared=settings.compare,
     )
+
+
+def reads_first(settings: Settings) -> bool:
+    """Whether rows are read before they are sent (--compare)."""
+    return settings.compare
+
+
+def requests_to_send(the_plan: Plan, settings: Settings) -> int:
+    """The requests the plan's real run sends, reads included (the dry run's estimate)."""
+    return the_plan.sends * (2 if reads_first(settings) else 1)
 
 
 def _write(
@@ -537,6 +548,9 @@ class _NoteSender:
             self.held_back.add(uid)
         return response
 
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        return await self.client.read(uid, real_id=real_id)
+
     def refresh_token(self) -> None:
         self.client.refresh_token()
 
@@ -561,7 +575,8 @@ def _journal_results(
     for result in results:
         patch = patches[result.row]
         note_fp = None if patch.uid in held_back else notes.get(patch.uid)
-        if result.outcome is Outcome.UPDATED:
+        # UNCHANGED here is a row --compare found in Comeet's state: applied, as if sent.
+        if result.outcome in (Outcome.UPDATED, Outcome.UNCHANGED):
             fields = patch.fingerprints if planned_with is journal else None
             if fields is None:  # planned without this journal, or a file object's leaves
                 body = patch.body
@@ -636,9 +651,10 @@ async def run_async(
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]
     patches = the_plan.patches
-    if not dry_run and len(patches) != len(to_send):
+    reads = reads_first(settings)  # a dry run that reads is a preview against live data
+    if (reads or not dry_run) and len(patches) != len(to_send):
         raise ValueError("this plan was made without every body (plan(bodies=N)): plan again")
-    if not dry_run and credentials is None:
+    if (reads or not dry_run) and credentials is None:
         credentials = Credentials.from_env()
     run_id = (
         journal.start_run(
@@ -718,7 +734,7 @@ async def run_async(
     for result in settled:
         if on_result:
             on_result(result)
-    if dry_run:
+    if dry_run and not reads:
         for r in to_send:
             record(RowResult(r.row, r.uid, Outcome.WOULD_UPDATE, fields=r.fields))
         return finish()
@@ -742,9 +758,9 @@ async def run_async(
             notes = {
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
-        if any("note" in p.body for p in patches):
+        if not dry_run and any("note" in p.body for p in patches):
             sender = _NoteSender(sender, journal, run_id, notes, held_back)
-        if journal is not None and run_id is not None:
+        if journal is not None and run_id is not None and not dry_run:
             by_row = {p.row: p for p in patches}
 
             def journal_then_record(results: Sequence[RowResult]) -> None:
@@ -789,6 +805,8 @@ async def run_async(
             stop=halt,
             on_results=on_pool_results,
             stop_after_rejected=settings.stop_after_rejected,
+            compare=settings.compare,
+            send=not dry_run,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.
