@@ -58,6 +58,7 @@ from .report import (
     restore_cell,
     write_report,
 )
+from .resolve import Replan, is_number, journal_replan, unplanned
 from .rowstore import CHUNK_ROWS, RowStore, Shared
 from .schema import (
     OBJECT_FIELDS,
@@ -319,6 +320,7 @@ def plan(
             else sheet.duplicate_uids
         ),
         default_updated_by=settings.updated_by,
+        resolve_ids=settings.resolve_ids,
     )
     planned: list[PlannedRow] = []
     shapes: dict[tuple[str, ...], Outcome | tuple[str, ...]] = {}
@@ -450,13 +452,20 @@ def _summary(
 
 
 def reads_first(settings: Settings) -> bool:
-    """Whether rows are read before they are sent (--compare)."""
-    return settings.compare
+    """Whether some rows are read before they are sent (--compare, --resolve-ids)."""
+    return settings.compare or settings.resolve_ids
 
 
 def requests_to_send(the_plan: Plan, settings: Settings) -> int:
-    """The requests the plan's real run sends, reads included (the dry run's estimate)."""
-    return the_plan.sends * (2 if reads_first(settings) else 1)
+    """The requests the plan's real run sends, reads included (the dry run's estimate):
+    with --compare two per row (a read, a patch), with --resolve-ids a read more for each
+    row keyed by the web page's number."""
+    sends = the_plan.sends
+    if settings.compare:
+        return 2 * sends
+    if settings.resolve_ids:
+        return sends + sum(r.outcome is None and is_number(r.uid) for r in the_plan.rows)
+    return sends
 
 
 def _write(
@@ -574,7 +583,8 @@ def _journal_results(
     fingerprint = journal.fingerprint
     for result in results:
         patch = patches[result.row]
-        note_fp = None if patch.uid in held_back else notes.get(patch.uid)
+        uid = result.uid  # the uid sent to: a web page number's is the one it stands for
+        note_fp = None if uid in held_back else notes.get(uid)
         # UNCHANGED here is a row --compare found in Comeet's state: applied, as if sent.
         if result.outcome in (Outcome.UPDATED, Outcome.UNCHANGED):
             fields = patch.fingerprints if planned_with is journal else None
@@ -585,16 +595,36 @@ def _journal_results(
                     for path in patch.fields
                     if path != "note"
                 }
-            confirmed.append((patch.uid, fields, note_fp))
+            confirmed.append((uid, fields, note_fp))
         elif note_fp is not None and (
             result.outcome in (Outcome.NOT_FOUND, Outcome.REJECTED) or result.attempts == 0
         ):
             # Refused for sure, or never sent: the note was not added. Anything else (a
             # timeout, a dropped connection) may have added it, so it stays pending and is
             # not re-sent.
-            journal.forget_pending(patch.uid, note_fp)
+            journal.forget_pending(uid, note_fp)
     if confirmed:
         journal.record_applied_many(confirmed, run_id)
+
+
+def _replan(the_plan: Plan, settings: Settings, notes: dict[str, str]) -> Replan:
+    """How a row keyed by the web page's number is planned again under its uid (resolve.py);
+    `notes` (uid -> the fingerprint of the note it sends) follows the row to that uid."""
+    journal = the_plan.journal
+    if journal is None:
+        return unplanned
+    replan = journal_replan(
+        journal, full=the_plan.full, updated_by=settings.updated_by, note_warning=note_not_sent
+    )
+
+    def followed(patch: Patch, uid: str) -> tuple[Patch | None, tuple[str, ...]]:
+        notes.pop(patch.uid, None)
+        planned, warnings = replan(patch, uid)
+        if planned is not None and "note" in planned.body:
+            notes[uid] = journal.fingerprint(planned.body["note"])
+        return planned, warnings
+
+    return followed
 
 
 def _with_warnings(result: RowResult, warnings: Sequence[str]) -> RowResult:
@@ -807,6 +837,8 @@ async def run_async(
             stop_after_rejected=settings.stop_after_rejected,
             compare=settings.compare,
             send=not dry_run,
+            resolve_ids=settings.resolve_ids,
+            replan=_replan(the_plan, settings, notes),
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.

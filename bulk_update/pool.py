@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
 from .readmodel import Reading, read_candidate
+from .resolve import Replan, is_number, resolved_message, unplanned
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
@@ -87,6 +88,8 @@ async def run_pool(
     stop_after_rejected: int = 0,
     compare: bool = False,
     send: bool = True,
+    resolve_ids: bool = False,
+    replan: Replan = unplanned,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -104,7 +107,10 @@ async def run_pool(
     `compare` (--compare) reads each row first (`_Run.read_first`) and leaves out of its
     patch what Comeet holds already: a row left with nothing is `unchanged`, sent nothing;
     each result's `before` says what was held. `send=False` with `compare` is the dry run's
-    preview: reads only, no PATCH, rows to send are `would_update`.
+    preview: reads only, no PATCH, rows to send are `would_update`. `resolve_ids` reads a
+    row whose uid is the web page's number by that number (REAL_ID) and sends it to the uid
+    the answer carries, as `replan` plans it again (resolve.py); a uid another row names
+    already is not sent twice: the later row is `invalid`.
     """
     if concurrency < 1:
         raise ConfigError(
@@ -112,7 +118,9 @@ async def run_pool(
             fix="pass --concurrency 1 or more (4 is the default)",
         )
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
-    run.compare, run.send = compare, send
+    run.compare, run.send, run.resolve_ids, run.replan = compare, send, resolve_ids, replan
+    if resolve_ids:  # the uids typed: a number resolving to one of them is a duplicate row
+        run.claimed = {p.uid: p.row for p in patches if not is_number(p.uid)}
     run.retrier = Retrier(
         sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
     )
@@ -130,6 +138,11 @@ class _Run:
     compare = False
     #: False: a dry run's preview, reads only.
     send = True
+    #: Send a row keyed by the web page's number to the uid it stands for (--resolve-ids).
+    resolve_ids = False
+    replan: Replan = staticmethod(unplanned)
+    #: With resolve_ids: uid -> the row sent to it (typed, or resolved first).
+    claimed: dict[str, int]
 
     def __init__(
         self,
@@ -205,26 +218,38 @@ class _Run:
         """Send one row until it has a final result; None if a halt caught it unfinished."""
         patch = self.patches[index]
         tries = self.tries[index]
+        said: tuple[str, ...] = ()  # what the row's message says besides the answer
         before = ""
-        if self.compare:
+        if self.compare or self.by_number(patch):
             reading = await self.read_first(patch, tries)
             if reading.candidate is None:
-                return _unread(patch, reading)
-            compared = compare_patch(patch, reading.candidate)
-            if compared.patch is None:
-                return RowResult(
-                    patch.row,
-                    patch.uid,
-                    Outcome.UNCHANGED,
-                    message=ALL_HELD,
-                    attempts=tries.attempts,
-                )
-            patch, before = compared.patch, compared.before
+                unread = _unread(patch, reading)
+                if unread is not None and self.by_number(patch):
+                    said = (f"the web page number {patch.uid} is unknown to Comeet",)
+                    unread = replace(unread, message=_said(*said, unread.message))
+                return unread
+            if self.by_number(patch):
+                resolved = self._resolve(patch, reading.candidate.uid, tries)
+                if isinstance(resolved, RowResult):
+                    return resolved
+                patch, said = resolved
+            if self.compare:
+                compared = compare_patch(patch, reading.candidate)
+                if compared.patch is None:
+                    return RowResult(
+                        patch.row,
+                        patch.uid,
+                        Outcome.UNCHANGED,
+                        message=_said(*said, ALL_HELD),
+                        attempts=tries.attempts,
+                    )
+                patch, before = compared.patch, compared.before
         if not self.send:
             return RowResult(
                 patch.row,
                 patch.uid,
                 Outcome.WOULD_UPDATE,
+                message=_said(*said),
                 attempts=tries.attempts,
                 fields=patch.fields,
                 before=before,
@@ -236,13 +261,51 @@ class _Run:
         if response is None:
             return None
         result = _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
-        return replace(result, before=before) if before else result
+        if said or before:
+            result = replace(result, message=_said(*said, result.message), before=before)
+        return result
+
+    def by_number(self, patch: Patch) -> bool:
+        """Whether the row is keyed by the web page's number, to be resolved."""
+        return self.resolve_ids and is_number(patch.uid)
 
     async def read_first(self, patch: Patch, tries: Tries) -> Reading:
         """Read the row's candidate before its patch: one read, through the run's retrier
         (the same limiter, token, retries and budget), counted among the row's attempts.
         What --compare compares with."""
-        return await read_candidate(self.retrier, self.sender, patch.uid, tries=tries)
+        return await read_candidate(
+            self.retrier, self.sender, patch.uid, real_id=self.by_number(patch), tries=tries
+        )
+
+    def _resolve(
+        self, patch: Patch, uid: str, tries: Tries
+    ) -> tuple[Patch, tuple[str, ...]] | RowResult:
+        """The row sent to `uid`, the one its number stands for, and what to say of it;
+        or its result when it is not to be sent (a duplicate, or planned away)."""
+        number = patch.uid
+        said = resolved_message(number)
+        if not uid or is_number(uid):
+            message = f"the answer to the web page number {number} carried no uid"
+            return RowResult(patch.row, number, Outcome.FAILED, error="no_uid", message=message)
+        other = self.claimed.setdefault(uid, patch.row)
+        if other != patch.row:
+            message = (
+                f"the web page number {number} is the candidate {uid}, which row {other} "
+                "names too; keep one row per candidate (this row was not sent)"
+            )
+            return RowResult(
+                patch.row, uid, Outcome.INVALID, message=message, attempts=tries.attempts
+            )
+        replanned, warnings = self.replan(patch, uid)
+        if replanned is None:
+            return RowResult(
+                patch.row,
+                uid,
+                Outcome.UNCHANGED,
+                message=_said(said, *warnings),
+                attempts=tries.attempts,
+            )
+        return replanned, (said, *warnings)
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
@@ -295,6 +358,10 @@ class _Run:
 
 #: The message of a row --compare found already in Comeet's state.
 ALL_HELD = "Comeet already holds every value of this row: nothing sent"
+
+
+def _said(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _unread(patch: Patch, reading: Reading) -> RowResult | None:
