@@ -34,7 +34,7 @@ from .hidden import check_hidden, describe_hidden
 from .journal import Journal, RunLock, process_alive, read_runs
 from .models import HIDDEN_CHOICES, HiddenContent, Outcome, Patch, Rate, RowResult, RunSummary
 from .network import redact_url
-from .patch import summed_up
+from .patch import files_summarised
 from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
 from .signals import on_stop_signals
@@ -349,7 +349,7 @@ def _print_dry_run(
         f"the real run would take about {_format_duration(estimate)}."
     )
     for patch in patches[:SHOWN_PATCHES]:
-        body = json.dumps(summed_up(patch.body), ensure_ascii=False)
+        body = json.dumps(files_summarised(patch.body), ensure_ascii=False)
         if len(body) > 600:
             body = body[:600] + "..."
         print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")

@@ -48,6 +48,15 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "fields",
 )
 
+
+def is_results_sheet(headers: Sequence[str]) -> bool:
+    """True when `headers` start with the report's own columns (REPORT_COLUMNS): a results
+    sheet uploaded again. Its leading columns are then ignored on input, replaced in the
+    new report, and its cells read back as first typed (report.restore_cell)."""
+    return tuple(headers[:_REPORT_WIDTH]) == REPORT_COLUMNS
+
+
+_REPORT_WIDTH = len(REPORT_COLUMNS)
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")

@@ -34,7 +34,6 @@ from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
 from .journal import Journal, NoteEntry
 from .limiter import SlidingWindowLimiter, estimate_duration
 from .models import (
-    REPORT_COLUMNS,
     Column,
     HiddenContent,
     Outcome,
@@ -45,9 +44,10 @@ from .models import (
     RowResult,
     RunSummary,
     SheetRow,
+    is_results_sheet,
 )
 from .network import client_session
-from .patch import build_patch, fingerprint, value_at
+from .patch import PatchShapes, build_patch, fingerprint, value_at
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
 from .records import keep_report, private_folder
@@ -60,9 +60,9 @@ from .report import (
 )
 from .rowstore import CHUNK_ROWS, RowStore, Shared
 from .schema import (
-    OBJECT_FIELDS,
     InvalidRow,
     RowValidator,
+    UidTally,
     find_duplicate_uids,
     names_uid,
     resolve_columns,
@@ -193,7 +193,7 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
                 extra={"event": "worksheet"},
             )
         headers, rows = stream.headers, stream.rows
-        if headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
+        if is_results_sheet(headers):
             headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)
         # Columns are matched before the rows are read: a wrong header stops at once.
         try:
@@ -205,9 +205,9 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
                 raise _pointing_elsewhere(exc, stream.path, stream.sheet_name, settings) from None
             raise
         uid_index = next((c.index for c in columns if c.field == "uid"), None)
-        uids: Counter[str] = Counter()
+        uids = UidTally()
         if uid_index is not None:
-            rows = _counting(rows, uid_index, uids)
+            rows = uids.counting(rows, uid_index)
         tally = HiddenTally(set(stream.hidden_columns))
         if stream.worksheets:  # only a workbook hides rows and columns
             rows = counting_hidden(rows, tally)
@@ -221,8 +221,7 @@ def load(path: str | Path, settings: Settings | None = None, *, sheet: str | Non
             hidden_columns=tuple(sorted(tally.holding)),
             encoding=stream.encoding,
         )
-    duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
-    return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
+    return Sheet(raw=raw, columns=columns, duplicate_uids=uids.duplicates)
 
 
 def _open(
@@ -265,13 +264,6 @@ def _pointing_elsewhere(
         f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
     )
     return exc
-
-
-def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:
-    """`rows`, counting the uid of each in `uids` on the way (schema.find_duplicate_uids)."""
-    for row in rows:
-        uids[row.values[index].strip()] += 1
-        yield row
 
 
 def _restored(row: SheetRow) -> SheetRow:
@@ -321,7 +313,7 @@ def plan(
         default_updated_by=settings.updated_by,
     )
     planned: list[PlannedRow] = []
-    shapes: dict[tuple[str, ...], Outcome | tuple[str, ...]] = {}
+    shapes = PatchShapes()
     # Invalid rows that say the same (a million web-page numbers as uids) share their
     # problems, as rows of one shape share their fields.
     shared = Shared[tuple[Problem, ...]]()
@@ -357,19 +349,8 @@ def plan(
             keep = bodies is None or kept < bodies
             if not keep and journal is None:
                 # No body to keep and nothing to compare: what is sent follows from which
-                # fields the row fills in, so build_patch runs once per such shape.
-                shape = tuple(check.values)
-                outcome = shapes.get(shape)
-                if outcome is None:
-                    built = build_patch(
-                        row.number,
-                        check.uid,
-                        check.values,
-                        default_updated_by=settings.updated_by,
-                    )
-                    outcome = built if isinstance(built, Outcome) else built.fields
-                    if OBJECT_FIELDS.isdisjoint(shape) and len(shapes) < _SHAPES_KEPT:
-                        shapes[shape] = outcome
+                # fields the row fills in, so no body is built.
+                outcome = shapes.sends(check.values)
                 if isinstance(outcome, Outcome):
                     planned.append(PlannedRow(row.number, check.uid, None, outcome))
                 else:
@@ -382,6 +363,7 @@ def plan(
                 default_updated_by=settings.updated_by,
                 last_applied=last,
                 fingerprint_of=journal.fingerprint if journal else fingerprint,
+                shapes=shapes,
             )
             if isinstance(built, Outcome):
                 planned.append(PlannedRow(row.number, check.uid, None, built, warnings=warnings))
@@ -397,10 +379,6 @@ def plan(
                 )
             )
     return Plan(sheet=sheet, rows=tuple(planned), full=full, journal=journal)
-
-
-#: Row shapes remembered by a dry run's plan; a sheet has a handful, a hostile one many.
-_SHAPES_KEPT = 10_000
 
 
 def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:

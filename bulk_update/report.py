@@ -34,7 +34,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from . import xlsx
 from .errors import ConfigError
-from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
+from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow, is_results_sheet
 from .rowstore import RowStore
 
 __all__ = [
@@ -212,8 +212,7 @@ def report_table(
     its old result columns are left out (the new ones replace them), so the
     fix-and-upload-again loop can go round any number of times.
     """
-    # The same test as schema.resolve_columns, which ignores exactly these columns on input.
-    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
+    skip = _REPORT_WIDTH if is_results_sheet(headers) else 0
     yield [*REPORT_COLUMNS, *headers[skip:]]
     blank = ("",) * (len(headers) - skip)
     numbered: Iterator[tuple[int, tuple[str, ...]]] = (

@@ -30,7 +30,14 @@ from .fields import (
     RESUME_EXTENSIONS,
     UPDATED_BY_TYPES,
 )
-from .rows import InvalidRow, RowValidator, ValidRow, find_duplicate_uids, validate_row
+from .rows import (
+    InvalidRow,
+    RowValidator,
+    UidTally,
+    ValidRow,
+    find_duplicate_uids,
+    validate_row,
+)
 
 __all__ = [
     "CUSTOM_FIELDS_PREFIX",
@@ -51,6 +58,7 @@ __all__ = [
     "ResumeFile",
     "RowValidator",
     "SourceContact",
+    "UidTally",
     "UpdatedBy",
     "ValidRow",
     "column_check",

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from ..errors import ConfigError, InputError, UnknownColumnError
-from ..models import REPORT_COLUMNS, Column
+from ..models import REPORT_COLUMNS, Column, is_results_sheet
 from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
 
 # --- column matching ----------------------------------------------------------------------
@@ -114,7 +114,7 @@ def resolve_columns(
     """
     mapped = _mapped_fields(mapping)
     ignored = {normalize_header(name) for name in ignore}
-    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
+    skip = len(REPORT_COLUMNS) if is_results_sheet(headers) else 0
     columns: list[Column] = []
     feeding: dict[str, str] = {}
     unknown: list[tuple[str, str | None]] = []
