@@ -14,8 +14,6 @@ Re-runs that send only what changed: hold the run lock and pass the journal to b
 `plan` and `run` (see the README's "Re-runs, resume and the journal").
 """
 
-__version__ = "0.1.0"
-
 from .auth import Credentials
 from .config import Settings, load_config
 from .errors import (
@@ -41,6 +39,7 @@ from .models import (
     SheetRow,
 )
 from .pipeline import Plan, Sheet, load, plan, run, run_async
+from .version import __version__
 
 __all__ = [
     "AbortedError",

@@ -25,7 +25,6 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from . import __version__
 from .auth import Credentials
 from .columnar import dry_run_csv
 from .config import Settings, default_state_dir, load_config
@@ -39,6 +38,7 @@ from .pipeline import Plan, load, plan, run_async
 from .report import default_report_path
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
+from .version import __version__
 from .warnlog import warnings_logged
 
 log = logging.getLogger("bulk_update")

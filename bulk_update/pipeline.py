@@ -25,7 +25,6 @@ from typing import Any
 
 import aiohttp
 
-from . import __version__
 from .auth import Credentials, TokenMinter
 from .client import ComeetClient, Kind, Response
 from .config import Settings
@@ -67,6 +66,7 @@ from .schema import (
     names_uid,
     resolve_columns,
 )
+from .version import __version__
 
 USER_AGENT = f"bulk-update/{__version__}"
 log = logging.getLogger("bulk_update")

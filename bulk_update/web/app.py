@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import jinja2
 from aiohttp import web
 
-from .. import __version__
 from ..auth import Credentials
 from ..config import Settings
 from ..report import OUTCOME_COLOURS
+from ..version import __version__
 from .preview import format_duration
 from .runs import RunManager
 from .security import (
