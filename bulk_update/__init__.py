@@ -38,7 +38,7 @@ from .models import (
     RunSummary,
     SheetRow,
 )
-from .pipeline import Plan, Sheet, load, plan, run, run_async
+from .pipeline import LoadedSheet, Plan, Sheet, load, plan, run, run_async
 from .version import __version__
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "CredentialsError",
     "InputError",
     "Journal",
+    "LoadedSheet",
     "LockError",
     "Outcome",
     "Patch",

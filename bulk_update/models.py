@@ -89,7 +89,7 @@ class Rate:
 class SheetRow:
     """One data row of the input, as text, numbered as a spreadsheet program shows it.
 
-    `values` is aligned with `Sheet.headers`: stripped text, "" for an empty cell.
+    `values` is aligned with the sheet's `headers`: stripped text, "" for an empty cell.
     `numeric` holds the indexes of cells an XLSX file stored as numbers (not text).
     `hidden` is True for an XLSX row hidden or filtered out of view.
     """
@@ -105,8 +105,9 @@ class SheetRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RawSheet:
-    """What the reader gives: the header row and the data rows below it, all as text."""
+class SheetContents:
+    """A sheet's contents as the reader gives them: the header row and the data rows below
+    it, all as text, and what a workbook holds out of view."""
 
     path: Path
     headers: tuple[str, ...]

@@ -29,6 +29,7 @@ def test_public_api_is_pinned() -> None:
         "CredentialsError",
         "InputError",
         "Journal",
+        "LoadedSheet",
         "LockError",
         "Outcome",
         "Patch",
@@ -56,6 +57,7 @@ def test_public_api_is_pinned() -> None:
         obj = getattr(bu, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{name} has no docstring"
+    assert bu.Sheet is bu.LoadedSheet  # the name it had before, kept
 
 
 def test_one_exception_root_grouped_by_exit_status() -> None:

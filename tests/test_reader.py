@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bulk_update import reader
 from bulk_update.errors import InputError
-from bulk_update.models import RawSheet
+from bulk_update.models import SheetContents
 from bulk_update.reader import cell_text, read_sheet
 from tests.data import make_corpus
 
@@ -68,7 +68,7 @@ def rewrite_member(path: Path, member: str, edit: Callable[[str], str]) -> None:
             archive.writestr(filename, data)
 
 
-def numbered(sheet: RawSheet) -> list[tuple[int, tuple[str, ...]]]:
+def numbered(sheet: SheetContents) -> list[tuple[int, tuple[str, ...]]]:
     return [(row.number, row.values) for row in sheet.rows]
 
 
