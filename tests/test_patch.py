@@ -16,8 +16,8 @@ from bulk_update.schema import (
     ISO_COUNTRY_CODES,
     PROSPECT_STATUSES,
     UPDATED_BY_TYPES,
-    CandidatePatch,
 )
+from tests.api_body import CandidatePatch
 
 DEFAULTS = {"type": "app", "name": "Spreadsheet sync", "email": "ops@example.com"}
 

@@ -21,7 +21,6 @@ from bulk_update.schema import (
     MAX_FILE_BYTES,
     PROSPECT_STATUSES,
     UPDATED_BY_TYPES,
-    CandidatePatch,
     InvalidRow,
     UidTally,
     ValidRow,
@@ -31,6 +30,7 @@ from bulk_update.schema import (
     resolve_columns,
     validate_row,
 )
+from tests.api_body import CandidatePatch
 
 # --- normalize_header -----------------------------------------------------------------------
 
