@@ -48,18 +48,26 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "fields",
 )
 
+
+def is_results_sheet(headers: Sequence[str]) -> bool:
+    """True when `headers` start with the report's own columns (REPORT_COLUMNS): a results
+    sheet uploaded again. Its leading columns are then ignored on input, replaced in the
+    new report, and its cells read back as first typed (report.restore_cell)."""
+    return tuple(headers[:_REPORT_WIDTH]) == REPORT_COLUMNS
+
+
+_REPORT_WIDTH = len(REPORT_COLUMNS)
 #: The column a --compare report adds after `fields` (contract section 11).
 BEFORE_COLUMN = "before"
 
 
 def own_columns(headers: Sequence[str]) -> int:
-    """How many leading `headers` are a results sheet's own columns (0: not a report). Pure."""
-    if tuple(headers[: len(REPORT_COLUMNS)]) != REPORT_COLUMNS:
+    """How many leading `headers` are a results sheet's own columns (0: not a report):
+    REPORT_COLUMNS, and `before` after them when a --compare run wrote it. Pure."""
+    if not is_results_sheet(headers):
         return 0
-    with_before = (
-        len(headers) > len(REPORT_COLUMNS) and headers[len(REPORT_COLUMNS)] == BEFORE_COLUMN
-    )
-    return len(REPORT_COLUMNS) + with_before
+    with_before = len(headers) > _REPORT_WIDTH and headers[_REPORT_WIDTH] == BEFORE_COLUMN
+    return _REPORT_WIDTH + with_before
 
 
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
@@ -94,7 +102,7 @@ class Rate:
 class SheetRow:
     """One data row of the input, as text, numbered as a spreadsheet program shows it.
 
-    `values` is aligned with `Sheet.headers`: stripped text, "" for an empty cell.
+    `values` is aligned with the sheet's `headers`: stripped text, "" for an empty cell.
     `numeric` holds the indexes of cells an XLSX file stored as numbers (not text).
     `hidden` is True for an XLSX row hidden or filtered out of view.
     """
@@ -110,8 +118,9 @@ class SheetRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RawSheet:
-    """What the reader gives: the header row and the data rows below it, all as text."""
+class SheetContents:
+    """A sheet's contents as the reader gives them: the header row and the data rows below
+    it, all as text, and what a workbook holds out of view."""
 
     path: Path
     headers: tuple[str, ...]

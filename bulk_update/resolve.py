@@ -18,7 +18,15 @@ from .journal import Journal, NoteEntry
 from .models import Outcome, Patch
 from .patch import build_patch, value_at
 
-__all__ = ["RESOLVED", "Replan", "is_number", "journal_replan", "resolved_message", "unplanned"]
+__all__ = [
+    "RESOLVED",
+    "Replan",
+    "is_number",
+    "journal_replan",
+    "resolved_message",
+    "run_replan",
+    "unplanned",
+]
 
 #: The message of a row sent to the uid its web page number stands for.
 RESOLVED = "uid resolved from the web page number {number}"
@@ -79,6 +87,30 @@ def journal_replan(
         return built, warnings
 
     return replan
+
+
+def run_replan(
+    journal: Journal | None,
+    *,
+    full: bool,
+    updated_by: Mapping[str, str],
+    note_warning: Callable[[NoteEntry], str],
+    notes: dict[str, str],
+) -> Replan:
+    """A run's `Replan`: against the `journal` its plan was made with (None: `unplanned`);
+    `notes` (uid -> the fingerprint of the note sent to it) follows the row to its uid."""
+    if journal is None:
+        return unplanned
+    replan = journal_replan(journal, full=full, updated_by=updated_by, note_warning=note_warning)
+
+    def followed(patch: Patch, uid: str) -> tuple[Patch | None, tuple[str, ...]]:
+        notes.pop(patch.uid, None)
+        planned, warnings = replan(patch, uid)
+        if planned is not None and "note" in planned.body:
+            notes[uid] = journal.fingerprint(planned.body["note"])
+        return planned, warnings
+
+    return followed
 
 
 def _values(patch: Patch) -> dict[str, Any]:

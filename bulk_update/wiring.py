@@ -28,7 +28,8 @@ from .config import Settings
 from .hidden import check_hidden
 from .journal import Journal, RunLock, process_alive
 from .models import HiddenContent, Outcome, Patch, RunSummary
-from .pipeline import Plan, Sheet, load, plan, reads_first, run_async
+from .pipeline import Plan, Sheet, load, plan, run_async
+from .planning import reads_first
 from .report import default_report_path
 from .schema import FILE_FIELDS
 

@@ -233,11 +233,11 @@ def test_sandbox_command_serves_and_prints_credentials() -> None:
 def test_dry_run_preview_sums_up_file_contents() -> None:
     import base64
 
-    from bulk_update.patch import summed_up
+    from bulk_update.patch import files_summarised
 
     blob = base64.b64encode(b"x" * 1000).decode()
     body = {"resume": {"name": "cv.pdf", "file": blob}, "files": [{"name": "a", "file": blob}]}
-    assert summed_up(body) == {
+    assert files_summarised(body) == {
         "resume": {"name": "cv.pdf", "file": "<1,000 bytes, base64>"},
         "files": [{"name": "a", "file": "<1,000 bytes, base64>"}],
     }

@@ -9,6 +9,7 @@ from types import MappingProxyType
 
 from ..errors import ConfigError, InputError, UnknownColumnError
 from ..models import Column, own_columns
+from ..reader.layout import column_letter
 from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
 
 # --- column matching ----------------------------------------------------------------------
@@ -60,16 +61,6 @@ def _closest(header: str) -> str | None:
         return CUSTOM_FIELDS_PREFIX + header.partition(".")[2].strip()
     matches = difflib.get_close_matches(normal, _ORDERED_FIELDS, n=1)
     return matches[0] if matches else None
-
-
-def _letter(index: int) -> str:
-    """A 0-based column index as a spreadsheet shows it (0 -> A, 26 -> AA)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("A") + rem) + letters
-    return letters
 
 
 def _mapped_fields(mapping: Mapping[str, str]) -> dict[str, str]:
@@ -129,7 +120,7 @@ def resolve_columns(
             field = normal
         elif not header.strip():
             raise InputError(
-                f"column {_letter(index)} has no header",
+                f"column {column_letter(index)} has no header",
                 fix="type the API field it feeds in its first row, or delete the column",
             )
         else:
