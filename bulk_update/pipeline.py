@@ -426,6 +426,7 @@ async def run_async(
             compare=settings.compare,
             send=not dry_run,
             resolve_ids=settings.resolve_ids,
+            typed_uids={r.uid: r.row for r in the_plan.rows if r.uid},
             replan=run_replan(
                 the_plan.journal,
                 full=the_plan.full,

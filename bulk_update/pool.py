@@ -90,6 +90,7 @@ async def run_pool(
     send: bool = True,
     resolve_ids: bool = False,
     replan: Replan = unplanned,
+    typed_uids: Mapping[str, int] | None = None,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -110,7 +111,8 @@ async def run_pool(
     preview: reads only, no PATCH, rows to send are `would_update`. `resolve_ids` reads a
     row whose uid is the web page's number by that number (REAL_ID) and sends it to the uid
     the answer carries, as `replan` plans it again (resolve.py); a uid another row names
-    already is not sent twice: the later row is `invalid`.
+    already is not sent twice: the later row is `invalid`. `typed_uids` (uid -> sheet row)
+    are the uids the sheet names itself, sent or not (default: those of `patches`).
     """
     if concurrency < 1:
         raise ConfigError(
@@ -120,7 +122,8 @@ async def run_pool(
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
     run.compare, run.send, run.resolve_ids, run.replan = compare, send, resolve_ids, replan
     if resolve_ids:  # the uids typed: a number resolving to one of them is a duplicate row
-        run.claimed = {p.uid: p.row for p in patches if not is_number(p.uid)}
+        typed = typed_uids if typed_uids is not None else {p.uid: p.row for p in patches}
+        run.claimed = {uid: row for uid, row in typed.items() if not is_number(uid)}
     run.retrier = Retrier(
         sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
     )
