@@ -428,7 +428,7 @@ async def run_async(
             resolve_ids=settings.resolve_ids,
             typed_uids={r.uid: r.row for r in the_plan.rows if r.uid},
             replan=run_replan(
-                the_plan.journal,
+                journal or the_plan.journal,
                 full=the_plan.full,
                 updated_by=settings.updated_by,
                 note_warning=note_not_sent,

@@ -12,7 +12,7 @@ from typing import Any
 
 from openpyxl import load_workbook
 
-from bulk_update import Settings
+from bulk_update import Settings, load
 from bulk_update.auth import Credentials
 from bulk_update.client import Kind, Response
 from bulk_update.compare import compare_patch
@@ -248,6 +248,15 @@ def test_compare_dry_run_reads_only_and_shows_what_comeet_held(tmp_path: Path) -
     assert report[6]["before"].startswith("custom_fields.Team: not compared (Comeet does")
     assert report[7]["outcome"] == "not_found"
     assert report[8]["outcome"] == "invalid"
+    # The preview uploaded again as a sheet: its `before` column is the report's, ignored.
+    again = load(tmp_path / "out.xlsx")
+    assert [c.field for c in again.columns if c.header == "before"] == [None]
+    assert [c.field for c in again.columns if c.field] == [
+        "uid",
+        "first_name",
+        "email",
+        "custom_fields.Team",
+    ]
     assert "About" in res.out or "would take about" in res.out
 
 
@@ -260,7 +269,12 @@ def test_a_compare_run_sends_only_the_fields_that_differ_and_journals_unchanged_
     rows = [["uid", "first_name", "email"]] + [[u, "Dana", "dana@example.com"] for u in uids]
     rows[3][1] = "Old"  # AE.3 keeps its name: only the email goes
     sheet = write_csv(tmp_path / "s.csv", rows)
+    missing = write_csv(tmp_path / "missing.csv", [["uid", "first_name"], ["AE.404", "X"]])
     with ThreadedSandbox(state) as sb:
+        res = cli(tmp_path, missing, sb.base_url, "--compare")
+        assert res.code == 1
+        assert by_row(tmp_path / "out.xlsx")[2]["outcome"] == "not_found"
+        assert [(r.method, r.uid) for r in state.requests] == [("GET", "AE.404")]  # no PATCH
         res = cli(tmp_path, sheet, sb.base_url, "--compare")
         assert res.code == 0, res.err
         sent = dict(state.applied)
