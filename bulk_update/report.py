@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
+from typing import Any, Final, TypeVar
 
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
@@ -39,25 +40,34 @@ from .rowstore import RowStore
 
 __all__ = [
     "FORMULA_STARTS",
+    "LINE_BREAKS",
     "MAX_WIDTH",
     "MIN_WIDTH",
     "OUTCOME_COLOURS",
     "OUTCOME_STYLES",
     "XLSX_MAX_ROWS",
+    "bounded_widths",
     "check_report_path",
     "create_temp",
+    "csv_header",
+    "csv_lines",
     "default_report_path",
     "defuse_csv_cell",
+    "defuse_csv_column",
     "fits_in_excel",
     "fitting_report",
     "header_cells",
     "longest_line",
+    "may_hold",
     "put_in_place",
+    "report_line",
     "report_table",
     "restore_cell",
+    "widen_column",
     "write_report",
     "write_xlsx_report",
     "xlsx_text",
+    "xlsx_text_column",
 ]
 
 log = logging.getLogger("bulk_update")
@@ -86,20 +96,24 @@ MIN_WIDTH = 8
 MAX_WIDTH = 60
 _OUTCOME_COLUMN = REPORT_COLUMNS.index("outcome")
 _Value = str | int | None
+_T = TypeVar("_T")
 #: Makes a fresh iterator over the report's lines (the XLSX writer walks them twice).
 _TableFactory = Callable[[], Iterator[list[_Value]]]
 
 #: First characters that make a spreadsheet program read a CSV cell as a formula (OWASP).
 FORMULA_STARTS = "=+-@\t\r"
-_START = f"[{re.escape(FORMULA_STARTS)}]"
+# Spelled as hex escapes, so that Python's re and RE2 (a column at a time) read it alike.
+_START = "[" + "".join(f"\\x{ord(c):02x}" for c in FORMULA_STARTS) + "]"
 # A cell that needs an apostrophe more: a formula start, after any apostrophes already there.
-_NEEDS_QUOTE = re.compile(f"'*{_START}")
+_NEEDS_QUOTE_AT = f"'*{_START}"
+_NEEDS_QUOTE = re.compile(_NEEDS_QUOTE_AT)
 _FIRST = frozenset(FORMULA_STARTS + "'")
 # In cells joined by NUL: the start of each cell that needs an apostrophe more.
-_DEFUSE_JOINED = re.compile(f"\x00(?='*{_START})")
+_DEFUSE_JOINED = re.compile(f"\x00(?={_NEEDS_QUOTE_AT})")
 _REPORT_WIDTH = len(REPORT_COLUMNS)
 # A cell as defused: one apostrophe or more, then a formula start.
-_QUOTED = re.compile(f"'+{_START}")
+_QUOTED_AT = f"'+{_START}"
+_QUOTED = re.compile(_QUOTED_AT)
 
 
 def defuse_csv_cell(text: str) -> str:
@@ -111,6 +125,16 @@ def defuse_csv_cell(text: str) -> str:
     if not text or text[0] not in _FIRST:
         return text
     return "'" + text if _NEEDS_QUOTE.match(text) else text
+
+
+def defuse_csv_column(col: Any) -> Any:
+    """`defuse_csv_cell` on every cell of a pyarrow string array: the same rule, a column
+    at a time (the columnar dry run's form)."""
+    import pyarrow.compute as pc
+
+    if not pc.any(pc.match_substring_regex(col, f"^['{_START[1:]}")).as_py():
+        return col
+    return pc.replace_substring_regex(col, pattern=f"^({_NEEDS_QUOTE_AT})", replacement="'\\1")
 
 
 def restore_cell(text: str) -> str:
@@ -223,7 +247,7 @@ def report_table(
     for result in sorted(results, key=_by_row):
         while number is not None and number < result.row:
             number, values = next(numbered, (None, blank))
-        yield [
+        yield report_line(
             result.row,
             result.uid,
             result.outcome,  # a StrEnum: written as its value
@@ -232,8 +256,27 @@ def report_table(
             result.message,
             result.attempts,
             ",".join(result.fields),
-            *(values[skip:] if number == result.row else blank),
-        ]
+            values[skip:] if number == result.row else blank,
+        )
+
+
+def report_line(
+    row: _T,
+    uid: _T,
+    outcome: _T,
+    http_status: _T,
+    error: _T,
+    message: _T,
+    attempts: _T,
+    fields: _T,
+    cells: Sequence[_T],
+) -> list[_T]:
+    """A line of the report: its own columns in REPORT_COLUMNS order, then the input cells.
+
+    Its values are a row's cells, or (the columnar dry run) whole columns: one order for
+    both, named once (tests/test_report.py holds the names to REPORT_COLUMNS).
+    """
+    return [row, uid, outcome, http_status, error, message, attempts, fields, *cells]
 
 
 def _by_row(result: RowResult) -> int:
@@ -324,7 +367,7 @@ def _write_csv(path: Path, table: Iterable[list[_Value]]) -> None:
         # Lines are formatted into memory a few thousand at a time and written in one go:
         # a file write per line costs more than the line's formatting.
         buffer = io.StringIO()
-        writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL)
+        writer = csv.writer(buffer, quoting=_CSV_QUOTING)
         lines = iter(table)
         writer.writerow([defuse_csv_cell(str(v)) for v in next(lines)])
         for batch in iter(lambda: list(itertools.islice(lines, 4096)), []):
@@ -333,6 +376,46 @@ def _write_csv(path: Path, table: Iterable[list[_Value]]) -> None:
             buffer.seek(0)
             buffer.truncate()
         fh.write(buffer.getvalue())
+
+
+#: How a CSV report quotes: csv.writer's QUOTE_MINIMAL, ',' and CRLF line ends...
+_CSV_QUOTING: Final = csv.QUOTE_MINIMAL
+#: ...which quotes (doubling quotes) exactly the cells holding one of these.
+_CSV_SPECIAL = ('"', ",", "\r", "\n")
+
+
+def csv_header(header: Sequence[str]) -> bytes:
+    """A CSV report's first bytes: the BOM and the header line, as `_write_csv` writes them."""
+    line = io.StringIO()
+    csv.writer(line, quoting=_CSV_QUOTING).writerow([defuse_csv_cell(h) for h in header])
+    return ("\ufeff" + line.getvalue()).encode("utf-8")
+
+
+def csv_lines(columns: Sequence[Any]) -> Any:
+    """`_write_csv`'s lines, a column at a time: pyarrow string arrays (cells defused
+    already) -> one string per row, csv.writer's quoting, CRLF-ended."""
+    import pyarrow.compute as pc
+
+    def field(col: Any) -> Any:
+        # A search of the column's bytes settles nearly every column without a kernel.
+        if not may_hold(col, [c.encode() for c in _CSV_SPECIAL]):
+            return col
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(col, '"', '""'), '"', "")
+        special = "[" + "".join(_CSV_SPECIAL) + "]"
+        return pc.if_else(pc.match_substring_regex(col, special), quoted, col)
+
+    cells = [field(c) for c in columns]
+    cells[-1] = pc.binary_join_element_wise(cells[-1], "\r\n", "")
+    return pc.binary_join_element_wise(*cells, ",")
+
+
+def may_hold(col: Any, marks: Sequence[bytes]) -> bool:
+    """False when no cell of a pyarrow string array holds any of `marks` (a byte search)."""
+    data = col.buffers()[2]
+    if data is None:
+        return False
+    raw = data.to_pybytes()  # copied once, searched for each mark
+    return any(raw.find(mark) >= 0 for mark in marks)
 
 
 def _defused_line(line: list[_Value]) -> list[_Value]:
@@ -367,9 +450,32 @@ def xlsx_text(value: str) -> str:
     return xlsx.excel_cell("'" + text if _QUOTED.match(text) else text)
 
 
+def xlsx_text_column(col: Any) -> Any:
+    """`xlsx_text` on every cell of a pyarrow string array: the same rule, a column at a
+    time (openpyxl's pattern of illegal characters reads the same in RE2)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pc.any(pc.match_substring(col, "\r")).as_py():
+        col = pc.replace_substring(pc.replace_substring(col, "\r\n", "\n"), "\r", "\n")
+    illegal = ILLEGAL_CHARACTERS_RE.pattern
+    if pc.any(pc.match_substring_regex(col, illegal)).as_py():
+        col = pc.replace_substring_regex(col, illegal, "")
+    if pc.any(pc.match_substring_regex(col, f"^{_QUOTED_AT}")).as_py():
+        col = pc.replace_substring_regex(col, f"^({_QUOTED_AT})", "'\\1")
+    # A cell Excel cannot hold is cut by xlsx.excel_cell itself: such cells are rare.
+    if (pc.max(pc.utf8_length(col)).as_py() or 0) > xlsx.SURELY_FITS:
+        col = pa.array([None if v is None else xlsx.excel_cell(v) for v in col.to_pylist()])
+    return col
+
+
 def longest_line(text: str) -> int:
     """The length of a cell's longest line: what its column's width in a report follows."""
     return max((len(part) for part in text.splitlines()), default=0)
+
+
+#: What str.splitlines splits at (tests/test_report.py checks it against Python itself).
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def _widths(table: Iterable[list[_Value]]) -> list[float]:
@@ -385,9 +491,32 @@ def _widths(table: Iterable[list[_Value]]) -> list[float]:
             # A cell no longer than the column's width so far cannot widen it: most cells
             # are settled by their length, without splitting them into lines.
             if len(text) + 2 > widths[i]:
-                longest = longest_line(text)
-                widths[i] = max(widths[i], longest + 2)
+                widths[i] = max(widths[i], longest_line(text) + 2)
+    return bounded_widths(widths)
+
+
+def bounded_widths(widths: Iterable[int]) -> list[float]:
+    """Widths measured (`widen_column`, `_widths`) as the report sets them: at most MAX_WIDTH."""
     return [min(w, MAX_WIDTH) for w in widths]
+
+
+def widen_column(widths: list[int], index: int, col: Any) -> None:
+    """`_widths` for a whole column (a pyarrow string array): widen `widths[index]` to its
+    cells' longest line, plus 2."""
+    import pyarrow.compute as pc
+
+    lengths = pc.utf8_length(col)
+    longest = pc.max(lengths).as_py() or 0
+    # As `_widths`: a column no longer than its width so far cannot widen it.
+    if longest + 2 <= widths[index]:
+        return
+    broken = pc.match_substring_regex(col, f"[{LINE_BREAKS}]")
+    if pc.any(broken).as_py():
+        lines = pc.filter(col, broken).to_pylist()
+        longest = max(
+            pc.max(pc.if_else(broken, 0, lengths)).as_py() or 0, *map(longest_line, lines)
+        )
+    widths[index] = max(widths[index], longest + 2)
 
 
 def _write_xlsx(

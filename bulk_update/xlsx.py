@@ -27,7 +27,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from openpyxl.utils import get_column_letter
 
@@ -45,6 +45,7 @@ __all__ = [
     "SheetSpec",
     "cell_parts",
     "escape",
+    "escape_column",
     "excel_cell",
     "fill_style",
     "write_workbook",
@@ -106,15 +107,26 @@ def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str]
         archive.writestr("xl/styles.xml", _styles(fills))
 
 
+#: What XML character data cannot hold as it is, and its entity ('&' first).
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+
+
 def escape(text: str) -> str:
     """`text` as XML character data: `&`, `<` and `>` escaped."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
+    for char, entity in _ENTITIES:
+        if char in text:
+            text = text.replace(char, entity)
     return text
+
+
+def escape_column(col: Any) -> Any:
+    """`escape` on every cell of a pyarrow string array (the columnar dry run's rows)."""
+    import pyarrow.compute as pc
+
+    for char, entity in _ENTITIES:
+        if pc.any(pc.match_substring(col, char)).as_py():
+            col = pc.replace_substring(col, char, entity)
+    return col
 
 
 #: Characters a text may have and surely fit in a cell (each is at most 2 UTF-16 units).

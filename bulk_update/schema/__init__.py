@@ -9,15 +9,15 @@ Three jobs, in the order a run needs them:
 3. `CandidatePatch` describes the `PATCH /candidates/{uid}` body we send. Its field types
    are the same checks `validate_row` applies to cells, so the rules live in one place.
 
-The package's modules: `fields` (the API's vocabulary), `cells` (each cell's rules, and their
-column form for columnar.py), `body` (the PATCH body's models), `columns` (header matching),
-`rows` (row validation).
+The package's modules: `fields` (the API's vocabulary), `cells` (each cell's rule in its two
+forms: a cell at a time, and a column at a time for the columnar dry run), `body` (the
+PATCH body's models), `columns` (header matching), `rows` (row validation).
 """
 
 from __future__ import annotations
 
 from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
-from .cells import ColumnCheck, column_check, escape_invisible, uid_check
+from .cells import CellRule, ColumnCheck, column_check, escape_invisible, uid_check
 from .columns import names_uid, normalize_header, resolve_columns
 from .fields import (
     CUSTOM_FIELDS_PREFIX,
@@ -30,7 +30,14 @@ from .fields import (
     RESUME_EXTENSIONS,
     UPDATED_BY_TYPES,
 )
-from .rows import InvalidRow, RowValidator, ValidRow, find_duplicate_uids, validate_row
+from .rows import (
+    InvalidRow,
+    RowValidator,
+    ValidRow,
+    duplicate_uids_of_column,
+    find_duplicate_uids,
+    validate_row,
+)
 
 __all__ = [
     "CUSTOM_FIELDS_PREFIX",
@@ -44,6 +51,7 @@ __all__ = [
     "UPDATED_BY_TYPES",
     "Address",
     "CandidatePatch",
+    "CellRule",
     "ColumnCheck",
     "FileObject",
     "InvalidRow",
@@ -54,6 +62,7 @@ __all__ = [
     "UpdatedBy",
     "ValidRow",
     "column_check",
+    "duplicate_uids_of_column",
     "escape_invisible",
     "find_duplicate_uids",
     "names_uid",

@@ -67,6 +67,18 @@ def find_duplicate_uids(rows: Iterable[SheetRow], columns: Sequence[Column]) -> 
     return frozenset(uid for uid, n in counts.items() if uid and n > 1)
 
 
+def duplicate_uids_of_column(uids: Any) -> frozenset[str]:
+    """`find_duplicate_uids` a column at a time: the same rule on a whole uid column (a
+    pyarrow string array, chunked or not, its cells stripped), for the columnar dry run."""
+    import pyarrow.compute as pc
+
+    if not len(uids):
+        return frozenset()
+    counts = pc.value_counts(uids)
+    many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+    return frozenset(uid for uid in many.to_pylist() if uid)
+
+
 def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[str]:
     if not uid:
         return ["the uid is missing; fill in the candidate's Comeet uid (e.g. AE.17934)"]
