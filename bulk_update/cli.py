@@ -533,7 +533,7 @@ def _log_planned(args: argparse.Namespace, rows: int, sends: int, encoding: str 
 
 
 def _dry_run_columnar(args: argparse.Namespace, settings: Settings) -> int | None:
-    """A dry run of a CSV a column at a time (columnar.py), or None where it does not apply.
+    """A dry run of a CSV a column at a time (bulk_update/columnar/), or None if it does not apply.
 
     Same report, counts and preview as the general path, many times faster on a large
     sheet; anything it cannot do exactly (and every error) is left to the general path.

@@ -475,7 +475,7 @@ def longest_line(text: str) -> int:
 
 
 #: What str.splitlines splits at (tests/test_report.py checks it against Python itself).
-LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+LINE_BREAKS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def _widths(table: Iterable[list[_Value]]) -> list[float]:

@@ -12,7 +12,7 @@ more:
   (`fill_style(i)`);
 - per sheet: column widths, a frozen header row, a filter over the rows written;
 - rows may come already rendered (`Rendered`, built with `cell_parts`): the column-at-a-time
-  dry run (columnar.py) renders its rows with arrow.
+  dry run (bulk_update/columnar/) renders its rows with arrow.
 
 Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot)
 and Excel can hold (`excel_cell` cuts a cell past Excel's 32,767 characters, with a mark).
@@ -165,7 +165,7 @@ def _quote_attr(text: str) -> str:
 def cell_parts(column: int, style: int, *, text: bool) -> tuple[str, str, str]:
     """A cell's XML around its row number and value: `a + row + b + value + c`.
 
-    For a writer that renders rows itself (columnar.py, a column at a time): the same
+    For a writer that renders rows itself (the columnar dry run, a column at a time): the same
     bytes as `write_workbook` writes. `column` counts from 0; a text value is escaped
     (`escape`), a number is written as `repr` writes it.
     """

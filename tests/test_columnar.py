@@ -1,4 +1,4 @@
-"""The column-at-a-time dry run of a CSV (columnar.py) against the general path.
+"""The column-at-a-time dry run of a CSV (bulk_update/columnar/) against the general path.
 
 The general path (load -> plan -> run_async(dry_run=True)) is the reference: on every sheet
 the columnar path takes, it must give the same report byte for byte, the same counts,

@@ -57,7 +57,7 @@ _ERROR_STARTS = frozenset("#Ee")
 #: Characters no spreadsheet program shows (zero-width spaces and joiners, bidi marks and
 #: embeddings, word joiners, the BOM, the soft hyphen): inside a uid, email, URL or phone
 #: they make the value another one than the person sees. Literal characters, not escapes,
-#: so that the class reads the same in Python and in RE2 (columnar.py).
+#: so that the class reads the same in Python and in RE2 (bulk_update/columnar/).
 _INVISIBLE_CLASS = (
     "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
 )
