@@ -19,8 +19,6 @@ from .arrow import re2
 
 #: A row's shape (which data columns it fills in) is a bit mask in an int64.
 MAX_DATA_COLUMNS = 62
-#: Distinct values of an `each` column remembered (a hostile column must not pile up).
-_MEMO_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +85,8 @@ class Outcomes:
 
 
 class _Each:
-    """An `each` column's values, asked one at a time of the row validator (remembered).
+    """An `each` column's distinct values, each asked of the row validator (which remembers
+    its conversions, so a status typed a million times is converted once).
 
     `alone` is a row holding a well-formed uid and nothing else: a value is accepted when
     that row with the value in its column is valid, which is the cell rule itself (the
@@ -98,22 +97,17 @@ class _Each:
         self.validate = validate
         self.alone = ["A.1" if i == uid else "" for i in range(width)]
         self.index = index
-        self.known: dict[str, bool] = {}
+
+    def valid(self, value: str) -> bool:
+        row = self.alone.copy()
+        row[self.index] = value
+        return not isinstance(self.validate(SheetRow(0, tuple(row))), InvalidRow)
 
     def __call__(self, col: Any) -> Any:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        values = pc.unique(col).to_pylist()
-        if len(self.known) + len(values) > _MEMO_SIZE:
-            self.known.clear()
-        for value in values:
-            if value not in self.known:
-                row = self.alone.copy()
-                row[self.index] = value
-                valid = not isinstance(self.validate(SheetRow(0, tuple(row))), InvalidRow)
-                self.known[value] = valid
-        good = [v for v in values if self.known[v]]
+        good = [v for v in pc.unique(col).to_pylist() if self.valid(v)]
         return pc.is_in(col, value_set=pa.array(good, pa.string()))
 
 
