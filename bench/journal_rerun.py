@@ -11,7 +11,7 @@ baselines measured in the same run (a shared machine's speed varies from hour to
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/journal_rerun.py [--rows 100000] [--repeat 3]
+    .venv/bin/python bench/journal_rerun.py [--rows 100000] [--repeat 3]
 
 Exits 1 when the re-run sent any request, reported a row other than `unchanged`, or did not
 exit 0.
@@ -21,22 +21,39 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import (
+    CITIES,
+    FIRST_NAMES,
+    LAST_NAMES,
+    NOTES,
+    ROOT,
+    TEAMS,
+    Child,
+    best,
+    child_env,
+    email,
+    mobile,
+    outcomes,
+    run_child,
+    tool_argv,
+    walls,
+    write_csv,
+)
+
 sys.path.insert(0, str(ROOT))
 
-from bulk_update.journal import JOURNAL_FILE, Journal  # noqa: E402
-from bulk_update.models import Outcome, RowResult  # noqa: E402
-from bulk_update.pipeline import _journal_results, load, plan  # noqa: E402
-from bulk_update.sandbox import (  # noqa: E402
+from bulk_update.journal import JOURNAL_FILE, Journal
+from bulk_update.models import Outcome, RowResult
+from bulk_update.pipeline import _journal_results, load, plan
+from bulk_update.sandbox import (
     DEMO_API_KEY,
     DEMO_SECRET,
     SandboxState,
@@ -53,44 +70,27 @@ HEADERS = (
     "custom_fields.Team",
     "Note",
 )
-FIRST = (
-    "Dana", "Noa", "Yossi", "Maya", "Avi", "Tamar", "Omer", "Shira", "Eitan", "Yael", "Lior",
-    "Roni", "Gal", "Itai", "Michal",
-)  # fmt: skip
-LAST = (
-    "Cohen", "Levi", "Mizrahi", "Peretz", "Biton", "Friedman", "Avraham", "Katz", "Azulay",
-    "Dahan", "Shapiro",
-)  # fmt: skip
-CITIES = ("Tel Aviv", "Haifa", "Jerusalem", "Beer Sheva", "London", "Berlin", "New York")
-TEAMS = ("R&D", "Marketing", "Sales", "Support", "Finance", "Product")
-NOTES = (
-    "Met at the spring job fair; strong system design, follow up next week",
-    "Referred by a team lead, available from next quarter",
-    "Second interview scheduled; asked about remote work",
-    "Imported from the 2023 campus recruiting list",
-)
 
 
 def write_sheet(path: Path, rows: int, seed: int = 7) -> None:
     """An N-row CSV of valid, realistic-looking candidate updates (uids BN.1 ... BN.N)."""
     rng = random.Random(seed)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(HEADERS)
+
+    def lines() -> Iterator[tuple[str, ...]]:
         for n in range(1, rows + 1):
-            first, last = rng.choice(FIRST), rng.choice(LAST)
-            writer.writerow(
-                (
-                    f"BN.{n}",
-                    first,
-                    last,
-                    f"{first.lower()}.{last.lower()}.{n}@example.com",
-                    f"+972-5{rng.randrange(10)}-{rng.randrange(1000000, 9999999)}",
-                    rng.choice(CITIES),
-                    rng.choice(TEAMS),
-                    f"{rng.choice(NOTES)} (batch {n % 97})",
-                )
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+            yield (
+                f"BN.{n}",
+                first,
+                last,
+                email(first, last, n),
+                mobile(rng),
+                rng.choice(CITIES),
+                rng.choice(TEAMS),
+                f"{rng.choice(NOTES)} (batch {n % 97})",
             )
+
+    write_csv(path, HEADERS, lines())
 
 
 @dataclass
@@ -125,56 +125,12 @@ def fill_journal(sheet_path: Path, state_dir: Path, base_url: str) -> Fill:
     return Fill(planned - started, recorded - planned, len(patches))
 
 
-@dataclass
-class Child:
-    code: int
-    wall_s: float
-    cpu_s: float
-    max_rss_kib: int
-    stderr: str
-
-
-def run_child(args: list[str], env: dict[str, str], cwd: Path) -> Child:
-    """Run `python -m bulk_update ARGS`; wall time and this child's own rusage (wait4)."""
-    out, err = cwd / "child.out", cwd / "child.err"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bulk_update", *args],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-        )
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest of all
-        # the children so far, mixing the re-run with the dry run).
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Child(
-        proc.returncode,
-        wall,
-        usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss,  # KiB on Linux
-        err.read_text(encoding="utf-8", errors="replace"),
-    )
-
-
 def csv_read_s(path: Path) -> float:
     started = time.perf_counter()
     with path.open(newline="", encoding="utf-8") as fh:
         for _ in csv.reader(fh):
             pass
     return time.perf_counter() - started
-
-
-def outcomes(report: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    with report.open(newline="", encoding="utf-8") as fh:
-        for line in csv.DictReader(fh):
-            counts[line["outcome"]] = counts.get(line["outcome"], 0) + 1
-    return counts
 
 
 def journal_bytes(state_dir: Path) -> int:
@@ -208,17 +164,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"journal filled: plan {fill.plan_s:.2f} s, {fill.recorded} confirmations "
                 f"recorded in {fill.record_s:.2f} s"
             )
-            base_env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
-            base_env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-            )
             # The same journal either way: --state-dir, and XDG_STATE_HOME pointing at it too.
-            base_env["XDG_STATE_HOME"] = str(state_dir.parent)
+            base_env = child_env(XDG_STATE_HOME=str(state_dir.parent))
             rerun_env = {**base_env, "COMEET_API_KEY": DEMO_API_KEY, "COMEET_SECRET": DEMO_SECRET}
             rerun_args = ["run", str(sheet), "--base-url", sandbox.base_url]
             rerun_args += ["--state-dir", str(state_dir), "--report", str(tmp / "out.csv")]
             dry_args = ["run", str(sheet), "--dry-run", "--base-url", sandbox.base_url]
             dry_args += ["--report", str(tmp / "dry.csv")]
+            rerun_argv, dry_argv = tool_argv(*rerun_args), tool_argv(*dry_args)
 
             reruns: list[Child] = []
             drys: list[Child] = []
@@ -226,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             failures: list[str] = []
             # Interleaved, so that a slow spell of the machine hits both commands alike.
             for _ in range(args.repeat):
-                reruns.append(run_child(rerun_args, rerun_env, tmp))
+                reruns.append(run_child(rerun_argv, rerun_env, tmp))
                 counts = outcomes(tmp / "out.csv")
                 if reruns[-1].code != 0:
                     failures.append(f"re-run exited {reruns[-1].code}: {reruns[-1].stderr[-2000:]}")
                 if counts != {Outcome.UNCHANGED.value: args.rows}:
                     failures.append(f"re-run outcomes {counts}, expected only 'unchanged'")
-                drys.append(run_child(dry_args, base_env, tmp))
+                drys.append(run_child(dry_argv, base_env, tmp))
                 if drys[-1].code != 0:
                     failures.append(f"dry run exited {drys[-1].code}: {drys[-1].stderr[-2000:]}")
                 reads.append(csv_read_s(sheet))
@@ -242,20 +195,19 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"the re-run sent {requests} request(s); expected none")
         size = journal_bytes(state_dir)
 
-    rerun = min(reruns, key=lambda c: c.wall_s)
-    dry = min(drys, key=lambda c: c.wall_s)
+    rerun, dry = best(reruns), best(drys)
     table = [
         ("rows", f"{args.rows:,}"),
         ("requests sent", f"{requests}"),
         ("re-run wall time (best)", f"{rerun.wall_s:.2f} s"),
-        ("re-run wall times (all)", ", ".join(f"{c.wall_s:.2f}" for c in reruns) + " s"),
+        ("re-run wall times (all)", walls(reruns) + " s"),
         ("re-run CPU time (best run)", f"{rerun.cpu_s:.2f} s"),
         ("dry run without journal (best)", f"{dry.wall_s:.2f} s"),
-        ("dry run wall times (all)", ", ".join(f"{c.wall_s:.2f}" for c in drys) + " s"),
+        ("dry run wall times (all)", walls(drys) + " s"),
         ("ratio re-run / dry run", f"{rerun.wall_s / dry.wall_s:.2f}"),
         ("csv.reader pass (best)", f"{min(reads) * 1000:.0f} ms"),
-        ("re-run peak RSS", f"{max(c.max_rss_kib for c in reruns) / 1024:.0f} MiB"),
-        ("dry run peak RSS", f"{max(c.max_rss_kib for c in drys) / 1024:.0f} MiB"),
+        ("re-run peak RSS", f"{max(c.max_rss_mib for c in reruns):.0f} MiB"),
+        ("dry run peak RSS", f"{max(c.max_rss_mib for c in drys):.0f} MiB"),
         ("journal file size", f"{size / 1024 / 1024:.1f} MiB ({size / args.rows:.0f} B/row)"),
         ("recording a confirmation", f"{fill.record_s / max(fill.recorded, 1) * 1e6:.0f} µs/row"),
         ("plan of the first run (in-process)", f"{fill.plan_s:.2f} s"),

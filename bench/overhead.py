@@ -22,8 +22,8 @@ both clients sent the same bodies.
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/overhead.py [--quick] [--rows 20000] [--repeat 2]
-    /work/venv/bin/python bench/overhead.py --quick --profile /tmp/prof   # pyinstrument
+    .venv/bin/python bench/overhead.py [--quick] [--rows 20000] [--repeat 2]
+    .venv/bin/python bench/overhead.py --quick --profile /tmp/prof   # pyinstrument
 
 `--quick` is 5,000 rows and one repeat. `--profile DIR` runs the tool once more per
 concurrency under pyinstrument and writes DIR/tool-cN.txt (call tree) and .pstats. Exits 1
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import hashlib
 import json
 import os
@@ -46,14 +45,29 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import (
+    FIRST_NAMES,
+    LAST_NAMES,
+    NOTES,
+    ROOT,
+    TEAMS,
+    child_env,
+    email,
+    in_turn,
+    mobile,
+    run_child,
+    tool_argv,
+    write_csv,
+)
+
 sys.path.insert(0, str(ROOT))
 
-from bulk_update.sandbox import DEMO_API_KEY, DEMO_SECRET  # noqa: E402
+from bulk_update.sandbox import DEMO_API_KEY, DEMO_SECRET
 
 GOAL = 0.8
 RATE = "1000000/1"  # no limit worth the name: the limiter still runs, as it always does
@@ -69,21 +83,8 @@ HEADERS = (
     "custom_fields.Team",
     "Note",
 )
-FIRST = (
-    "Dana", "Noa", "Yossi", "Maya", "Avi", "Tamar", "Omer", "Shira", "Eitan", "Yael", "Lior",
-    "Roni", "Gal", "Itai", "Michal",
-)  # fmt: skip
-LAST = (
-    "Cohen", "Levi", "Mizrahi", "Peretz", "Biton", "Friedman", "Avraham", "Katz", "Azulay",
-    "Dahan", "Shapiro",
-)  # fmt: skip
 STATUSES = ("Sourced", "Contacted", "Responded", "Interested", "not interested")
 PLACES = (("IL", "Tel Aviv"), ("IL", "Haifa"), ("GB", "London"), ("de", "Berlin"), ("US", ""))
-TEAMS = ("R&D", "Marketing", "Sales", "Support", "Finance", "Product")
-NOTES = (
-    "Met at the spring job fair; strong system design, follow up next week",
-    "Referred by a team lead, available from next quarter",
-)
 
 
 def uid_of(n: int) -> str:
@@ -93,26 +94,25 @@ def uid_of(n: int) -> str:
 def write_sheet(path: Path, rows: int, seed: int = 11) -> None:
     """An N-row CSV of valid candidate updates (uids OV.1 ... OV.N); a note on 1 row in 10."""
     rng = random.Random(seed)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(HEADERS)
+
+    def lines() -> Iterator[tuple[str, ...]]:
         for n in range(1, rows + 1):
-            first, last = rng.choice(FIRST), rng.choice(LAST)
+            first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             country, city = rng.choice(PLACES)
-            writer.writerow(
-                (
-                    uid_of(n),
-                    first,
-                    last,
-                    f"{first.lower()}.{last.lower()}.{n}@example.com",
-                    f"+972-5{rng.randrange(10)}-{rng.randrange(1000000, 9999999)}",
-                    rng.choice(STATUSES),
-                    country,
-                    city,
-                    rng.choice(TEAMS),
-                    f"{rng.choice(NOTES)} ({n})" if n % 10 == 0 else "",
-                )
+            yield (
+                uid_of(n),
+                first,
+                last,
+                email(first, last, n),
+                mobile(rng),
+                rng.choice(STATUSES),
+                country,
+                city,
+                rng.choice(TEAMS),
+                f"{rng.choice(NOTES[:2])} ({n})" if n % 10 == 0 else "",
             )
+
+    write_csv(path, HEADERS, lines())
 
 
 def write_seed(path: Path, rows: int) -> None:
@@ -249,7 +249,7 @@ class Bench:
                 args += ["--rate", RATE, "--concurrency", str(concurrency)]
                 args += ["--dry-run"] if who == "dry" else []
                 args += ["--report", str(work / "out.csv"), "--state-dir", str(work / "state")]
-                command = [sys.executable, "-m", "bulk_update", *args]
+                command = tool_argv(*args)
                 if profile is not None:
                     out = profile / f"tool-c{concurrency}"
                     pyinstrument = [sys.executable, "-m", "pyinstrument", "-r", "pstats"]
@@ -260,21 +260,8 @@ class Bench:
                 command = [sys.executable, __file__, "_bare", base_url]
                 command += [str(self.tmp / "bodies.json"), str(concurrency)]
                 env = self.env
-            with (work / "stderr").open("wb") as err:
-                started = time.perf_counter()
-                client = subprocess.Popen(
-                    command,
-                    env=env,
-                    cwd=work,
-                    stdin=subprocess.DEVNULL,
-                    stdout=(work / "stdout").open("wb"),
-                    stderr=err,
-                    preexec_fn=_pin(self.cpu(1)),
-                )
-                # wait4: this child's own CPU time, a steadier figure than wall times here.
-                _, status, usage = os.wait4(client.pid, 0)
-                wall = time.perf_counter() - started
-            code = os.waitstatus_to_exitcode(status)
+            # The child's own CPU time (wait4), a steadier figure than wall times here.
+            client = run_child(command, env, work, preexec_fn=_pin(self.cpu(1)))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
@@ -282,19 +269,19 @@ class Bench:
         times = seen["times"]
         send_cpu = None
         if who == "bare":
-            send_cpu = json.loads((work / "stdout").read_text())["send_cpu_s"]
+            send_cpu = json.loads(client.stdout)["send_cpu_s"]
         return Measure(
             who,
             concurrency,
-            code,
-            wall,
-            usage.ru_utime + usage.ru_stime,
+            client.code,
+            client.wall_s,
+            client.cpu_s,
             len(times),
             max(times) - min(times) if times else 0.0,
             seen["statuses"],
             seen["applied"],
             seen["digest"],
-            (work / "stderr").read_text(errors="replace")[-2000:],
+            client.stderr[-2000:],
             send_cpu,
         )
 
@@ -338,8 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     repeat = args.repeat or (1 if args.quick else 2)
     pin = not args.no_pin and len(os.sched_getaffinity(0)) >= 2
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env = child_env()
     failures: list[str] = []
     measures: list[Measure] = []
     drys: list[Measure] = []
@@ -361,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
             if dry.code != 0:
                 failures.append(f"the dry run exited {dry.code}: {dry.stderr}")
             for concurrency in args.concurrency:
-                order = ("tool", "bare") if n % 2 == 0 else ("bare", "tool")
-                for who in order:
+                for who in in_turn(n, ("tool", "bare")):
                     m = bench.measure(who, concurrency)
                     measures.append(m)
                     print(

@@ -13,7 +13,7 @@ a leaky bucket, it lets about twice the limit through in the first window.
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/window.py [--quick]
+    .venv/bin/python bench/window.py [--quick]
 
 `--quick` runs 400 rows at 100/5 only (~20 s); without it, 250 rows at 100/60 too (~2.5 min).
 Exits 1 when the tool sent a request over the sandbox's limit, exceeded the limit in any
@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import csv
-import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,14 +36,14 @@ from typing import Any
 
 import aiohttp
 from aiolimiter import AsyncLimiter
+from harness import FIRST_NAMES, ROOT, Child, child_env, run_child, tool_argv, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bulk_update.auth import Credentials, TokenMinter  # noqa: E402
-from bulk_update.limiter import estimate_duration  # noqa: E402
-from bulk_update.models import Rate  # noqa: E402
-from bulk_update.sandbox import (  # noqa: E402
+from bulk_update.auth import Credentials, TokenMinter
+from bulk_update.limiter import estimate_duration
+from bulk_update.models import Rate
+from bulk_update.sandbox import (
     DEMO_API_KEY,
     DEMO_SECRET,
     SandboxState,
@@ -54,7 +51,7 @@ from bulk_update.sandbox import (  # noqa: E402
 )
 
 CONCURRENCY = 16
-FIRST = ("Dana", "Noa", "Yossi", "Maya", "Avi", "Tamar", "Omer", "Shira", "Eitan", "Yael")
+FIRST = FIRST_NAMES[:10]
 _ESTIMATE = re.compile(r"would take about (?:(\d+)h )?(?:(\d+)m )?(?:(\d+)s)?")
 
 
@@ -68,11 +65,8 @@ def first_name(i: int) -> str:
 
 def write_sheet(path: Path, rows: int) -> None:
     """A valid CSV: uid `WB.<i>` and a first name that differs for every row."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(("UID", "First Name"))
-        for i, uid in enumerate(uids(rows), start=1):
-            writer.writerow((uid, first_name(i)))
+    lines = ((uid, first_name(i)) for i, uid in enumerate(uids(rows), start=1))
+    write_csv(path, ("UID", "First Name"), lines)
 
 
 def fresh_state(rows: int) -> SandboxState:
@@ -89,28 +83,6 @@ def peak_in_window(times: list[float], period: float) -> int:
     for j, t in enumerate(times):
         peak = max(peak, j + 1 - bisect.bisect_right(times, t - period))
     return peak
-
-
-@dataclass
-class Child:
-    code: int
-    wall_s: float
-    stdout: str
-    stderr: str
-
-
-def run_child(args: list[str], env: dict[str, str], cwd: Path) -> Child:
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "bulk_update", *args],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return Child(proc.returncode, time.perf_counter() - started, proc.stdout, proc.stderr)
 
 
 def parse_estimate(stdout: str) -> float | None:
@@ -167,9 +139,7 @@ def scenario(rows: int, rate: Rate, tmp: Path) -> tuple[list[tuple[str, str]], l
     sheet = work / "sheet.csv"
     write_sheet(sheet, rows)
     failures: list[str] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMEET_")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env["XDG_STATE_HOME"] = str(work / "xdg")
+    env = child_env(XDG_STATE_HOME=str(work / "xdg"))
     common = ["--rate", str(rate), "--concurrency", str(CONCURRENCY)]
     bodies = [(uid, {"first_name": first_name(i)}) for i, uid in enumerate(uids(rows), start=1)]
 
@@ -180,7 +150,7 @@ def scenario(rows: int, rate: Rate, tmp: Path) -> tuple[list[tuple[str, str]], l
         # The dry run first, with its own state dir: it sends nothing either way.
         dry_args = ["run", str(sheet), "--dry-run", "--base-url", tool_sb.base_url, *common]
         dry_args += ["--state-dir", str(work / "dry-state"), "--report", str(work / "dry.csv")]
-        dry = run_child(dry_args, env, work)
+        dry = run_child(tool_argv(*dry_args), env, work)
         if dry.code != 0:
             failures.append(f"dry run exited {dry.code}: {dry.stderr[-2000:]}")
         estimate = parse_estimate(dry.stdout)
@@ -191,7 +161,8 @@ def scenario(rows: int, rate: Rate, tmp: Path) -> tuple[list[tuple[str, str]], l
         real_args = ["run", str(sheet), "--base-url", tool_sb.base_url, *common]
         real_args += ["--report", str(work / "out.csv"), "--state-dir", str(work / "state")]
         result: list[Child] = []
-        child = threading.Thread(target=lambda: result.append(run_child(real_args, real_env, work)))
+        real_argv = tool_argv(*real_args)
+        child = threading.Thread(target=lambda: result.append(run_child(real_argv, real_env, work)))
         child.start()
         ref_started = time.perf_counter()
         asyncio.run(reference_loop(ref_sb.base_url, bodies, rate))

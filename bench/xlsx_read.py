@@ -5,24 +5,22 @@ a phone stored as a number, city, team, a note, a score, a date, a date and time
 boolean), then reads it in child processes, alternating, `--repeat` rounds:
 
 - openpyxl: `load_workbook(read_only=True, data_only=True)`, `iter_rows(values_only=True)`,
-  every cell through `reader.cell_text` (what the reader does today);
-- calamine: `calamine_rows` of bench/calamine_guard.py (its guard, then calamine), every
-  cell through `cell_text`;
-- calamine, no guard: python-calamine alone, for the guard's share;
-- guard: `calamine_guard.calamine_refusal` alone;
-- read_sheet: `reader.read_sheet` on the file (the whole current XLSX path: the zip and XML
+  every cell through `reader.cell_text` (the reader's own way);
+- calamine: python-calamine, every cell through `cell_text`: the baseline, a faster reader
+  the tool does not use (bench/RESULTS.md, "reading a 100,000-row XLSX", says why);
+- read_sheet: `reader.read_sheet` on the file (the whole XLSX path: the zip and XML
   checks, openpyxl, header and rows).
 
-Each child times its read alone (after imports) and reports its peak RSS; the best time of
-each counts. The texts and numeric flags of the two readers are hashed and must be equal.
-With `--libreoffice`, the workbook is also saved by LibreOffice (shared strings and a style
-on every cell, as Excel writes them) and read the same way.
+Each child times its read alone (after imports); its peak RSS comes from `wait4`; the best
+time of each counts. The texts and numeric flags of the two readers are hashed and must be
+equal. With `--libreoffice`, the workbook is also saved by LibreOffice (shared strings and
+a style on every cell, as Excel writes them) and read the same way.
 
 Run from the repository root::
 
-    /work/venv/bin/python bench/xlsx_read.py [--rows N] [--repeat N] [--libreoffice]
+    .venv/bin/python bench/xlsx_read.py [--rows N] [--repeat N] [--libreoffice]
 
-Exits 1 if the readers disagree or the guard refuses the workbook.
+Exits 1 if the two readers disagree.
 """
 
 from __future__ import annotations
@@ -31,7 +29,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import os
 import random
 import resource
 import shutil
@@ -40,11 +37,12 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import CITIES, FIRST_NAMES, NOTES, ROOT, TEAMS, alternate, child_env, run_child
+
 sys.path.insert(0, str(ROOT))
 
 HEADERS = (
@@ -52,17 +50,9 @@ HEADERS = (
     "custom_fields.Team", "note", "custom_fields.Score", "custom_fields.Applied",
     "custom_fields.Interview", "custom_fields.Active",
 )  # fmt: skip
-FIRST = ("Dana", "Noa", "Yossi", "Maya", "Avi", "Tamar", "Omer", "Shira", "Eitan", "Yael")
+FIRST = FIRST_NAMES[:10]
 LAST = ("Cohen", "Levi", "Mizrahi", "Peretz", "Biton", "Friedman", "Katz", "Shapiro")
-CITIES = ("Tel Aviv", "Haifa", "Jerusalem", "Beer Sheva", "London", "Berlin", "New York")
-TEAMS = ("R&D", "Marketing", "Sales", "Support", "Finance", "Product")
-NOTES = (
-    "Met at the spring job fair; strong system design, follow up next week",
-    "Referred by a team lead, available from next quarter",
-    "Second interview scheduled; asked about remote work",
-    "Imported from the 2023 campus recruiting list",
-)
-MODES = ("openpyxl", "calamine", "calamine-raw", "guard", "read_sheet")
+MODES = ("openpyxl", "calamine", "read_sheet")
 
 
 def write_workbook(path: Path, rows: int, seed: int = 7) -> None:
@@ -143,9 +133,8 @@ def _digest(rows: Iterable[Iterable[object]]) -> tuple[int, str]:
 
 
 def child(mode: str, path: Path) -> dict[str, object]:
-    """Read `path` one way; the seconds it took, rows, digest and peak RSS."""
+    """Read `path` one way: the seconds it took, rows, digest, and the RSS after imports."""
     import openpyxl
-    from calamine_guard import calamine_refusal, calamine_rows
     from python_calamine import CalamineWorkbook
 
     from bulk_update.reader import read_sheet
@@ -162,28 +151,13 @@ def child(mode: str, path: Path) -> dict[str, object]:
         rows, digest = _digest(sheet.iter_rows(min_row=1, min_col=1, values_only=True))
         book.close()
     elif mode == "calamine":
-        read = calamine_rows(path, None)
-        if read is None:
-            return {"refused": calamine_refusal(path)}
-        rows, digest = _digest(read.rows)
-    elif mode == "calamine-raw":
-        with CalamineWorkbook.from_path(path) as book:
-            rows, digest = _digest(book.get_sheet_by_index(0).iter_rows())
-    elif mode == "guard":
-        refusal = calamine_refusal(path)
-        if refusal is not None:
-            return {"refused": refusal}
+        # The sheet starts at A1, so calamine's rows line up with openpyxl's as they come.
+        with CalamineWorkbook.from_path(path) as calamine_book:
+            rows, digest = _digest(calamine_book.get_sheet_by_index(0).iter_rows())
     elif mode == "read_sheet":
         rows = len(read_sheet(path).rows)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {
-        "seconds": seconds,
-        "rows": rows,
-        "digest": digest,
-        "peak_mib": peak / 1024,
-        "imported_mib": imported_rss / 1024,
-    }
+    return {"seconds": seconds, "rows": rows, "digest": digest, "imported_mib": imported_rss / 1024}
 
 
 # --------------------------------------------------------------------------- the parent
@@ -203,35 +177,30 @@ class Runs:
         return min(self.seconds)
 
 
-def run_child(mode: str, path: Path) -> dict[str, object]:
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", mode, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
-
-
 def measure(path: Path, repeat: int) -> dict[str, Runs]:
     runs = {mode: Runs(mode, []) for mode in MODES}
-    for round_ in range(repeat):
-        # Alternate the order each round, so that no mode always runs on a warm or cold cache.
-        order = MODES if round_ % 2 == 0 else tuple(reversed(MODES))
-        for mode in order:
-            result = run_child(mode, path)
-            if "refused" in result:
-                raise SystemExit(f"the guard refused {path.name}: {result['refused']}")
+    env = child_env(PYTHONHASHSEED="0")
+
+    def reading(mode: str) -> Callable[[], None]:
+        def read() -> None:
+            done = run_child(
+                [sys.executable, __file__, "--child", mode, str(path)], env, path.parent
+            )
+            if done.code != 0:
+                raise SystemExit(f"reading with {mode} failed:\n{done.stderr[-2000:]}")
+            result = json.loads(done.stdout.strip().splitlines()[-1])
             got = runs[mode]
-            got.seconds.append(float(str(result["seconds"])))
-            got.rows = int(str(result["rows"]))
+            got.seconds.append(float(result["seconds"]))
+            got.rows = int(result["rows"])
             got.digest = str(result["digest"])
-            got.peak_mib = max(got.peak_mib, float(str(result["peak_mib"])))
-            got.imported_mib = float(str(result["imported_mib"]))
-            print(f"  round {round_ + 1}: {mode:<13} {got.seconds[-1]:7.2f} s", flush=True)
+            got.peak_mib = max(got.peak_mib, done.max_rss_mib)
+            got.imported_mib = float(result["imported_mib"])
+            print(f"  round {len(got.seconds)}: {mode:<10} {got.seconds[-1]:7.2f} s", flush=True)
+
+        return read
+
+    # Alternating the order each round, so that no reader always runs on a warm or cold cache.
+    alternate(repeat, {mode: reading(mode) for mode in MODES})
     return runs
 
 
@@ -243,7 +212,7 @@ def table(runs: dict[str, Runs], data_rows: int) -> list[str]:
     ]
     for mode in MODES:
         got = runs[mode]
-        speed = f"{data_rows / got.best:,.0f}" if mode != "guard" else "-"
+        speed = f"{data_rows / got.best:,.0f}"
         listed = ", ".join(f"{s:.2f}" for s in got.seconds)
         lines.append(
             f"| {mode} | {got.best:.2f} | {listed} | {speed} | {base / got.best:.1f}x "
