@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from bulk_update import report, xlsx
+from bulk_update import report, reportcells, xlsx
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.pipeline import load, plan
@@ -823,7 +823,7 @@ def test_column_forms_give_what_the_cell_forms_give(texts: list[str]) -> None:
     assert "".join(report.csv_lines([col, col]).to_pylist()) == written.getvalue()
     widths = [report.MIN_WIDTH]
     report.widen_column(widths, 0, col)
-    assert report.bounded_widths(widths) == report._widths([[t] for t in ["", *texts]])
+    assert report.bounded_widths(widths) == reportcells.table_widths([[t] for t in ["", *texts]])
 
 
 def test_csv_header_is_the_first_line_write_report_writes(tmp_path: Path) -> None:
