@@ -10,7 +10,8 @@ more:
   numbers as numbers, an empty or None cell left out;
 - a fixed table of styles: `NORMAL`, `BOLD`, and one solid fill per colour asked for
   (`fill_style(i)`);
-- per sheet: column widths, a frozen header row, a filter over the rows written;
+- per sheet: column widths (in characters, stored as Excel stores them), a frozen header
+  row, a filter over the rows written;
 - rows may come already rendered (`Rendered`, built with `cell_parts`): the column-at-a-time
   dry run (bulk_update/columnar/) renders its rows with arrow.
 
@@ -20,6 +21,7 @@ and Excel can hold (`excel_cell` cuts a cell past Excel's 32,767 characters, wit
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -69,6 +71,10 @@ _XML = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 _SHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml"
 
 
+#: A sheet name Excel takes (at most 31 characters, checked apart).
+_EXCEL_SHEET_NAME = re.compile(r"[^\[\]:*?/\\']([^\[\]:*?/\\]*[^\[\]:*?/\\'])?")
+
+
 def fill_style(index: int) -> int:
     """The style of a cell filled with the `index`-th colour given to `write_workbook`."""
     return 2 + index
@@ -86,7 +92,13 @@ class SheetSpec:
 
 
 def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str] = ()) -> None:
-    """Write the workbook at `path` (replacing it); `fills` are RRGGBB hex colours."""
+    """Write the workbook at `path` (replacing it); `fills` are RRGGBB hex colours.
+
+    ValueError for a sheet name Excel refuses (empty, over 31 characters, one of `[]:*?/\\`,
+    an apostrophe first or last)."""
+    for sheet in sheets:
+        if not _EXCEL_SHEET_NAME.fullmatch(sheet.name) or len(sheet.name) > 31:
+            raise ValueError(f"Excel cannot name a sheet {sheet.name!r}")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         filters: list[str | None] = []
         for number, sheet in enumerate(sheets, start=1):
@@ -216,6 +228,8 @@ class _Rows:
                 value = repr(int(cell) if isinstance(cell, bool) else cell)
             a, b, c = known
             parts.append(f"{a}{n}{b}{value}{c}")
+        if len(parts) == 3:
+            return ""  # no cell: Excel writes no row either
         parts.append(ROW_CLOSE)
         return "".join(parts)
 
@@ -249,10 +263,7 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     head.append('<sheetFormatPr defaultRowHeight="15"/>')
     if sheet.widths:
         head.append("<cols>")
-        head.extend(
-            f'<col min="{i}" max="{i}" width="{w:g}" customWidth="1"/>'
-            for i, w in enumerate(sheet.widths, start=1)
-        )
+        head.extend(_column(i, w) for i, w in enumerate(sheet.widths, start=1))
         head.append("</cols>")
     head.append("<sheetData>")
     write("".join(head).encode("utf-8"))
@@ -277,7 +288,8 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     tail = ["</sheetData>"]
     ref = None
     if sheet.autofilter and width:
-        ref = f"A1:{get_column_letter(width)}{max(count, 1)}"
+        last = f"{get_column_letter(width)}{max(count, 1)}"
+        ref = "A1" if last == "A1" else f"A1:{last}"  # one cell: Excel names it alone
         tail.append(f'<autoFilter ref="{ref}"/>')
     tail.append(
         '<pageMargins left="0.75" right="0.75" top="1" bottom="1" header="0.5" footer="0.5"/>'
@@ -285,6 +297,26 @@ def _write_sheet(stream: IO[bytes], sheet: SheetSpec) -> str | None:
     )
     write("".join(tail).encode("utf-8"))
     return ref
+
+
+#: Excel's default font (Calibri 11): the width of its widest digit and the padding of a
+#: column, in pixels, and the default width of a column (8.43 characters).
+_DIGIT_PX, _PADDING_PX, _DEFAULT_COLUMN_PX = 7, 5, 64
+
+
+def _column(number: int, characters: float) -> str:
+    """The `<col>` of a column `characters` wide, as Excel stores it (ECMA-376 18.3.1.13):
+    whole pixels, the characters' digits plus the padding, in 1/256ths of a digit. So a
+    width of 12 is stored as 12.7109375 and shows as 12 in Excel (what XlsxWriter writes)."""
+    if characters <= 0:
+        pixels = 0
+    elif characters < 1:
+        pixels = int(characters * (_DIGIT_PX + _PADDING_PX) + 0.5)
+    else:
+        pixels = int(characters * _DIGIT_PX + 0.5) + _PADDING_PX
+    width = f"{pixels * 256 // _DIGIT_PX / 256:.16g}"
+    custom = ' customWidth="1"' if pixels != _DEFAULT_COLUMN_PX else ""
+    return f'<col min="{number}" max="{number}" width="{width}"{custom}/>'
 
 
 def _content_types(sheets: int) -> str:
@@ -333,14 +365,13 @@ def _workbook(sheets: Sequence[SheetSpec], filters: Sequence[str | None]) -> str
 
 
 def _absolute(sheet: str, ref: str) -> str:
-    start, end = ref.split(":")
     quoted = sheet.replace("'", "''")
 
     def dollars(cell: str) -> str:
         letters = cell.rstrip("0123456789")
         return f"${letters}${cell[len(letters) :]}"
 
-    return f"'{quoted}'!{dollars(start)}:{dollars(end)}"
+    return f"'{quoted}'!" + ":".join(map(dollars, ref.split(":")))
 
 
 def _workbook_rels(sheets: int) -> str:

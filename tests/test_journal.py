@@ -26,6 +26,7 @@ from bulk_update.journal import (
     Journal,
     RunLock,
     RunRecord,
+    migrations,
     process_alive,
     read_runs,
 )
@@ -151,11 +152,11 @@ def per_key_journal(
     state.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(state / JOURNAL_FILE, isolation_level=None, check_same_thread=False)
     if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-        for statement in journal_module._SCHEMA_V1.split(";"):
+        for statement in migrations._SCHEMA_V1.split(";"):
             if statement.strip():
                 conn.execute(statement)
         if version == 2:
-            journal_module._to_v2(conn)
+            migrations._to_v2(conn)
         conn.execute(f"PRAGMA user_version = {version}")
         # Today's writing code names the runs' config column (added without a new version).
         conn.execute("ALTER TABLE runs ADD COLUMN config TEXT")
@@ -745,7 +746,7 @@ def test_a_pid_we_may_not_signal_is_alive(state: Path, monkeypatch: pytest.Monke
     state.mkdir(parents=True)
     lock = RunLock(state, api_key=KEY)
     lock.pid_path.write_text("1\n")
-    monkeypatch.setattr(os, "kill", refuse)  # the os module journal.py calls
+    monkeypatch.setattr(os, "kill", refuse)  # the os module journal/lock.py calls
     assert process_alive(4321) is True
     assert lock.acquire() is None  # not a dead process: no takeover message
     lock.release()

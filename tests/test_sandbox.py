@@ -34,6 +34,7 @@ from bulk_update.sandbox import (
     ThreadedSandbox,
     load_seed,
 )
+from bulk_update.sandbox.read import web_page_id
 
 from .conftest import ROOT, SAMPLE
 
@@ -336,19 +337,6 @@ async def test_success_merges_into_the_candidate_and_is_recorded(
     assert state.requests[0].time <= state.requests[1].time
 
 
-async def test_get_returns_the_candidate_and_is_not_a_patch(
-    server: SandboxServer, session: aiohttp.ClientSession, state: SandboxState
-) -> None:
-    async with session.get(f"{server.base_url}/candidates/AE.2", headers=auth()) as resp:
-        assert resp.status == 200
-        assert await resp.json() == {"uid": "AE.2", "first_name": "Noa"}
-    async with session.get(f"{server.base_url}/candidates/ZZ.1", headers=auth()) as resp:
-        assert resp.status == 404
-    async with session.get(f"{server.base_url}/candidates/AE.2") as resp:
-        assert resp.status == 401
-    assert state.requests == []
-
-
 # --- the rate window ----------------------------------------------------------------------
 
 
@@ -618,6 +606,13 @@ def test_load_seed_finds_the_sample_seed() -> None:
         assert "@" in candidate["email"] and candidate["phone"]
         assert candidate["position_uid"] and candidate["status"]
         assert set(candidate["custom_fields"]) <= state.custom_fields
+        assert DOTTED_UID.fullmatch(candidate["person_uid"])
+    # each one's web-page number (IDENTIFIER_TYPE: REAL_ID) ends its URL, and is its own
+    pages = [web_page_id(candidate) for candidate in state.candidates.values()]
+    assert all(page and page.isdigit() for page in pages) and len(set(pages)) == len(pages)
+    assert {uid for uid, c in state.candidates.items() if "resume" in c} == {
+        "AE.17934", "FC.C9A3E", "3A.1F07B"
+    }  # fmt: skip
     assert state.requests == [] and state.applied == []
 
 

@@ -29,7 +29,7 @@ def test_values_styles_and_layout(tmp_path: Path) -> None:
         path,
         [
             SheetSpec("Data & more", rows, (12, 30.5, 8), freeze_header=True, autofilter=True),
-            SheetSpec("Other 'one'", [["x", True]]),
+            SheetSpec("Other 'one' too", [["x", True]]),
         ],
         fills=["ff0000", "00FF00"],
     )
@@ -55,7 +55,7 @@ def test_values_styles_and_layout(tmp_path: Path) -> None:
         "'Data &amp; more'!$A$1:$C$4</definedName>" in book
     )
     wb = openpyxl.load_workbook(path)
-    assert wb.sheetnames == ["Data & more", "Other 'one'"]
+    assert wb.sheetnames == ["Data & more", "Other 'one' too"]
     ws = wb["Data & more"]
     assert [[c.value for c in row] for row in ws.iter_rows()] == [
         ["name", "count", "state"],
@@ -68,10 +68,34 @@ def test_values_styles_and_layout(tmp_path: Path) -> None:
     assert ws["C3"].fill.fgColor.rgb == "FF00FF00" and ws["B3"].fill.fill_type is None
     assert ws.freeze_panes == "A2"
     assert ws.auto_filter.ref == "A1:C4"
-    assert [ws.column_dimensions[c].width for c in "ABC"] == [12, 30.5, 8]
-    other = wb["Other 'one'"]
+    # Stored as Excel stores a column that many characters wide (the padding added):
+    # 12 characters are 89 pixels, 89 * 256 // 7 / 256 = 12.7109375.
+    assert [ws.column_dimensions[c].width for c in "ABC"] == [12.7109375, 31.28515625, 8.7109375]
+    other = wb["Other 'one' too"]
     assert [c.value for c in other[1]] == ["x", 1]
     assert other.freeze_panes is None and other.auto_filter.ref is None
+
+
+@pytest.mark.parametrize("name", ["", "'quoted'", "a/b", "a[1]", "why?", "x" * 32])
+def test_a_sheet_name_excel_refuses_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="Excel cannot name a sheet"):
+        write_workbook(tmp_path / "w.xlsx", [SheetSpec(name, [["x"]])])
+
+
+def test_rows_without_cells_are_left_out_and_a_one_cell_filter_is_that_cell(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.xlsx"
+    write_workbook(path, [SheetSpec("S", [["a"], [None], ["b"]], autofilter=True)])
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml").decode()
+    assert '<row r="2">' not in sheet and '<row r="3">' in sheet
+    assert '<autoFilter ref="A1:A3"/>' in sheet
+    write_workbook(path, [SheetSpec("S", [["a"]], autofilter=True)])
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.xml").decode()
+        book = archive.read("xl/workbook.xml").decode()
+    assert '<autoFilter ref="A1"/>' in sheet and "'S'!$A$1</definedName>" in book
 
 
 def test_text_is_never_a_formula_or_an_error_value(tmp_path: Path) -> None:
