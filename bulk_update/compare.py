@@ -10,7 +10,7 @@ goes whole when any of its leaves is sent: the API wants its parts together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from .models import Patch
 from .patch import value_at
 from .readmodel import CandidateRead, Held, NotReadable, ResumeLink, holds_same
 
-__all__ = ["Compared", "before_text", "compare_patch"]
+__all__ = ["Compared", "before_text", "compare_patch", "only"]
 
 ARROW = " → "
 #: What `before` shows for a field Comeet held nothing in.
@@ -41,17 +41,19 @@ def compare_patch(patch: Patch, candidate: CandidateRead) -> Compared:
     sent |= {path for path in patch.fields if path.partition(".")[0] in heads}
     if not sent:
         return Compared(None, "")
-    fields = tuple(path for path in patch.fields if path in sent)
+    trimmed = only(patch, sent)
+    return Compared(trimmed, before_text({p: held[p] for p in trimmed.fields}, trimmed.body))
+
+
+def only(patch: Patch, paths: Collection[str]) -> Patch:
+    """`patch` sending only the fields `paths` (each whole object they touch) and who made
+    the change. Pure."""
+    fields = tuple(path for path in patch.fields if path in paths)
     if len(fields) == len(patch.fields):
-        trimmed = patch
-    else:
-        body = {
-            key: value
-            for key, value in patch.body.items()
-            if key == "updated_by" or key in sent or key in heads
-        }
-        trimmed = replace(patch, body=body, fields=fields, fingerprints=None)
-    return Compared(trimmed, before_text({p: held[p] for p in fields}, trimmed.body))
+        return patch
+    keys = {path.partition(".")[0] for path in fields} | {"updated_by"}
+    body = {key: value for key, value in patch.body.items() if key in keys}
+    return replace(patch, body=body, fields=fields, fingerprints=None)
 
 
 def before_text(held: Mapping[str, Held], body: Mapping[str, Any]) -> str:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .auth import Credentials
 from .columnar import dry_run_csv
+from .compare import only
 from .config import Settings
 from .hidden import check_hidden
 from .journal import Journal, RunLock, process_alive
@@ -77,6 +79,9 @@ class DryRun:
     encoding: str | None
     #: True when the column-at-a-time engine (columnar.py) made it.
     columnar: bool = False
+    #: A preview with --compare: each shown patch's `before` text by sheet row (the
+    #: patches are then the compared ones, without what Comeet holds already).
+    before: Mapping[int, str] = field(default_factory=dict)
 
 
 def open_journal(settings: Settings) -> Journal:
@@ -184,12 +189,22 @@ async def dry_run_async(
         started=started,
     )
     problems = tuple(r for r in summary.results if r.outcome.is_problem)
+    patches = the_plan.patches[:bodies]
+    before: dict[int, str] = {}
+    if settings.compare:  # show the patches as compared: what will go, and what was there
+        planned = {p.row: p for p in the_plan.patches}
+        changes = (r for r in summary.results if r.outcome is Outcome.WOULD_UPDATE)
+        shown = list(itertools.islice(changes, bodies))
+        # (to the uid a web page number stands for, with --resolve-ids)
+        patches = tuple(replace(only(planned[r.row], r.fields), uid=r.uid) for r in shown)
+        before = {r.row: r.before for r in shown}
     return DryRun(
         summary=replace(summary, results=problems),
         rows=len(the_plan.rows),
         sends=the_plan.sends,
-        patches=the_plan.patches[:bodies],
+        patches=patches,
         encoding=sheet.raw.encoding,
+        before=before,
     )
 
 

@@ -257,7 +257,13 @@ def test_compare_dry_run_reads_only_and_shows_what_comeet_held(tmp_path: Path) -
         "email",
         "custom_fields.Team",
     ]
-    assert "About" in res.out or "would take about" in res.out
+    assert "Compared 6 row(s) with Comeet; would send 4: 1 unchanged, 4 would_update" in res.out
+    printed = res.out.splitlines()
+    at = printed.index(
+        'row 2 PATCH /candidates/AE.0 {"first_name": "Dana", "email": "dana@example.com"}'
+    )
+    assert printed[at + 1] == "    before: " + report[2]["before"]
+    assert not any(line.startswith("row 3 PATCH") for line in printed)  # unchanged
 
 
 def test_a_compare_run_sends_only_the_fields_that_differ_and_journals_unchanged_rows(
