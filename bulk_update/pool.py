@@ -275,7 +275,7 @@ class _Run:
     async def read_first(self, patch: Patch, tries: Tries) -> Reading:
         """Read the row's candidate before its patch: one read, through the run's retrier
         (the same limiter, token, retries and budget), counted among the row's attempts.
-        What --compare compares with."""
+        What --compare compares with and --resolve-ids resolves by; one read serves both."""
         return await read_candidate(
             self.retrier, self.sender, patch.uid, real_id=self.by_number(patch), tries=tries
         )
