@@ -41,6 +41,7 @@ from .output import (
 from .pipeline import Plan, run_async
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
+from .undo import undo_sheet_of_run
 from .warnlog import warnings_logged
 from .wiring import dry_run_async, open_journal, open_run
 
@@ -81,6 +82,12 @@ def _api_options(command: argparse.ArgumentParser) -> None:
 
 def _state_dir_option(command: argparse.ArgumentParser, help: str) -> None:
     command.add_argument("--state-dir", type=Path, metavar="DIR", help=help)
+
+
+def _undo_sheet_option(command: argparse.ArgumentParser, default: str) -> None:
+    command.add_argument(
+        "--undo-sheet", type=Path, metavar="FILE", help=f"the undo sheet, .xlsx or .csv ({default})"
+    )
 
 
 def _log_format_option(command: argparse.ArgumentParser, help: str) -> None:
@@ -144,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLSX rows hidden or filtered out of view, and hidden columns: send them like "
         "the others, or skip them (a real run of a sheet that has any needs one)",
     )
+    run.add_argument(
+        "--backup",
+        action="store_true",
+        help="read each candidate before its patch, keep what the patch replaces and write "
+        "an undo sheet that puts it back",
+    )
+    _undo_sheet_option(run, "default: <input stem>.undo.xlsx beside the input")
     run.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     _log_format_option(run, "log lines as plain text or JSON lines (default: text)")
 
@@ -158,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=20, metavar="N", help="how many runs (default: 20)"
     )
     _log_format_option(history, "a table, or one JSON object per run (default: text)")
+
+    undo = sub.add_parser(
+        "undo-sheet",
+        help="write the undo sheet of a --backup run (a killed one too)",
+        description="Write the undo sheet of run N (see history) from the values its "
+        "--backup kept on disk: every row the run may have changed, a killed run's too.",
+    )
+    undo.add_argument("--run", type=int, required=True, metavar="N", help="the run's number")
+    _undo_sheet_option(undo, "default: where the run meant to write it")
+    _state_dir_option(undo, _STATE_DIR_HELP)
 
     sandbox = sub.add_parser(
         "sandbox",
@@ -362,6 +386,8 @@ async def _send(
             stop=stop,
             journal=journal,
             started=args.started,
+            backup=args.backup,
+            undo_sheet=args.undo_sheet,
         )
     return print_outcome(summary, args.log_format)
 
@@ -428,6 +454,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _sandbox_command(args)
         if args.command == "history":
             return _history_command(args)
+        if args.command == "undo-sheet":
+            state_dir = args.state_dir or default_state_dir()
+            print(f"undo sheet: {undo_sheet_of_run(state_dir, args.run, args.undo_sheet)}")
+            return 0
         if args.command == "serve":
             return _serve_command(args)
         return asyncio.run(_run_command(args))

@@ -27,6 +27,7 @@ import aiohttp
 
 from . import __version__
 from .auth import Credentials, TokenMinter
+from .backup import Backup, default_undo_path
 from .client import ComeetClient, Kind, Response
 from .config import Settings
 from .errors import ConfigError, InputError, RunInterrupted
@@ -67,6 +68,7 @@ from .schema import (
     names_uid,
     resolve_columns,
 )
+from .undo import finish_backup, start_backup
 
 USER_AGENT = f"bulk-update/{__version__}"
 log = logging.getLogger("bulk_update")
@@ -603,6 +605,8 @@ async def run_async(
     rng: random.Random | None = None,
     journal: Journal | None = None,
     started: float | None = None,
+    backup: bool = False,
+    undo_sheet: Path | None = None,
 ) -> RunSummary:
     """Send the plan's patches at the rate limit and write the results sheet.
 
@@ -618,7 +622,10 @@ async def run_async(
     A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
     the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
-    lets the summary's duration include reading and planning.
+    lets the summary's duration include reading and planning. `backup` (a real run) reads
+    each candidate before its patch and keeps what the patch replaces (backup.py); the
+    run then writes the undo sheet at `undo_sheet`, default `<input stem>.undo.xlsx`
+    beside the input (undo.py; the summary's `undo_sheet`).
     """
     settings = settings or Settings()
     if not dry_run:
@@ -655,6 +662,8 @@ async def run_async(
     held_back: set[str] = set()  # uids whose note this run does not send again
     journal_failed: list[str] = []  # why the journal stopped the run, if it did
     halt = stop if stop is not None else asyncio.Event()  # the caller's stop, or our own
+    backing_up = contextlib.ExitStack()
+    kept_before: list[Backup] = []  # the run's backup, once opened
 
     def record(result: RowResult) -> None:
         said = warnings.get(result.row, ())
@@ -703,10 +712,13 @@ async def run_async(
                 journal.record_report(run_id, written)
             except (OSError, sqlite3.Error) as exc:
                 log.error("the journal could not close this run: %s", exc)
+        undo = finish_backup(kept_before[0], run_id) if kept_before else None
+        backing_up.close()
         # The time the summary line shows includes writing the report (a third of a
         # million-row dry run); the report itself can only hold the time before it.
         return replace(
             summary,
+            undo_sheet=undo,
             duration_s=time.monotonic() - started,
             report_path=written,
             kept_report=kept,
@@ -735,6 +747,11 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
+        reader = sender
+        if backup:
+            state_dir = journal.path.parent if journal is not None else None
+            where = undo_sheet or default_undo_path(the_plan.sheet.path)
+            kept_before.append(start_backup(state_dir, run_id, where, http, backing_up))
         on_pool_result: Callable[[RowResult], None] | None = record
         on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
         notes: dict[str, str] = {}
@@ -789,6 +806,8 @@ async def run_async(
             stop=halt,
             on_results=on_pool_results,
             stop_after_rejected=settings.stop_after_rejected,
+            backup=kept_before[0] if kept_before else None,
+            reader=reader,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.

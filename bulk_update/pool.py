@@ -16,14 +16,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from .backup import Backup, BackupError
 from .brake import Brake
 from .client import Kind, Response
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
+from .readmodel import Reader, read_candidate
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
@@ -79,6 +81,8 @@ async def run_pool(
     stop: asyncio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     stop_after_rejected: int = 0,
+    backup: Backup | None = None,
+    reader: Reader | None = None,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -91,14 +95,21 @@ async def run_pool(
     halt left some row `not_sent`; a stop that comes after every row is done changes
     nothing. `stop_after_rejected` (0: never) is the brake: that many rows in a row
     answered with the same 4xx error halt the run like a stop, the abort reason naming
-    the error (brake.py). Cancelling the caller cancels every request and propagates.
+    the error (brake.py). With a `backup` (and the `reader` to read with), each row's
+    candidate is read right before its PATCH and what the patch replaces is on disk before
+    it leaves (backup.py); a row that cannot be read or backed up is not patched: its read's
+    answer or the backup's trouble is its result. Cancelling the caller cancels every
+    request and propagates.
     """
     if concurrency < 1:
         raise ConfigError(
             f"concurrency must be at least 1, not {concurrency}",
             fix="pass --concurrency 1 or more (4 is the default)",
         )
+    if backup is not None and reader is None:
+        raise ValueError("a backup needs a reader to read each candidate with")
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
+    run.backup, run.reader = backup, reader
     run.retrier = Retrier(
         sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
     )
@@ -112,6 +123,8 @@ class _Run:
     """State shared by the workers of one `run_pool` call."""
 
     retrier: Retrier
+    backup: Backup | None = None
+    reader: Reader | None = None
 
     def __init__(
         self,
@@ -187,12 +200,46 @@ class _Run:
         """Send one row until it has a final result; None if a halt caught it unfinished."""
         patch = self.patches[index]
         tries = self.tries[index]
+        if self.backup is not None:
+            go, refused = await self._back_up(patch, tries, self.backup)
+            if not go:
+                return refused
         response = await self.retrier.call(
             lambda: self.sender.patch(patch.uid, patch.body), tries, f"row {patch.row}"
         )
         if response is None:
             return None
-        return _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
+        outcome = _FINAL.get(response.kind, Outcome.FAILED)
+        if self.backup is not None:
+            self.backup.sent(patch, outcome)
+        return _result(patch, outcome, response, tries.attempts)
+
+    async def _back_up(
+        self, patch: Patch, tries: Tries, backup: Backup
+    ) -> tuple[bool, RowResult | None]:
+        """Read the candidate and keep what the patch replaces: (True, None) to send the
+        row; else (False, its result), None when a halt caught it unfinished."""
+        assert self.reader is not None
+        reading = await read_candidate(self.retrier, self.reader, patch.uid, tries=tries)
+        if reading.response is None:
+            return False, None
+        if reading.candidate is None:
+            response = reading.response
+            outcome = _FINAL.get(response.kind, Outcome.FAILED)
+            message = f"read before the patch (--backup), not patched: {response.message}"
+            return False, _result(
+                patch, outcome, replace(response, message=message), tries.attempts
+            )
+        try:
+            await backup.keep(patch, reading.candidate)
+        except BackupError as exc:
+            failed = Response(Kind.GIVE_UP, None, "backup_failed", str(exc))
+            return False, _result(patch, Outcome.FAILED, failed, tries.attempts)
+        except OSError as exc:
+            # A full disk: no row can be backed up, so none may be sent.
+            self.retrier.halt(f"the backup could not be written ({exc}): the run stopped")
+            return False, None
+        return True, None
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
