@@ -15,8 +15,6 @@ takes the run lock, opens the journal and plans against it; `dry_run` previews, 
 fastest engine that fits (see the README's "Python API").
 """
 
-__version__ = "0.1.0"
-
 from .auth import Credentials
 from .config import Settings, load_config
 from .errors import (
@@ -41,7 +39,8 @@ from .models import (
     RunSummary,
     SheetRow,
 )
-from .pipeline import Plan, Sheet, load, plan, run, run_async
+from .pipeline import LoadedSheet, Plan, Sheet, load, plan, run, run_async
+from .version import __version__
 from .wiring import DryRun, OpenRun, dry_run, dry_run_async, open_run
 
 __all__ = [
@@ -54,6 +53,7 @@ __all__ = [
     "DryRun",
     "InputError",
     "Journal",
+    "LoadedSheet",
     "LockError",
     "OpenRun",
     "Outcome",

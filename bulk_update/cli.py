@@ -20,7 +20,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from . import __version__
 from .auth import Credentials
 from .config import Settings, default_state_dir, load_config
 from .errors import AbortedError, BulkUpdateError, RunInterrupted
@@ -42,6 +41,7 @@ from .pipeline import Plan, run_async
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
 from .undo import undo_sheet_of_run
+from .version import __version__
 from .warnlog import warnings_logged
 from .wiring import dry_run_async, open_journal, open_run
 

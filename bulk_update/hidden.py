@@ -1,7 +1,7 @@
 """What the person does not see in an XLSX: described, refused unasked, or left out.
 
 The reader says which rows are hidden or filtered out of view and which columns are hidden
-(`SheetRow.hidden`, `RawSheet.hidden_rows`, `RawSheet.hidden_columns`); a hidden worksheet
+(`SheetRow.hidden`, `SheetContents.hidden_rows`, `SheetContents.hidden_columns`); a hidden worksheet
 is never read by default. Here: how they are named in messages, the refusal of a real run
 nobody decided about (`--hidden send|skip`, `[input] hidden`), and the columns a `skip`
 run sends.
@@ -18,7 +18,7 @@ from .errors import InputError
 from .models import Column, HiddenContent
 
 if TYPE_CHECKING:
-    from .pipeline import Sheet
+    from .loading import LoadedSheet
 
 __all__ = ["HIDDEN_ROW_SKIPPED", "check_hidden", "describe_hidden", "without_hidden"]
 
@@ -39,7 +39,7 @@ def describe_hidden(hidden: HiddenContent) -> str:
     return " and ".join(parts)
 
 
-def check_hidden(sheet: Sheet, settings: Settings) -> None:
+def check_hidden(sheet: LoadedSheet, settings: Settings) -> None:
     """Refuse (InputError) to send a sheet with hidden rows or columns nobody decided about.
 
     A person who filtered rows out of view, or hid a column, may not know they are there:

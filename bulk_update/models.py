@@ -50,6 +50,15 @@ REPORT_COLUMNS: tuple[str, ...] = (
 #: The undo sheet's column saying what cannot be put back (undo.py): ignored on input.
 NOT_RESTORABLE = "Not restorable"
 
+
+def is_results_sheet(headers: Sequence[str]) -> bool:
+    """True when `headers` start with the report's own columns (REPORT_COLUMNS): a results
+    sheet uploaded again. Its leading columns are then ignored on input, replaced in the
+    new report, and its cells read back as first typed (report.restore_cell)."""
+    return tuple(headers[:_REPORT_WIDTH]) == REPORT_COLUMNS
+
+
+_REPORT_WIDTH = len(REPORT_COLUMNS)
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
@@ -82,7 +91,7 @@ class Rate:
 class SheetRow:
     """One data row of the input, as text, numbered as a spreadsheet program shows it.
 
-    `values` is aligned with `Sheet.headers`: stripped text, "" for an empty cell.
+    `values` is aligned with the sheet's `headers`: stripped text, "" for an empty cell.
     `numeric` holds the indexes of cells an XLSX file stored as numbers (not text).
     `hidden` is True for an XLSX row hidden or filtered out of view.
     """
@@ -98,8 +107,9 @@ class SheetRow:
 
 
 @dataclass(frozen=True, slots=True)
-class RawSheet:
-    """What the reader gives: the header row and the data rows below it, all as text."""
+class SheetContents:
+    """A sheet's contents as the reader gives them: the header row and the data rows below
+    it, all as text, and what a workbook holds out of view."""
 
     path: Path
     headers: tuple[str, ...]

@@ -29,7 +29,7 @@ from .hidden import describe_hidden
 from .journal import RunRecord
 from .models import HiddenContent, Outcome, RowResult, RunSummary
 from .network import redact_url
-from .patch import summed_up
+from .patch import files_summarised
 from .undo import backup_path, run_undo_sheet
 from .wiring import SETTLED, SHOWN_PATCHES, DryRun
 
@@ -285,7 +285,7 @@ def print_dry_run(done: DryRun, settings: Settings) -> None:
         f"the real run would take about {_format_duration(estimate)}."
     )
     for patch in done.patches[:SHOWN_PATCHES]:
-        body = json.dumps(summed_up(patch.body), ensure_ascii=False)
+        body = json.dumps(files_summarised(patch.body), ensure_ascii=False)
         if len(body) > 600:
             body = body[:600] + "..."
         print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")

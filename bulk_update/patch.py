@@ -15,7 +15,15 @@ from typing import Any
 from .models import Outcome, Patch
 from .schema import OBJECT_FIELDS
 
-__all__ = ["body_fields", "build_patch", "fingerprint", "summed_up", "value_at"]
+__all__ = [
+    "SHAPES_KEPT",
+    "PatchShapes",
+    "body_fields",
+    "build_patch",
+    "files_summarised",
+    "fingerprint",
+    "value_at",
+]
 
 _UPDATED_BY = "updated_by"
 _UPDATED_BY_DOT = "updated_by."
@@ -43,9 +51,50 @@ def _is_empty(value: Any) -> bool:
     return False
 
 
-#: Sent paths in column order -> the body's `fields`; a sheet has few distinct shapes.
-_FIELDS_BY_SHAPE: dict[tuple[str, ...], tuple[str, ...]] = {}
-_SHAPES_KEPT = 4096
+#: The most shapes a PatchShapes remembers: a sheet has a handful, a hostile one many.
+SHAPES_KEPT = 10_000
+
+
+class PatchShapes:
+    """What rows send by their shape alone, each shape worked out once.
+
+    A row's shape is the paths it fills in, in column order. With no journal to compare
+    with, it alone decides what `build_patch` gives: SKIPPED (no data field, only
+    updated_by) or a body whose `fields` follow from it (an object's leaves kept together
+    where its first column is). The values never change that, except for a path that names
+    a whole object (`{"address": {...}}`, from a library caller, never from a sheet): such a
+    shape is worked out every time. One PatchShapes serves one plan or one dry run; at most
+    SHAPES_KEPT shapes are kept, then the memory starts again.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def sends(self, values: Mapping[str, Any]) -> Outcome | tuple[str, ...]:
+        """SKIPPED, or the `fields` of the body `build_patch` makes of `values` with no
+        journal to compare with: the body itself is never built for a shape known already."""
+        shape = tuple(values)
+        fields = self._known.get(shape)
+        if fields is None:
+            built = build_patch(0, "", values, shapes=self)
+            fields = () if isinstance(built, Outcome) else built.fields
+            self._keep(shape, fields)
+        return fields or Outcome.SKIPPED
+
+    def fields(self, sent: tuple[str, ...], body: Mapping[str, Any]) -> tuple[str, ...]:
+        """`body_fields(body)` for a body that sends the data paths `sent` (column order)."""
+        fields = self._known.get(sent)
+        if fields is None:
+            fields = body_fields(body)
+            self._keep(sent, fields)
+        return fields
+
+    def _keep(self, shape: tuple[str, ...], fields: tuple[str, ...]) -> None:
+        if not OBJECT_FIELDS.isdisjoint(shape):
+            return  # a whole object's leaves are its value's keys: not the shape's alone
+        if len(self._known) >= SHAPES_KEPT:
+            self._known.clear()
+        self._known[shape] = fields
 
 
 def build_patch(
@@ -56,6 +105,7 @@ def build_patch(
     default_updated_by: Mapping[str, str] = MappingProxyType({}),
     last_applied: Mapping[str, str] | None = None,
     fingerprint_of: Callable[[Any], str] = fingerprint,
+    shapes: PatchShapes | None = None,
 ) -> Patch | Outcome:
     """The PATCH body for one row, or why nothing is to be sent.
 
@@ -68,6 +118,7 @@ def build_patch(
     parts of `source_contact` the API requires whenever any of it is sent.
 
     `fingerprint_of` is how `last_applied` was computed (the journal's keyed hash).
+    `shapes` remembers the `fields` of each shape (rows of a sheet share a handful).
 
     Returns SKIPPED when the row carries no data field (only updated_by), UNCHANGED when
     every data field was left out as already applied, else the Patch.
@@ -114,14 +165,7 @@ def build_patch(
         order = known + [k for k in merged if k not in known]
         body[_UPDATED_BY] = {k: merged[k] for k in order}
     # body order: column order, an object's leaves kept together where its first column is.
-    # The fields follow from the sent paths alone (unless a path names a whole object, whose
-    # leaves are then its value's keys), so each shape is worked out once.
-    key = tuple(shape)
-    fields = _FIELDS_BY_SHAPE.get(key) if OBJECT_FIELDS.isdisjoint(key) else body_fields(body)
-    if fields is None:
-        if len(_FIELDS_BY_SHAPE) >= _SHAPES_KEPT:
-            _FIELDS_BY_SHAPE.clear()
-        fields = _FIELDS_BY_SHAPE[key] = body_fields(body)
+    fields = body_fields(body) if shapes is None else shapes.fields(tuple(shape), body)
     # Kept for the journal when each field is a column (a file object's leaves are not).
     kept = (
         {path: fps[path] for path in fields if path != "note"}
@@ -156,17 +200,18 @@ def body_fields(body: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def summed_up(value: Any) -> Any:
-    """A body as a preview shows it: each file's content summed up, not dumped as base64."""
+def files_summarised(value: Any) -> Any:
+    """A body as a preview shows it: each file's content summed up as its size, not dumped
+    as base64."""
     if isinstance(value, Mapping):
         return {
             k: (
                 f"<{len(v) * 3 // 4 - v.count('='):,} bytes, base64>"
                 if k == "file" and isinstance(v, str)
-                else summed_up(v)
+                else files_summarised(v)
             )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [summed_up(v) for v in value]
+        return [files_summarised(v) for v in value]
     return value

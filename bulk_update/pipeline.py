@@ -1,6 +1,8 @@
 """Wires the stages together: load a sheet, plan its patches, run them, write the report.
 
-Each step is usable alone::
+Loading is loading.py, planning planning.py, the note-once policy notes.py; this module runs
+a plan (the rate-limited PATCHes, the journal, the results sheet) and gathers the steps
+under one name. Each step is usable alone::
 
     sheet = load("candidates.csv")                 # reader + column matching
     plan_ = plan(sheet, settings)                  # validation + minimal patches
@@ -14,71 +16,62 @@ import contextlib
 import logging
 import os
 import random
-import shlex
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from . import __version__
 from .auth import Credentials, TokenMinter
 from .backup import Backup, default_undo_path
-from .client import ComeetClient, Kind, Response
+from .client import ComeetClient
 from .config import Settings
-from .errors import ConfigError, InputError, RunInterrupted
-from .hidden import HIDDEN_ROW_SKIPPED, check_hidden, without_hidden
-from .journal import Journal, NoteEntry
+from .errors import ConfigError, RunInterrupted
+from .hidden import check_hidden
+from .journal import Journal
 from .limiter import SlidingWindowLimiter, estimate_duration
-from .models import (
-    REPORT_COLUMNS,
-    Column,
-    HiddenContent,
-    Outcome,
-    Patch,
-    PlannedRow,
-    Problem,
-    RawSheet,
-    RowResult,
-    RunSummary,
-    SheetRow,
-)
+from .loading import LoadedSheet, Sheet, load
+from .models import Outcome, Patch, PlannedRow, RowResult, RunSummary
 from .network import client_session
-from .patch import build_patch, fingerprint, value_at
+from .notes import (
+    NOTE_ADDED_WARNING,
+    NOTE_RETRY_WARNING,
+    PENDING_NOTE_WARNING,
+    NoteSender,
+    note_not_sent,
+)
+from .patch import value_at
+from .planning import Plan, plan
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
 from .records import keep_report, private_folder
-from .report import (
-    check_report_path,
-    default_report_path,
-    fitting_report,
-    restore_cell,
-    write_report,
-)
-from .rowstore import CHUNK_ROWS, RowStore, Shared
-from .schema import (
-    OBJECT_FIELDS,
-    InvalidRow,
-    RowValidator,
-    find_duplicate_uids,
-    names_uid,
-    resolve_columns,
-)
+from .report import check_report_path, default_report_path, fitting_report, write_report
+from .rowstore import Shared
 from .undo import finish_backup, start_backup
+from .version import __version__
+
+__all__ = [
+    "JOURNAL_ABORT_REASON",
+    "JOURNAL_WARNING",
+    "NOTE_ADDED_WARNING",
+    "NOTE_RETRY_WARNING",
+    "PENDING_NOTE_WARNING",
+    "USER_AGENT",
+    "LoadedSheet",
+    "Plan",
+    "Sheet",
+    "load",
+    "note_not_sent",
+    "plan",
+    "run",
+    "run_async",
+]
 
 USER_AGENT = f"bulk-update/{__version__}"
 log = logging.getLogger("bulk_update")
 
-
-NOTE_RETRY_WARNING = (
-    "note not sent again: an attempt that carried it got no clear answer (a timeout, a "
-    "dropped connection or a server error), so it may have been added; check the candidate "
-    "in Comeet and add it by hand if missing"
-)
 JOURNAL_WARNING = (
     "applied, but the journal could not record it: a re-run would send this row again "
     "(its note too); check the candidate in Comeet before running the sheet again"
@@ -88,330 +81,6 @@ JOURNAL_ABORT_REASON = (
     "re-run does not send them twice: fix the state dir (free space, permissions) and "
     "check the rows the report says were not recorded before running again"
 )
-PENDING_NOTE_WARNING = (
-    "note not sent again: an earlier run was stopped while sending it and Comeet cannot be "
-    "asked whether it arrived; check the candidate in Comeet and add it by hand if missing"
-)
-NOTE_ADDED_WARNING = (
-    "note not sent: the same note was added on {date} (run {run}); change its text to add it again"
-)
-
-
-def note_not_sent(entry: NoteEntry) -> str:
-    """Why a row's note is left out: added already (when, by which run), or maybe added."""
-    if entry.state == "pending":
-        return PENDING_NOTE_WARNING
-    return NOTE_ADDED_WARNING.format(date=f"{entry.at:%Y-%m-%d}", run=entry.run)
-
-
-@dataclass(frozen=True, slots=True)
-class Sheet:
-    """A sheet read from disk with its columns matched to API fields.
-
-    Its rows are kept compactly (a RowStore), so even a million-row sheet costs about its
-    file's size in memory.
-    """
-
-    raw: RawSheet
-    columns: tuple[Column, ...]
-    #: The uids typed on more than one row, when counted as the sheet was read.
-    duplicate_uids: frozenset[str] | None = None
-
-    @property
-    def path(self) -> Path:
-        return self.raw.path
-
-    @property
-    def headers(self) -> tuple[str, ...]:
-        return self.raw.headers
-
-    @property
-    def rows(self) -> Sequence[SheetRow]:
-        return self.raw.rows
-
-    @property
-    def hidden(self) -> HiddenContent:
-        """The rows hidden or filtered out of view, and the hidden columns that feed a field."""
-        fed = {c.index for c in self.columns if c.field is not None}
-        return HiddenContent(
-            rows=self.raw.hidden_rows,
-            columns=tuple(self.headers[i] for i in self.raw.hidden_columns if i in fed),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Every row of a sheet with its patch, or the reason it will not be sent."""
-
-    sheet: Sheet
-    rows: tuple[PlannedRow, ...]
-    full: bool = False
-    #: The journal the patches' fingerprints were computed with (they hold only for it).
-    journal: Journal | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def patches(self) -> tuple[Patch, ...]:
-        """The bodies to send (only the first few when planned with `bodies=` a number)."""
-        return tuple(r.patch for r in self.rows if r.patch is not None)
-
-    @property
-    def sends(self) -> int:
-        """How many rows are to be sent."""
-        return sum(r.outcome is None for r in self.rows)
-
-    def counts(self, *, dry_run: bool = True) -> Counter[Outcome]:
-        """Outcome counts as a dry run would report them."""
-        counts: Counter[Outcome] = Counter()
-        for r in self.rows:
-            if r.outcome is not None:
-                counts[r.outcome] += 1
-            else:
-                counts[Outcome.WOULD_UPDATE if dry_run else Outcome.NOT_SENT] += 1
-        return counts
-
-
-def load(path: str | Path, settings: Settings | None = None, *, sheet: str | None = None) -> Sheet:
-    """Read a CSV or XLSX and match its headers to API fields (raises InputError).
-
-    The file is read as a stream into a compact RowStore. A re-uploaded results sheet (its
-    first headers are the report's own columns) gets its cells back as first typed: the
-    apostrophe a report puts before `=` `+` `-` `@` is taken off (report.restore_cell), so
-    the API receives the value the person typed.
-    """
-    settings = settings or Settings()
-    wanted = sheet or settings.sheet
-    with contextlib.ExitStack() as stack:
-        stream = _open(stack, Path(path), wanted, settings)
-        if len(stream.worksheets) > 1 and not wanted:
-            skipped = stream.sheet_name != stream.worksheets[0]  # hidden ones before it
-            log.info(
-                "%s has %d worksheets (%s): reading the first%s, '%s'; --sheet NAME (or [input] "
-                "sheet) reads another",
-                stream.path.name,
-                len(stream.worksheets),
-                ", ".join(f"'{name}'" for name in stream.worksheets),
-                " visible one" if skipped else "",
-                stream.sheet_name,
-                extra={"event": "worksheet"},
-            )
-        headers, rows = stream.headers, stream.rows
-        if headers[: len(REPORT_COLUMNS)] == REPORT_COLUMNS:
-            headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)
-        # Columns are matched before the rows are read: a wrong header stops at once.
-        try:
-            columns = resolve_columns(
-                headers, mapping=settings.columns, ignore=settings.ignore_columns
-            )
-        except InputError as exc:
-            if len(stream.worksheets) > 1 and not wanted:
-                raise _pointing_elsewhere(exc, stream.path, stream.sheet_name, settings) from None
-            raise
-        uid_index = next((c.index for c in columns if c.field == "uid"), None)
-        uids: Counter[str] = Counter()
-        if uid_index is not None:
-            rows = _counting(rows, uid_index, uids)
-        tally = HiddenTally(set(stream.hidden_columns))
-        if stream.worksheets:  # only a workbook hides rows and columns
-            rows = counting_hidden(rows, tally)
-        raw = RawSheet(
-            path=stream.path,
-            headers=headers,
-            header_row=stream.header_row,
-            rows=RowStore(len(headers), rows),
-            sheet_name=stream.sheet_name,
-            hidden_rows=tally.rows,
-            hidden_columns=tuple(sorted(tally.holding)),
-            encoding=stream.encoding,
-        )
-    duplicates = frozenset(uid for uid, n in uids.items() if uid and n > 1)
-    return Sheet(raw=raw, columns=columns, duplicate_uids=duplicates)
-
-
-def _open(
-    stack: contextlib.ExitStack, path: Path, wanted: str | None, settings: Settings
-) -> SheetStream:
-    """The sheet opened in `stack`; a worksheet read by default that cannot be (empty, or
-    no header row) is refused with a fix naming the worksheets that have a uid column."""
-    try:
-        return stack.enter_context(open_sheet(path, sheet=wanted, encoding=settings.encoding))
-    except InputError as exc:
-        if wanted:
-            raise
-        raise _pointing_elsewhere(exc, path, None, settings) from None
-
-
-def _pointing_elsewhere(
-    exc: InputError, path: Path, read: str | None, settings: Settings
-) -> InputError:
-    """`exc`, its fix naming the workbook's other visible worksheets that have a uid column.
-
-    `read` is the worksheet read by default (None: the first visible one). A file that is
-    no workbook, or that cannot be opened, leaves `exc` as it is.
-    """
-    try:
-        worksheets = list_worksheets(path)
-    except InputError:
-        return exc
-    visible = [w for w in worksheets if not w.hidden]
-    if not visible:
-        return exc
-    read = read or visible[0].name
-    others = [w.name for w in visible if w.name != read and names_uid(w.headers, settings.columns)]
-    if not others:
-        return exc
-    named = " or ".join(f"'{name}'" for name in others[:3])
-    otherwise = f"; else {exc.fix}" if exc.fix else ""
-    first = "first" if worksheets[0].name == read else "first visible"
-    exc.with_fix(
-        f"the {first} worksheet, '{read}', was read; {named} has a uid column: "
-        f"read it with --sheet {shlex.quote(others[0])} (or [input] sheet){otherwise}"
-    )
-    return exc
-
-
-def _counting(rows: Iterable[SheetRow], index: int, uids: Counter[str]) -> Iterator[SheetRow]:
-    """`rows`, counting the uid of each in `uids` on the way (schema.find_duplicate_uids)."""
-    for row in rows:
-        uids[row.values[index].strip()] += 1
-        yield row
-
-
-def _restored(row: SheetRow) -> SheetRow:
-    """A results sheet's row with every cell as first typed (see report.restore_cell)."""
-    # Only rows with an apostrophe-led cell are rebuilt: a large sheet has few or none.
-    if any(value.startswith("'") for value in row.values):
-        return replace(row, values=tuple(map(restore_cell, row.values)))
-    return row
-
-
-def plan(
-    sheet: Sheet,
-    settings: Settings | None = None,
-    *,
-    journal: Journal | None = None,
-    full: bool = False,
-    bodies: int | None = None,
-) -> Plan:
-    """Validate every row and build its minimal patch.
-
-    With a `journal`, a field whose value equals the one last applied to that uid is left
-    out, and a row left with nothing is `unchanged`; `full=True` sends every field again,
-    but a note already added (or whose sending an earlier run could not confirm) is never
-    sent twice. `bodies=N` keeps the PATCH bodies of the first N rows to send only (a dry
-    run shows a few and needs no more; a million bodies would not fit in memory); the
-    default keeps them all, as a real run needs.
-
-    With `settings.hidden == "skip"`, rows hidden or filtered out of view are `skipped`
-    and hidden columns send nothing (a hidden uid column still says which candidate a
-    row is); otherwise they are planned like any other (see `check_hidden`).
-    """
-    settings = settings or Settings()
-    base_dir = sheet.path.resolve().parent
-    skip_hidden = settings.hidden == "skip"
-    columns = (
-        without_hidden(sheet.columns, sheet.raw.hidden_columns) if skip_hidden else sheet.columns
-    )
-    uid_index = next((c.index for c in columns if c.field == "uid"), None)
-    validate = RowValidator(
-        columns,
-        base_dir=base_dir,
-        duplicate_uids=(
-            find_duplicate_uids(sheet.rows, sheet.columns)
-            if sheet.duplicate_uids is None
-            else sheet.duplicate_uids
-        ),
-        default_updated_by=settings.updated_by,
-    )
-    planned: list[PlannedRow] = []
-    shapes: dict[tuple[str, ...], Outcome | tuple[str, ...]] = {}
-    # Invalid rows that say the same (a million web-page numbers as uids) share their
-    # problems, as rows of one shape share their fields.
-    shared = Shared[tuple[Problem, ...]]()
-    kept = 0
-    for chunk in _chunks(sheet.rows):
-        checked = list(map(validate, chunk))
-        valid_uids = [c.uid for c in checked if not isinstance(c, InvalidRow)]
-        applied = journal.applied_many(valid_uids) if journal and not full else {}
-        notes = journal.note_entries_many(valid_uids) if journal else {}
-        for row, check in zip(chunk, checked, strict=True):
-            if skip_hidden and row.hidden:
-                uid = row.values[uid_index].strip() if uid_index is not None else ""
-                planned.append(
-                    PlannedRow(
-                        row.number, uid, None, Outcome.SKIPPED, warnings=(HIDDEN_ROW_SKIPPED,)
-                    )
-                )
-                continue
-            if isinstance(check, InvalidRow):
-                problems = shared(check.problems)
-                planned.append(PlannedRow(row.number, check.uid, None, Outcome.INVALID, problems))
-                continue
-            last: dict[str, str] | None = None
-            warnings: tuple[str, ...] = ()
-            if journal is not None:
-                last = journal.rekey(dict(applied.get(check.uid, {})), check.values)
-                note = check.values.get("note")
-                if note:
-                    note_fp, entry = journal.note_entry(notes.get(check.uid, {}), note)
-                    if entry is not None:
-                        last["note"] = note_fp
-                        warnings = (note_not_sent(entry),)
-            keep = bodies is None or kept < bodies
-            if not keep and journal is None:
-                # No body to keep and nothing to compare: what is sent follows from which
-                # fields the row fills in, so build_patch runs once per such shape.
-                shape = tuple(check.values)
-                outcome = shapes.get(shape)
-                if outcome is None:
-                    built = build_patch(
-                        row.number,
-                        check.uid,
-                        check.values,
-                        default_updated_by=settings.updated_by,
-                    )
-                    outcome = built if isinstance(built, Outcome) else built.fields
-                    if OBJECT_FIELDS.isdisjoint(shape) and len(shapes) < _SHAPES_KEPT:
-                        shapes[shape] = outcome
-                if isinstance(outcome, Outcome):
-                    planned.append(PlannedRow(row.number, check.uid, None, outcome))
-                else:
-                    planned.append(PlannedRow(row.number, check.uid, None, fields=outcome))
-                continue
-            built = build_patch(
-                row.number,
-                check.uid,
-                check.values,
-                default_updated_by=settings.updated_by,
-                last_applied=last,
-                fingerprint_of=journal.fingerprint if journal else fingerprint,
-            )
-            if isinstance(built, Outcome):
-                planned.append(PlannedRow(row.number, check.uid, None, built, warnings=warnings))
-                continue
-            kept += keep
-            planned.append(
-                PlannedRow(
-                    row.number,
-                    check.uid,
-                    built if keep else None,
-                    warnings=warnings,
-                    fields=built.fields,
-                )
-            )
-    return Plan(sheet=sheet, rows=tuple(planned), full=full, journal=journal)
-
-
-#: Row shapes remembered by a dry run's plan; a sheet has a handful, a hostile one many.
-_SHAPES_KEPT = 10_000
-
-
-def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:
-    """The rows a chunk at a time: the journal is asked once per chunk, not once per row."""
-    if isinstance(rows, RowStore):
-        yield from rows.chunks()
-        return
-    for start in range(0, len(rows), CHUNK_ROWS):
-        yield rows[start : start + CHUNK_ROWS]
 
 
 def _settled_result(planned: PlannedRow, shared: Shared[str]) -> RowResult:
@@ -502,45 +171,6 @@ def _write(
             extra={"event": "report_not_kept"},
         )
         return written, None
-
-
-class _NoteSender:
-    """Sends each row's note at most once.
-
-    Before a note goes out, it is marked `pending` in the journal (when there is one),
-    durably. After an attempt with a note that may have been applied without saying so
-    (`Response.unclear`: a timeout, a dropped connection, a server error), the row's
-    retries go without the note (the row is then reported with NOTE_RETRY_WARNING), and a
-    row that carried nothing else fails at once: its note may be there already.
-    """
-
-    def __init__(
-        self,
-        client: Sender,
-        journal: Journal | None,
-        run_id: int | None,
-        notes: Mapping[str, str],
-        held_back: set[str],
-    ) -> None:
-        self.client, self.journal, self.run_id, self.notes = client, journal, run_id, notes
-        #: uids whose note is not sent again in this run (added to as answers come).
-        self.held_back = held_back
-
-    async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
-        if "note" in body:
-            if uid in self.held_back:
-                body = {key: value for key, value in body.items() if key != "note"}
-                if body.keys() <= {"updated_by"}:
-                    return Response(Kind.GIVE_UP, None, "note_not_resent", NOTE_RETRY_WARNING)
-            elif self.journal is not None and self.run_id is not None:
-                self.journal.note_pending(uid, self.notes[uid], self.run_id)
-        response = await self.client.patch(uid, body)
-        if "note" in body and response.unclear:
-            self.held_back.add(uid)
-        return response
-
-    def refresh_token(self) -> None:
-        self.client.refresh_token()
 
 
 def _journal_results(
@@ -760,7 +390,7 @@ async def run_async(
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
         if any("note" in p.body for p in patches):
-            sender = _NoteSender(sender, journal, run_id, notes, held_back)
+            sender = NoteSender(sender, journal, run_id, notes, held_back)
         if journal is not None and run_id is not None:
             by_row = {p.row: p for p in patches}
 

@@ -17,7 +17,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from .backup import Backup, BackupError
 from .brake import Brake
@@ -25,7 +25,7 @@ from .client import Kind, Response
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
-from .readmodel import Reader, read_candidate
+from .readmodel import CandidateRead, Reader, Reading, read_candidate
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
@@ -201,9 +201,12 @@ class _Run:
         patch = self.patches[index]
         tries = self.tries[index]
         if self.backup is not None:
-            go, refused = await self._back_up(patch, tries, self.backup)
-            if not go:
-                return refused
+            reading = await self.read_first(patch, tries)
+            if reading.candidate is None:
+                return _unread(patch, reading)
+            kept = await self._keep(patch, reading.candidate, tries, self.backup)
+            if kept is not True:
+                return kept
         response = await self.retrier.call(
             lambda: self.sender.patch(patch.uid, patch.body), tries, f"row {patch.row}"
         )
@@ -214,32 +217,27 @@ class _Run:
             self.backup.sent(patch, outcome)
         return _result(patch, outcome, response, tries.attempts)
 
-    async def _back_up(
-        self, patch: Patch, tries: Tries, backup: Backup
-    ) -> tuple[bool, RowResult | None]:
-        """Read the candidate and keep what the patch replaces: (True, None) to send the
-        row; else (False, its result), None when a halt caught it unfinished."""
+    async def read_first(self, patch: Patch, tries: Tries) -> Reading:
+        """Read the row's candidate before its patch: one read, through the run's retrier
+        (the same limiter, token, retries and budget), counted among the row's attempts."""
         assert self.reader is not None
-        reading = await read_candidate(self.retrier, self.reader, patch.uid, tries=tries)
-        if reading.response is None:
-            return False, None
-        if reading.candidate is None:
-            response = reading.response
-            outcome = _FINAL.get(response.kind, Outcome.FAILED)
-            message = f"read before the patch (--backup), not patched: {response.message}"
-            return False, _result(
-                patch, outcome, replace(response, message=message), tries.attempts
-            )
+        return await read_candidate(self.retrier, self.reader, patch.uid, tries=tries)
+
+    async def _keep(
+        self, patch: Patch, candidate: CandidateRead, tries: Tries, backup: Backup
+    ) -> RowResult | Literal[True] | None:
+        """Put on disk what the patch replaces (--backup): True to send the row; else its
+        result (not sent), None when the disk refused and the run halts."""
         try:
-            await backup.keep(patch, reading.candidate)
+            await backup.keep(patch, candidate)
         except BackupError as exc:
             failed = Response(Kind.GIVE_UP, None, "backup_failed", str(exc))
-            return False, _result(patch, Outcome.FAILED, failed, tries.attempts)
+            return _result(patch, Outcome.FAILED, failed, tries.attempts)
         except OSError as exc:
             # A full disk: no row can be backed up, so none may be sent.
             self.retrier.halt(f"the backup could not be written ({exc}): the run stopped")
-            return False, None
-        return True, None
+            return None
+        return True
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
@@ -288,6 +286,19 @@ class _Run:
                 self._record(index, result)
             final.append(result)
         return tuple(final)
+
+
+def _unread(patch: Patch, reading: Reading) -> RowResult | None:
+    """The result of a row whose read found no candidate (it is not patched); None if a
+    halt caught it."""
+    response = reading.response
+    if response is None:
+        return None
+    outcome = _FINAL.get(response.kind, Outcome.FAILED)
+    if outcome is Outcome.UPDATED:  # a 2xx that carried no candidate object
+        outcome = Outcome.FAILED
+    message = f"read before the patch, not patched: {response.message}"
+    return _result(patch, outcome, replace(response, message=message), reading.attempts)
 
 
 def _result(patch: Patch, outcome: Outcome, response: Response, attempts: int) -> RowResult:

@@ -26,8 +26,8 @@ from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
 from bulk_update.pool import run_pool
-from bulk_update.undo import write_undo_sheet
 from bulk_update.sandbox import Faults, SandboxState, ThreadedSandbox
+from bulk_update.undo import write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
@@ -90,9 +90,7 @@ def sheet_rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
-def test_the_undo_sheet_puts_back_every_field_that_had_a_value(
-    tmp_path: Path, suffix: str
-) -> None:
+def test_the_undo_sheet_puts_back_every_field_that_had_a_value(tmp_path: Path, suffix: str) -> None:
     (tmp_path / "new.pdf").write_bytes(NEW_CV)
     sheet = write_csv(tmp_path / "people.csv", HEADER, ROWS)
     undo = tmp_path / f"people.undo{suffix}"
@@ -161,7 +159,7 @@ def test_a_row_whose_read_fails_is_not_patched(tmp_path: Path) -> None:
         assert res.code == 1
         patched = [uid for uid, _ in sb.state.applied]
         assert patched == ["AE.1"]
-    assert "read before the patch (--backup), not patched" in res.err
+    assert "read before the patch, not patched" in res.err
     lines = sheet_rows(tmp_path / "s.undo.xlsx")
     assert [line["uid"] for line in lines] == ["AE.1"]  # the unknown uid: nothing to undo
 
@@ -250,6 +248,4 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
     record = read_backup(path)
     assert [r.uid for r in record.rows] == ["AE.2"]
     assert write_undo_sheet(record, tmp_path / "u.csv") == tmp_path / "u.csv"
-    assert sheet_rows(tmp_path / "u.csv") == [
-        {"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}
-    ]
+    assert sheet_rows(tmp_path / "u.csv") == [{"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}]

@@ -33,7 +33,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = _subparsers(build_parser())
-    assert set(commands) == {"run", "history", "sandbox", "serve"}
+    assert set(commands) == {"run", "history", "sandbox", "serve", "undo-sheet"}
     for name, sub in commands.items():
         assert sub.description, name
         assert f"bulk-update {name}" in readme
@@ -233,11 +233,11 @@ def test_sandbox_command_serves_and_prints_credentials() -> None:
 def test_dry_run_preview_sums_up_file_contents() -> None:
     import base64
 
-    from bulk_update.patch import summed_up
+    from bulk_update.patch import files_summarised
 
     blob = base64.b64encode(b"x" * 1000).decode()
     body = {"resume": {"name": "cv.pdf", "file": blob}, "files": [{"name": "a", "file": blob}]}
-    assert summed_up(body) == {
+    assert files_summarised(body) == {
         "resume": {"name": "cv.pdf", "file": "<1,000 bytes, base64>"},
         "files": [{"name": "a", "file": "<1,000 bytes, base64>"}],
     }

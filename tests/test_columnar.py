@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bulk_update import cli, columnar, report, schema, wiring, xlsx
+from bulk_update import cli, columnar, schema, wiring, xlsx
 from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
@@ -518,16 +518,17 @@ def test_an_excel_report_too_long_for_excel_is_written_as_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path / "s.csv", "uid,Note\nAE.1,a\nAE.2,b\n\nAE.3,c\n")
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 2)
     with caplog.at_level(logging.WARNING, logger="bulk_update"):
         done = dry_run_csv(path, report_path=tmp_path / "r.xlsx")
     assert done is not None and done.summary.report_path == tmp_path / "r.csv"
     assert "3 rows do not fit in an Excel sheet (at most 2)" in caplog.text
     # 4 lines, one blank: 3 rows fit after all, which only the whole pass can tell.
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 3)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 3)
     assert dry_run_csv(path, report_path=tmp_path / "t.xlsx") is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "s.csv"]
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 4)  # they fit: an XLSX report as asked
+    # They fit: an XLSX report as asked.
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 4)
     assert assert_same(path, tmp_path, suffix=".xlsx") is not None
 
 
@@ -603,7 +604,7 @@ def test_a_report_that_would_replace_the_input_goes_to_the_general_path(
     path = write(tmp_path / "s.csv", "uid,Note\nAE.1,a\nAE.2,b\n")
     before = path.read_bytes()
     assert dry_run_csv(path, report_path=path) is None
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 1)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 1)
     assert dry_run_csv(path, report_path=path.with_suffix(".xlsx")) is None
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]

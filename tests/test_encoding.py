@@ -179,7 +179,7 @@ def test_a_late_byte_the_detected_encoding_does_not_decode_names_the_row(
 ) -> None:
     # Detection reads a bounded sample; a byte past it that cp1255 lacks is refused.
     monkeypatch.setattr(csvfile_module, "_SAMPLE_BYTES", 2048)
-    monkeypatch.setattr(csvfile_module, "_CHUNK", 1024)
+    monkeypatch.setattr(csvfile_module, "SCAN_BYTES", 1024)
     text = sheet_text("hebrew", 200)
     path = tmp_path / "late.csv"
     path.write_bytes(text.encode("cp1255") + b"AE.x,\xff\r\n")

@@ -174,9 +174,9 @@ def test_report_path_messages(tmp_path: Path) -> None:
 def test_a_report_too_long_for_excel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bulk_update import pipeline, report
+    from bulk_update import pipeline
 
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 1)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 1)
     sheet = tmp_path / "s.csv"
     sheet.write_text("uid,email\nAE.1,a@example.com\nAE.2,b@example.com\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="bulk_update"):

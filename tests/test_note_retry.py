@@ -18,7 +18,7 @@ import bulk_update as bu
 from bulk_update.auth import Credentials, TokenMinter
 from bulk_update.client import ComeetClient, Kind, Response
 from bulk_update.models import Outcome
-from bulk_update.pipeline import NOTE_RETRY_WARNING, _NoteSender
+from bulk_update.notes import NOTE_RETRY_WARNING, NoteSender
 
 CREDS = bu.Credentials("key", "secret")
 
@@ -199,7 +199,7 @@ class _Scripted:
 )
 async def test_which_answers_hold_the_note_back(first: Response, held_back: bool) -> None:
     client = _Scripted(first, Response(Kind.OK, 200))
-    sender = _NoteSender(client, None, None, {}, set())
+    sender = NoteSender(client, None, None, {}, set())
     await sender.patch("AE.1", {"email": "a@b.co", "note": "hi"})
     await sender.patch("AE.1", {"email": "a@b.co", "note": "hi"})
     assert ("note" in client.bodies[1]) is not held_back

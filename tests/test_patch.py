@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bulk_update.models import Outcome, Patch
-from bulk_update.patch import body_fields, build_patch, fingerprint
+from bulk_update.patch import PatchShapes, body_fields, build_patch, fingerprint
 from bulk_update.schema import (
     FIELDS,
     ISO_COUNTRY_CODES,
     PROSPECT_STATUSES,
     UPDATED_BY_TYPES,
-    CandidatePatch,
 )
+from tests.api_body import CandidatePatch
 
 DEFAULTS = {"type": "app", "name": "Spreadsheet sync", "email": "ops@example.com"}
 
@@ -299,3 +299,39 @@ def test_property_skipped_exactly_when_only_updated_by(data: st.DataObject) -> N
     applied = _applied(data, values)
     result = build_patch(3, "AE.1", values, default_updated_by=DEFAULTS, last_applied=applied)
     assert (result is Outcome.SKIPPED) == (not _data(values))
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            ["first_name", "email", "address.city", "note", "address.country", "updated_by.name"]
+        ),
+        unique=True,
+    )
+)
+def test_patch_shapes_says_what_build_patch_would_without_building_bodies(
+    paths: list[str],
+) -> None:
+    shapes = PatchShapes()
+    values = dict.fromkeys(paths, "x")
+    built = build_patch(2, "AE.1", values)
+    expected = built if isinstance(built, Outcome) else built.fields
+    assert shapes.sends(values) == expected
+    assert shapes.sends(values) == expected  # remembered, still the same
+
+
+def test_patch_shapes_are_per_instance_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bulk_update.patch as patch_module
+
+    monkeypatch.setattr(patch_module, "SHAPES_KEPT", 3)
+    shapes, other = PatchShapes(), PatchShapes()
+    for i in range(10):
+        assert shapes.sends({f"custom_fields.f{i}": "x"}) == (f"custom_fields.f{i}",)
+        assert len(shapes._known) <= 3
+    assert not other._known  # nothing shared between plans: no module-level memory
+
+
+def test_patch_shapes_work_out_a_whole_object_from_its_value_every_time() -> None:
+    shapes = PatchShapes()
+    assert shapes.sends({"address": {"city": "Haifa"}}) == ("address.city",)
+    assert shapes.sends({"address": {"zip": "1"}}) == ("address.zip",)

@@ -30,6 +30,7 @@ def test_public_api_is_pinned() -> None:
         "DryRun",
         "InputError",
         "Journal",
+        "LoadedSheet",
         "LockError",
         "OpenRun",
         "Outcome",
@@ -61,6 +62,7 @@ def test_public_api_is_pinned() -> None:
         obj = getattr(bu, name)
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert obj.__doc__, f"{name} has no docstring"
+    assert bu.Sheet is bu.LoadedSheet  # the name it had before, kept
 
 
 def test_one_exception_root_grouped_by_exit_status() -> None:
@@ -365,9 +367,8 @@ def test_an_input_error_far_down_the_sheet_stops_before_anything_is_planned(
 async def test_an_xlsx_report_too_long_for_excel_is_written_as_csv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bulk_update import report
 
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 100)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 100)
     sheet = bu.load(_varied_sheet(tmp_path))
     with caplog.at_level("WARNING", logger="bulk_update"):
         summary = await bu.run_async(
@@ -457,7 +458,6 @@ def test_a_first_worksheet_without_the_candidates_points_to_the_one_with_uids(
 async def test_a_report_that_would_replace_the_input_stops_the_run_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bulk_update import report
 
     sheet = _sheet(tmp_path, [["uid", "email"], ["AE.1", "a@example.com"], ["AE.2", "b@x.io"]])
     before = sheet.read_bytes()
@@ -465,7 +465,7 @@ async def test_a_report_that_would_replace_the_input_stops_the_run_first(
     with pytest.raises(errors.ConfigError, match="would replace the input sheet"):
         await bu.run_async(the_plan, dry_run=True, report_path=sheet)
     # An XLSX report too long for Excel becomes a CSV beside it: that one is checked too.
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 1)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 1)
     with pytest.raises(errors.ConfigError, match="would replace the input sheet"):
         await bu.run_async(the_plan, dry_run=True, report_path=sheet.with_suffix(".xlsx"))
     assert sheet.read_bytes() == before

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from bulk_update import reader
 from bulk_update.errors import InputError
-from bulk_update.models import RawSheet
+from bulk_update.models import SheetContents
 from bulk_update.reader import cell_text, read_sheet
 from tests.data import make_corpus
 
@@ -68,7 +68,7 @@ def rewrite_member(path: Path, member: str, edit: Callable[[str], str]) -> None:
             archive.writestr(filename, data)
 
 
-def numbered(sheet: RawSheet) -> list[tuple[int, tuple[str, ...]]]:
+def numbered(sheet: SheetContents) -> list[tuple[int, tuple[str, ...]]]:
     return [(row.number, row.values) for row in sheet.rows]
 
 
@@ -283,7 +283,7 @@ def test_cp1252_when_not_utf8(tmp_path: Path) -> None:
 
 
 def test_utf8_checked_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader.csvfile, "_CHUNK", 7)
+    monkeypatch.setattr(reader.csvfile, "SCAN_BYTES", 7)
     # Multi-byte characters straddle many chunk boundaries; the file is still UTF-8.
     body = "".join(f"AE.{i},Zoë Ünal ✓\n" for i in range(2000))
     path = write_bytes(tmp_path, "long.csv", ("uid,name\n" + body).encode())
@@ -295,7 +295,7 @@ def test_utf8_checked_across_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_one_bad_byte_far_down_means_cp1252(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(reader.csvfile, "_CHUNK", 64)
+    monkeypatch.setattr(reader.csvfile, "SCAN_BYTES", 64)
     body = b"".join(b"AE.%d,plain\n" % i for i in range(3000))
     path = write_bytes(tmp_path, "late.csv", b"uid,name\n" + body + b"AE.x,Caf\xe9\n")
     sheet = read_sheet(path)
@@ -955,7 +955,7 @@ def test_xlsx_scan_across_chunk_boundaries(
 ) -> None:
     # The limit counts bytes between two '<': a cell's text, or a tag and its attributes
     # (a root tag's namespaces take a few hundred bytes).
-    monkeypatch.setattr(reader.guard, "_CHUNK", chunk)
+    monkeypatch.setattr(reader.guard, "SCAN_BYTES", chunk)
     monkeypatch.setattr(reader.guard, "MAX_CELL_CHARS", 2000)
     fine = write_xlsx(tmp_path, [["uid", "note"], ["AE.1", "n" * 1900]], name="fine.xlsx")
     assert read_sheet(fine).rows[0].values == ("AE.1", "n" * 1900)
@@ -1057,3 +1057,12 @@ def test_open_sheet_gives_what_read_sheet_gives(tmp_path: Path) -> None:
             sheet.sheet_name,
             sheet.rows,
         )
+
+
+@given(st.integers(min_value=0, max_value=18_277))
+def test_column_letters_are_excels(index: int) -> None:
+    from openpyxl.utils import get_column_letter
+
+    from bulk_update.reader.layout import column_letter
+
+    assert column_letter(index) == get_column_letter(index + 1)

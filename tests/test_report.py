@@ -722,7 +722,7 @@ def test_report_path_that_is_a_folder_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_too_many_rows_for_excel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
+    monkeypatch.setattr("bulk_update.reportfile.XLSX_MAX_ROWS", 2)
     rows, results = sample()
     with pytest.raises(ConfigError, match=r"\.csv"):
         write(tmp_path / "r.xlsx", rows, results)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from bulk_update.errors import ConfigError, InputError, UnknownColumnError
-from bulk_update.models import REPORT_COLUMNS, Column, Patch, SheetRow
+from bulk_update.models import REPORT_COLUMNS, Column, Patch, SheetRow, is_results_sheet
 from bulk_update.patch import build_patch
 from bulk_update.schema import (
     DIGIT_FIELDS,
@@ -21,8 +21,8 @@ from bulk_update.schema import (
     MAX_FILE_BYTES,
     PROSPECT_STATUSES,
     UPDATED_BY_TYPES,
-    CandidatePatch,
     InvalidRow,
+    UidTally,
     ValidRow,
     escape_invisible,
     find_duplicate_uids,
@@ -30,6 +30,7 @@ from bulk_update.schema import (
     resolve_columns,
     validate_row,
 )
+from tests.api_body import CandidatePatch
 
 # --- normalize_header -----------------------------------------------------------------------
 
@@ -113,6 +114,14 @@ def test_report_prefix_must_match_exactly() -> None:
     headers = ["Row", *REPORT_COLUMNS[1:], "email"]  # 'Row' is not the report's 'row'
     with pytest.raises(UnknownColumnError):
         resolve_columns(headers)
+
+
+def test_a_results_sheet_is_known_by_its_first_headers_alone() -> None:
+    assert is_results_sheet((*REPORT_COLUMNS, "uid"))
+    assert is_results_sheet(list(REPORT_COLUMNS))
+    assert not is_results_sheet(("Row", *REPORT_COLUMNS[1:], "uid"))
+    assert not is_results_sheet(REPORT_COLUMNS[:-1])
+    assert not is_results_sheet(("uid", *REPORT_COLUMNS))
 
 
 def test_mapping_and_ignore() -> None:
@@ -420,6 +429,15 @@ def test_duplicate_uids_make_every_such_row_invalid(tmp_path: Path) -> None:
     [(column, message)] = _problems(results[0])
     assert column == "UID"
     assert "appears on more than one row" in message
+
+
+def test_uid_tally_counts_rows_as_they_go_by_or_counts_added_whole() -> None:
+    rows = [SheetRow(2, ("AE.1",)), SheetRow(3, (" AE.2",)), SheetRow(4, ("",)), SheetRow(5, ("",))]
+    tally = UidTally()
+    assert list(tally.counting(rows, 0)) == rows
+    assert tally.duplicates == frozenset()  # two empty uid cells are no duplicate
+    tally.add([("AE.2", 1), ("AE.3", 1)])
+    assert tally.duplicates == frozenset({"AE.2"})
 
 
 def test_updated_by_defaults_fill_in_the_row(tmp_path: Path) -> None:

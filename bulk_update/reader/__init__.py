@@ -9,7 +9,7 @@ written: matching them to API fields is the schema's job.
 A merged range of an XLSX sheet gives its value to its top-left cell; its other cells are
 empty (what Excel itself keeps). A hidden worksheet is never read unless named; hidden rows
 and columns are read like any other, and said to be hidden (`SheetRow.hidden`,
-`SheetStream.hidden_columns`, counted in `RawSheet`): whether to send them is the
+`SheetStream.hidden_columns`, counted in `SheetContents`): whether to send them is the
 pipeline's decision.
 
 Input may be hostile. Before openpyxl sees a workbook, its zip directory is checked (how
@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
-from ..models import RawSheet, SheetRow
+from ..models import SheetContents, SheetRow
 from .cells import cell_text
 from .csvfile import MAX_LINE_CHARS, CsvFormat, _open_csv, sniff_csv
 from .guard import CSV_EXTENSIONS, MAX_CELL_CHARS, MAX_UNPACKED_BYTES, XLSX_EXTENSIONS, _os_errors
@@ -64,7 +64,9 @@ _OTHER_SHEETS = frozenset({".xls", ".xlsb", ".ods", ".fods", ".numbers"})
 _SUPPORTED = ", ".join(sorted(CSV_EXTENSIONS | XLSX_EXTENSIONS))
 
 
-def read_sheet(path: Path, *, sheet: str | None = None, encoding: str | None = None) -> RawSheet:
+def read_sheet(
+    path: Path, *, sheet: str | None = None, encoding: str | None = None
+) -> SheetContents:
     """Read a CSV or XLSX file into its header row and data rows, all as text.
 
     `sheet` picks a worksheet of an XLSX file by name (default: the first); it is ignored
@@ -75,7 +77,7 @@ def read_sheet(path: Path, *, sheet: str | None = None, encoding: str | None = N
     """
     with open_sheet(path, sheet=sheet, encoding=encoding) as stream:
         tally = HiddenTally(set(stream.hidden_columns))
-        return RawSheet(
+        return SheetContents(
             path=stream.path,
             headers=stream.headers,
             header_row=stream.header_row,

@@ -15,13 +15,13 @@ from ..errors import ConfigError, InputError
 from .cells import STRIPPED
 from .encoding import EXCEL_CODEPAGES, detect
 from .guard import (
-    _CHUNK,
     _MB,
     _XLSX_ERRORS,
     MAX_CELL_CHARS,
+    SCAN_BYTES,
     _magic_kind,
+    _mislabelled,
     _open_zip,
-    _really,
     _zip_kind,
 )
 from .layout import SheetStream, _Record, _start
@@ -237,10 +237,10 @@ def _csv_encoding(path: Path, given: str | None) -> tuple[str, bool]:
                     kind = _zip_kind(archive)
             except _XLSX_ERRORS:
                 kind = "a zip archive"
-            raise _really(path, kind, "a CSV file")
+            raise _mislabelled(path, kind, "a CSV file")
         known = _magic_kind(head)
         if known:
-            raise _really(path, known, "a CSV file")
+            raise _mislabelled(path, known, "a CSV file")
         if given and codecs.lookup(given).name.startswith(("utf-16", "utf-32")):
             return given, True  # BOM-less UTF-16 holds NUL bytes: said to be text
         if b"\x00" in head:
@@ -300,7 +300,7 @@ def _scan(handle: IO[bytes], head: bytes, *, sample: bool) -> tuple[bool, bytes]
             partial = (partial + chunk).rpartition(b"\n")[2]
         if len(partial) > _SAMPLE_LINE:
             partial = b"\xff" * (_SAMPLE_LINE + 1)  # too long to sample; bounded in memory
-        chunk = handle.read(_CHUNK)
+        chunk = handle.read(SCAN_BYTES)
     else:
         if utf8:
             try:

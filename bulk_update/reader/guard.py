@@ -41,8 +41,8 @@ _MAX_PARTS = 10_000
 _MAX_DIRECTORY_BYTES = 4 << 20
 
 
-#: Bytes read at a time when scanning a file.
-_CHUNK = 1 << 20
+#: Bytes read at a time when a file's raw bytes are scanned (zip parts, a CSV's sample).
+SCAN_BYTES = 1 << 20
 
 _MB = f"{MAX_CELL_CHARS >> 20} MB"
 
@@ -156,8 +156,8 @@ def _text_kind(head: bytes) -> str:
     return _TEXT_KIND
 
 
-def _really(path: Path, kind: str, expected: str) -> InputError:
-    """The error for a file whose content is not what its extension promises."""
+def _mislabelled(path: Path, kind: str, expected: str) -> InputError:
+    """The error for a file whose content (`kind`) is not what its extension promises."""
     if kind == _XLSX_KIND:
         fix = f"rename it to {path.stem}.xlsx"
     elif kind == _TEXT_KIND:
@@ -224,12 +224,12 @@ def _check_workbook(handle: BinaryIO, path: Path) -> None:
             kind = _text_kind(head)
         if kind is None:
             raise _bad_xlsx(path) from None
-        raise _really(path, kind, "an .xlsx workbook") from None
+        raise _mislabelled(path, kind, "an .xlsx workbook") from None
     with _open_zip(handle, path) as archive:
         parts = archive.infolist()
         holds = _zip_kind(archive)
         if holds not in (_XLSX_KIND, "a zip archive"):
-            raise _really(path, holds, "an .xlsx workbook") from None
+            raise _mislabelled(path, holds, "an .xlsx workbook") from None
         # zipfile never unpacks more than a part's stated size (it stops there and fails
         # the CRC), so the stated sizes are the ones to check.
         total = sum(part.file_size for part in parts)
@@ -257,7 +257,7 @@ def _scan_part(archive: zipfile.ZipFile, part: zipfile.ZipInfo, path: Path) -> N
     """
     # A run inside one chunk is shorter than the chunk: chunks no longer than the limit
     # make checking the runs that cross chunk boundaries enough.
-    size = min(_CHUNK, MAX_CELL_CHARS)
+    size = min(SCAN_BYTES, MAX_CELL_CHARS)
     with archive.open(part) as stream:
         chunk = stream.read(size)
         start = chunk.lstrip(codecs.BOM_UTF8 + b" \t\r\n")[:1]

@@ -20,6 +20,16 @@ _Record: TypeAlias = tuple[int, list[str], frozenset[int], bool]
 _ColumnNamer: TypeAlias = Callable[[int], str]
 
 
+def column_letter(index: int) -> str:
+    """A 0-based column index as a spreadsheet shows it (0 -> A, 26 -> AA)."""
+    letters = ""
+    index += 1
+    while index:
+        index, rem = divmod(index - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return letters
+
+
 @dataclass(frozen=True, slots=True)
 class SheetStream:
     """An open sheet: its header, found and checked, and its data rows, read as iterated.

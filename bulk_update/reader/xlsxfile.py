@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from openpyxl import load_workbook
-from openpyxl.utils import get_column_letter
 from openpyxl.workbook.workbook import Workbook
 from openpyxl.worksheet._reader import WorkSheetParser
 
@@ -29,7 +28,7 @@ from .guard import (
     _os_errors,
     _xml_bomb,
 )
-from .layout import SheetStream, _Record, _start
+from .layout import SheetStream, _Record, _start, column_letter
 
 log = logging.getLogger("bulk_update")
 
@@ -94,7 +93,7 @@ def _worksheet_stream(path: Path, worksheet: Any) -> SheetStream:  # a read-only
     rows = _quietly(_worksheet_rows(worksheet, hidden_columns), path.name, worksheet.title)
     try:
         return _start(
-            path, _xlsx_records(path, rows), _letter, worksheet.title, lambda: hidden_columns
+            path, _xlsx_records(path, rows), _xlsx_column, worksheet.title, lambda: hidden_columns
         )
     except _XLSX_ERRORS as exc:
         raise _xlsx_error(path, exc) from None
@@ -262,7 +261,8 @@ def _xlsx_records(
             if len(text) > MAX_CELL_CHARS:
                 # Only rich text (many runs, each under the limit _scan_part checks) gets here.
                 raise InputError(
-                    f"{path.name}, row {number} has a cell larger than {_MB} ({_letter(index)})",
+                    f"{path.name}, row {number} has a cell larger than {_MB} "
+                    f"({_xlsx_column(index)})",
                     fix="check that this is the right file; if it is, empty that cell",
                 )
             texts.append(text)
@@ -316,5 +316,5 @@ def _is_hidden(worksheet: object) -> bool:
     return getattr(worksheet, "sheet_state", "visible") in _HIDDEN_STATES
 
 
-def _letter(index: int) -> str:
-    return f"column {get_column_letter(index + 1)}"
+def _xlsx_column(index: int) -> str:
+    return f"column {column_letter(index)}"

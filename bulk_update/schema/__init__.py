@@ -1,22 +1,20 @@
 """The API's fields, column-name matching and per-row validation.
 
-Three jobs, in the order a run needs them:
+Two jobs, in the order a run needs them:
 
 1. `resolve_columns` decides, once per sheet, which API field each column feeds
    (contract section 4); a column it cannot place stops the run before anything is sent.
 2. `validate_row` turns one row of text into values ready for the API, or into every
    problem of that row, each naming the column as the sheet spells it (section 5).
-3. `CandidatePatch` describes the `PATCH /candidates/{uid}` body we send. Its field types
-   are the same checks `validate_row` applies to cells, so the rules live in one place.
 
 The package's modules: `fields` (the API's vocabulary), `cells` (each cell's rules, and their
-column form for columnar.py), `body` (the PATCH body's models), `columns` (header matching),
-`rows` (row validation).
+column form for columnar.py), `columns` (header matching), `rows` (row validation and the
+count of duplicate uids). The body the API accepts is described by a test oracle
+(tests/api_body.py), not here: the product builds bodies only from cells checked already.
 """
 
 from __future__ import annotations
 
-from .body import Address, CandidatePatch, FileObject, Link, ResumeFile, SourceContact, UpdatedBy
 from .cells import _FILE_FIELDS as FILE_FIELDS  # the fields whose cells name files
 from .cells import ColumnCheck, column_check, escape_invisible, normalised_text, uid_check
 from .columns import names_uid, normalize_header, resolve_columns
@@ -31,7 +29,14 @@ from .fields import (
     RESUME_EXTENSIONS,
     UPDATED_BY_TYPES,
 )
-from .rows import InvalidRow, RowValidator, ValidRow, find_duplicate_uids, validate_row
+from .rows import (
+    InvalidRow,
+    RowValidator,
+    UidTally,
+    ValidRow,
+    find_duplicate_uids,
+    validate_row,
+)
 
 __all__ = [
     "CUSTOM_FIELDS_PREFIX",
@@ -44,16 +49,10 @@ __all__ = [
     "PROSPECT_STATUSES",
     "RESUME_EXTENSIONS",
     "UPDATED_BY_TYPES",
-    "Address",
-    "CandidatePatch",
     "ColumnCheck",
-    "FileObject",
     "InvalidRow",
-    "Link",
-    "ResumeFile",
     "RowValidator",
-    "SourceContact",
-    "UpdatedBy",
+    "UidTally",
     "ValidRow",
     "column_check",
     "escape_invisible",

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from pydantic import (
     AfterValidator,
     BeforeValidator,
-    StringConstraints,
     TypeAdapter,
     ValidationError,
 )
@@ -34,7 +33,7 @@ from .fields import (
     UpdatedByType,
 )
 
-# --- checks shared by cells and the body model ----------------------------------------------
+# --- the shapes of values ------------------------------------------------------------------
 
 # Dotted letters and digits only: this also keeps a uid from leaving /candidates/ in the URL.
 _UID = re.compile(r"[A-Za-z0-9]+(?:\.[A-Za-z0-9]+)+")
@@ -138,12 +137,6 @@ def _host(value: str) -> str | None:
     return host if all(host.split(".")) else None
 
 
-def _web_url(value: str) -> str:
-    if _host(value) is None:
-        raise ValueError("not an http(s) URL")
-    return value
-
-
 def _linkedin_url(value: str) -> str:
     host = _host(value)
     if host is None or not (host == "linkedin.com" or host.endswith(".linkedin.com")):
@@ -157,21 +150,13 @@ def _country(value: str) -> str:
     return value
 
 
-def _resume_name(value: str) -> str:
-    if not value.lower().endswith(RESUME_EXTENSIONS):
-        raise ValueError("a resume must be .pdf, .doc or .docx")
-    return value
-
-
 def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
 _STATUS_BY_KEY = {s.casefold(): s for s in PROSPECT_STATUSES}
 
-Text = Annotated[str, StringConstraints(min_length=1)]
 Email = Annotated[str, AfterValidator(_email)]
-WebUrl = Annotated[str, AfterValidator(_web_url)]
 LinkedInUrl = Annotated[str, AfterValidator(_linkedin_url)]
 CountryCode = Annotated[str, AfterValidator(_country)]
 

@@ -8,7 +8,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from ..errors import ConfigError, InputError, UnknownColumnError
-from ..models import NOT_RESTORABLE, REPORT_COLUMNS, Column
+from ..models import NOT_RESTORABLE, REPORT_COLUMNS, Column, is_results_sheet
+from ..reader.layout import column_letter
 from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
 
 # --- column matching ----------------------------------------------------------------------
@@ -62,16 +63,6 @@ def _closest(header: str) -> str | None:
     return matches[0] if matches else None
 
 
-def _letter(index: int) -> str:
-    """A 0-based column index as a spreadsheet shows it (0 -> A, 26 -> AA)."""
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(ord("A") + rem) + letters
-    return letters
-
-
 def _mapped_fields(mapping: Mapping[str, str]) -> dict[str, str]:
     """Normalized [columns] key -> field; every bad entry reported at once."""
     result: dict[str, str] = {}
@@ -115,7 +106,7 @@ def resolve_columns(
     """
     mapped = _mapped_fields(mapping)
     ignored = {normalize_header(name) for name in (*ignore, NOT_RESTORABLE)}
-    skip = len(REPORT_COLUMNS) if tuple(headers[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS else 0
+    skip = len(REPORT_COLUMNS) if is_results_sheet(headers) else 0
     columns: list[Column] = []
     feeding: dict[str, str] = {}
     unknown: list[tuple[str, str | None]] = []
@@ -130,7 +121,7 @@ def resolve_columns(
             field = normal
         elif not header.strip():
             raise InputError(
-                f"column {_letter(index)} has no header",
+                f"column {column_letter(index)} has no header",
                 fix="type the API field it feeds in its first row, or delete the column",
             )
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -58,13 +58,45 @@ def _uid_column(columns: Sequence[Column]) -> Column | None:
     return next((c for c in columns if c.field == "uid"), None)
 
 
+class UidTally:
+    """How many rows of a sheet type each uid: the one count of duplicate uids.
+
+    A uid typed on more than one row makes every such row invalid (none is sent): the rows
+    cannot both be right. Uids are counted stripped; an empty cell is no uid. Rows are
+    counted as they stream by (`counting`), or counts are added whole (`add`, for an engine
+    that counts a column at a time).
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def counting(self, rows: Iterable[SheetRow], index: int) -> Iterator[SheetRow]:
+        """`rows`, each one's uid (the cell at `index`) counted as it goes by."""
+        counts = self.counts
+        for row in rows:
+            counts[_cell(row, index)] += 1
+            yield row
+
+    def add(self, counts: Iterable[tuple[str, int]]) -> None:
+        """Count `(stripped uid, rows typing it)` pairs."""
+        for uid, n in counts:
+            self.counts[uid] += n
+
+    @property
+    def duplicates(self) -> frozenset[str]:
+        """The uids typed on more than one row."""
+        return frozenset(uid for uid, n in self.counts.items() if uid and n > 1)
+
+
 def find_duplicate_uids(rows: Iterable[SheetRow], columns: Sequence[Column]) -> frozenset[str]:
     """The uids typed on more than one row: every such row is invalid, none is sent."""
     column = _uid_column(columns)
     if column is None:
         return frozenset()
-    counts = Counter(_cell(row, column.index) for row in rows)
-    return frozenset(uid for uid, n in counts.items() if uid and n > 1)
+    tally = UidTally()
+    for _ in tally.counting(rows, column.index):
+        pass
+    return tally.duplicates
 
 
 def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[str]:

@@ -15,8 +15,8 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from .. import __version__
 from ..report import OUTCOME_COLOURS
+from ..version import __version__
 from .security import (
     CSRF_FIELD,
     CSRF_HEADER,

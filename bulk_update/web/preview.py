@@ -20,7 +20,7 @@ from ..journal import Journal
 from ..limiter import estimate_duration
 from ..models import HiddenContent, Outcome, Rate, SheetRow
 from ..output import duration_parts
-from ..patch import summed_up
+from ..patch import files_summarised
 from ..pipeline import Sheet, load
 from ..reader import read_sheet
 from ..schema import CUSTOM_FIELDS_PREFIX, FIELDS, resolve_columns
@@ -216,7 +216,7 @@ def _problem_lines(message: str, headers: Sequence[str]) -> tuple[str, ...]:
 
 def shown_body(body: Any) -> str:
     """A PATCH body as indented JSON, file contents summed up, cut past 1,500 characters."""
-    text = json.dumps(summed_up(body), ensure_ascii=False, indent=2)
+    text = json.dumps(files_summarised(body), ensure_ascii=False, indent=2)
     return text if len(text) <= _BODY_CHARS else text[:_BODY_CHARS] + "\n…"
 
 

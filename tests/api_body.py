@@ -1,4 +1,9 @@
-"""The `PATCH /candidates/{uid}` body we send, as pydantic models (no empty values)."""
+"""The `PATCH /candidates/{uid}` body the API accepts, as pydantic models (no empty values).
+
+A test oracle: every body bulk-update builds must pass it (tests/test_patch.py,
+tests/test_schema.py). The product builds bodies from cells it has already checked
+(schema.cells), so it never needs these models itself.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,29 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     model_validator,
 )
 
-from .cells import CountryCode, Email, LinkedInUrl, Text, WebUrl, _resume_name
-from .fields import ProspectStatus, UpdatedByType
+from bulk_update.schema import RESUME_EXTENSIONS
+from bulk_update.schema.cells import CountryCode, Email, LinkedInUrl, _host
+from bulk_update.schema.fields import ProspectStatus, UpdatedByType
+
+
+def _web_url(value: str) -> str:
+    if _host(value) is None:
+        raise ValueError("not an http(s) URL")
+    return value
+
+
+def _resume_name(value: str) -> str:
+    if not value.lower().endswith(RESUME_EXTENSIONS):
+        raise ValueError("a resume must be .pdf, .doc or .docx")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1)]
+WebUrl = Annotated[str, AfterValidator(_web_url)]
 
 # --- the PATCH body -----------------------------------------------------------------------
 
