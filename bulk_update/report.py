@@ -15,6 +15,7 @@ formula there. A CSV has no types: a cell that starts with `=` `+` `-` `@` tab o
 the value as first typed, `restore_cell` takes exactly one apostrophe off again; to keep
 that exact for a cell that really began with apostrophes before such a character, both
 formats give that cell one apostrophe more (`'=x` is written `''=x` and read back `'=x`).
+These cell rules live in `reportcells` (re-exported here), each beside its column form.
 """
 
 from __future__ import annotations
@@ -24,15 +25,33 @@ import datetime as dt
 import io
 import itertools
 import logging
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from typing import TypeVar
 
 from . import xlsx
 from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow, is_results_sheet
+from .reportcells import (
+    _CSV_QUOTING,
+    FORMULA_STARTS,
+    LINE_BREAKS,
+    MAX_WIDTH,
+    MIN_WIDTH,
+    _defused_line,
+    bounded_widths,
+    csv_header,
+    csv_lines,
+    defuse_csv_cell,
+    defuse_csv_column,
+    longest_line,
+    may_hold,
+    restore_cell,
+    table_widths,
+    widen_column,
+    xlsx_text,
+    xlsx_text_column,
+)
 from .reportfile import (
     XLSX_MAX_ROWS,
     check_report_path,
@@ -46,25 +65,34 @@ from .rowstore import RowStore
 
 __all__ = [
     "FORMULA_STARTS",
+    "LINE_BREAKS",
     "MAX_WIDTH",
     "MIN_WIDTH",
     "OUTCOME_COLOURS",
     "OUTCOME_STYLES",
     "XLSX_MAX_ROWS",
+    "bounded_widths",
     "check_report_path",
     "create_temp",
+    "csv_header",
+    "csv_lines",
     "default_report_path",
     "defuse_csv_cell",
+    "defuse_csv_column",
     "fits_in_excel",
     "fitting_report",
     "header_cells",
     "longest_line",
+    "may_hold",
     "put_in_place",
+    "report_line",
     "report_table",
     "restore_cell",
+    "widen_column",
     "write_report",
     "write_xlsx_report",
     "xlsx_text",
+    "xlsx_text_column",
 ]
 
 log = logging.getLogger("bulk_update")
@@ -84,44 +112,11 @@ OUTCOME_COLOURS: Mapping[Outcome, str] = {
     Outcome.NOT_SENT: "FFEB9C",
 }
 
-#: An XLSX report's column widths, in characters: the longest line of a cell, plus 2.
-MIN_WIDTH = 8
-MAX_WIDTH = 60
 _OUTCOME_COLUMN = REPORT_COLUMNS.index("outcome")
 _Value = str | int | None
+_T = TypeVar("_T")
 #: Makes a fresh iterator over the report's lines (the XLSX writer walks them twice).
 _TableFactory = Callable[[], Iterator[list[_Value]]]
-
-#: First characters that make a spreadsheet program read a CSV cell as a formula (OWASP).
-FORMULA_STARTS = "=+-@\t\r"
-_START = f"[{re.escape(FORMULA_STARTS)}]"
-# A cell that needs an apostrophe more: a formula start, after any apostrophes already there.
-_NEEDS_QUOTE = re.compile(f"'*{_START}")
-_FIRST = frozenset(FORMULA_STARTS + "'")
-# In cells joined by NUL: the start of each cell that needs an apostrophe more.
-_DEFUSE_JOINED = re.compile(f"\x00(?='*{_START})")
-_REPORT_WIDTH = len(REPORT_COLUMNS)
-# A cell as defused: one apostrophe or more, then a formula start.
-_QUOTED = re.compile(f"'+{_START}")
-
-
-def defuse_csv_cell(text: str) -> str:
-    """`text` as a CSV report writes it, defused. Pure; `restore_cell` undoes it.
-
-    One more leading `'` when, after any apostrophes, it starts with = + - @ tab or CR.
-    """
-    # The first-character test settles nearly every cell without the regex.
-    if not text or text[0] not in _FIRST:
-        return text
-    return "'" + text if _NEEDS_QUOTE.match(text) else text
-
-
-def restore_cell(text: str) -> str:
-    """A re-uploaded report's cell as first typed. Pure; the inverse of `defuse_csv_cell`.
-
-    One leading `'` less when apostrophes are followed by = + - @ tab or CR.
-    """
-    return text[1:] if _QUOTED.match(text) else text
 
 
 def report_table(
@@ -136,7 +131,7 @@ def report_table(
     its old result columns are left out (the new ones replace them), so the
     fix-and-upload-again loop can go round any number of times.
     """
-    skip = _REPORT_WIDTH if is_results_sheet(headers) else 0
+    skip = len(REPORT_COLUMNS) if is_results_sheet(headers) else 0
     yield [*REPORT_COLUMNS, *headers[skip:]]
     blank = ("",) * (len(headers) - skip)
     numbered: Iterator[tuple[int, tuple[str, ...]]] = (
@@ -146,7 +141,7 @@ def report_table(
     for result in sorted(results, key=_by_row):
         while number is not None and number < result.row:
             number, values = next(numbered, (None, blank))
-        yield [
+        yield report_line(
             result.row,
             result.uid,
             result.outcome,  # a StrEnum: written as its value
@@ -155,8 +150,27 @@ def report_table(
             result.message,
             result.attempts,
             ",".join(result.fields),
-            *(values[skip:] if number == result.row else blank),
-        ]
+            values[skip:] if number == result.row else blank,
+        )
+
+
+def report_line(
+    row: _T,
+    uid: _T,
+    outcome: _T,
+    http_status: _T,
+    error: _T,
+    message: _T,
+    attempts: _T,
+    fields: _T,
+    cells: Sequence[_T],
+) -> list[_T]:
+    """A line of the report: its own columns in REPORT_COLUMNS order, then the input cells.
+
+    Its values are a row's cells, or (the columnar dry run) whole columns: one order for
+    both, named once (tests/test_report.py holds the names to REPORT_COLUMNS).
+    """
+    return [row, uid, outcome, http_status, error, message, attempts, fields, *cells]
 
 
 def _by_row(result: RowResult) -> int:
@@ -199,7 +213,7 @@ def _write_csv(path: Path, table: Iterable[list[_Value]]) -> None:
         # Lines are formatted into memory a few thousand at a time and written in one go:
         # a file write per line costs more than the line's formatting.
         buffer = io.StringIO()
-        writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL)
+        writer = csv.writer(buffer, quoting=_CSV_QUOTING)
         lines = iter(table)
         writer.writerow([defuse_csv_cell(str(v)) for v in next(lines)])
         for batch in iter(lambda: list(itertools.islice(lines, 4096)), []):
@@ -210,61 +224,6 @@ def _write_csv(path: Path, table: Iterable[list[_Value]]) -> None:
         fh.write(buffer.getvalue())
 
 
-def _defused_line(line: list[_Value]) -> list[_Value]:
-    """`line` with every text cell defused (defuse_csv_cell), as fast as it can be done.
-
-    The input cells (all text, after the report's own columns) are joined with NUL, defused
-    by one regex substitution and split again: phone numbers start with `+`, so nearly
-    every line of a real sheet has a cell to defuse, and a call per cell costs more than
-    the rest of the line's writing. A cell holding a NUL itself takes the slow way.
-    """
-    own = [defuse_csv_cell(v) if isinstance(v, str) else v for v in line[:_REPORT_WIDTH]]
-    cells = line[_REPORT_WIDTH:]
-    # Each cell, the first too, is preceded by a NUL: the regex starts with a literal.
-    joined = "\x00" + "\x00".join(cells)  # type: ignore[arg-type]  # input cells are all str
-    if joined.count("\x00") != len(cells):
-        return own + [defuse_csv_cell(v) if isinstance(v, str) else v for v in cells]
-    return own + _DEFUSE_JOINED.sub("\x00'", joined).split("\x00")[1:]
-
-
-def xlsx_text(value: str) -> str:
-    """`value` as an XLSX report stores it: line breaks as LF, no control characters XML
-    cannot hold, one apostrophe more before `'=x` (as a CSV report does), and no more
-    than an Excel cell holds (`xlsx.excel_cell`)."""
-    # Nearly every cell is printable text not led by an apostrophe: nothing to change.
-    if value.isprintable() and not value.startswith("'"):
-        return xlsx.excel_cell(value)
-    # XML readers (Excel included) read a raw CR as LF: write line breaks as LF up front.
-    # Control characters XML cannot hold are dropped rather than failing the whole report.
-    text = ILLEGAL_CHARACTERS_RE.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
-    # A text cell is never a formula, so `=x` stays as is; only `'=x` takes one apostrophe
-    # more, because a re-upload takes one off (the same rule as a CSV report's).
-    return xlsx.excel_cell("'" + text if _QUOTED.match(text) else text)
-
-
-def longest_line(text: str) -> int:
-    """The length of a cell's longest line: what its column's width in a report follows."""
-    return max((len(part) for part in text.splitlines()), default=0)
-
-
-def _widths(table: Iterable[list[_Value]]) -> list[float]:
-    """Column widths in characters: the longest line of any cell, within bounds."""
-    widths: list[int] = []
-    for line in table:
-        if not widths:
-            widths = [MIN_WIDTH] * len(line)
-        for i, value in enumerate(line):
-            if value is None or value == "":
-                continue
-            text = value if isinstance(value, str) else str(value)
-            # A cell no longer than the column's width so far cannot widen it: most cells
-            # are settled by their length, without splitting them into lines.
-            if len(text) + 2 > widths[i]:
-                longest = longest_line(text)
-                widths[i] = max(widths[i], longest + 2)
-    return [min(w, MAX_WIDTH) for w in widths]
-
-
 def _write_xlsx(
     path: Path,
     table: _TableFactory,
@@ -273,7 +232,7 @@ def _write_xlsx(
 ) -> None:
     # The writer streams rows to disk and wants column widths before the first row, so the
     # (pure, cheap) table is walked twice rather than holding a million cells in memory.
-    widths = _widths(table())
+    widths = table_widths(table())
 
     def results() -> Iterator[list[xlsx.Cell]]:
         lines = table()

@@ -13,7 +13,7 @@ more:
 - per sheet: column widths (in characters, stored as Excel stores them), a frozen header
   row, a filter over the rows written;
 - rows may come already rendered (`Rendered`, built with `cell_parts`): the column-at-a-time
-  dry run (columnar.py) renders its rows with arrow.
+  dry run (bulk_update/columnar/) renders its rows with arrow.
 
 Callers pass text XML can hold (report.xlsx_text drops the control characters it cannot)
 and Excel can hold (`excel_cell` cuts a cell past Excel's 32,767 characters, with a mark).
@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from openpyxl.utils import get_column_letter
 
@@ -47,6 +47,7 @@ __all__ = [
     "SheetSpec",
     "cell_parts",
     "escape",
+    "escape_column",
     "excel_cell",
     "fill_style",
     "write_workbook",
@@ -118,15 +119,26 @@ def write_workbook(path: Path, sheets: Sequence[SheetSpec], fills: Sequence[str]
         archive.writestr("xl/styles.xml", _styles(fills))
 
 
+#: What XML character data cannot hold as it is, and its entity ('&' first).
+_ENTITIES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"))
+
+
 def escape(text: str) -> str:
     """`text` as XML character data: `&`, `<` and `>` escaped."""
-    if "&" in text:
-        text = text.replace("&", "&amp;")
-    if "<" in text:
-        text = text.replace("<", "&lt;")
-    if ">" in text:
-        text = text.replace(">", "&gt;")
+    for char, entity in _ENTITIES:
+        if char in text:
+            text = text.replace(char, entity)
     return text
+
+
+def escape_column(col: Any) -> Any:
+    """`escape` on every cell of a pyarrow string array (the columnar dry run's rows)."""
+    import pyarrow.compute as pc
+
+    for char, entity in _ENTITIES:
+        if pc.any(pc.match_substring(col, char)).as_py():
+            col = pc.replace_substring(col, char, entity)
+    return col
 
 
 #: Characters a text may have and surely fit in a cell (each is at most 2 UTF-16 units).
@@ -165,7 +177,7 @@ def _quote_attr(text: str) -> str:
 def cell_parts(column: int, style: int, *, text: bool) -> tuple[str, str, str]:
     """A cell's XML around its row number and value: `a + row + b + value + c`.
 
-    For a writer that renders rows itself (columnar.py, a column at a time): the same
+    For a writer that renders rows itself (the columnar dry run, a column at a time): the same
     bytes as `write_workbook` writes. `column` counts from 0; a text value is escaped
     (`escape`), a number is written as `repr` writes it.
     """

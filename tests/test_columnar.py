@@ -1,4 +1,4 @@
-"""The column-at-a-time dry run of a CSV (columnar.py) against the general path.
+"""The column-at-a-time dry run of a CSV (bulk_update/columnar/) against the general path.
 
 The general path (load -> plan -> run_async(dry_run=True)) is the reference: on every sheet
 the columnar path takes, it must give the same report byte for byte, the same counts,
@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +26,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from bulk_update import cli, columnar, schema, wiring, xlsx
-from bulk_update.columnar import PY_SPACE, CsvDryRun, _re2, dry_run_csv
+from bulk_update.columnar import PY_SPACE, CsvDryRun, dry_run_csv
+from bulk_update.columnar.arrow import re2 as _re2
+from bulk_update.columnar.checks import _Each
 from bulk_update.config import Settings
 from bulk_update.models import Column, Outcome, Patch, RowResult, SheetRow
 from bulk_update.pipeline import load, plan, run_async
@@ -36,6 +39,7 @@ from bulk_update.schema import (
     PROSPECT_STATUSES,
     RowValidator,
     ValidRow,
+    cells,
     column_check,
     uid_check,
 )
@@ -178,23 +182,54 @@ _CELL_TEXTS = st.one_of(
 
 
 @given(_CELL_TEXTS)
-def test_every_column_check_accepts_only_what_the_validator_accepts_unchanged(
-    text: str,
-) -> None:
-    """The vectorized checks may send a good cell to the validator, never pass a bad one."""
+def test_every_column_check_accepts_only_what_the_validator_accepts(text: str) -> None:
+    """The column forms may send a good cell to the validator, never pass a bad one; what
+    `any` and `pattern` accept is sent as it is, what `each` accepts the validator did."""
     text = strip_cell(text)
     assume(text)
     for field in sorted(FIELDS - {"uid"}):
         check = column_check(field)
         if check.kind == "row":
             continue
+        if check.kind == "each":
+            columns = (Column(0, "uid", "uid"), Column(1, field, field))
+            each = _Each(RowValidator(columns, base_dir=Path(".")), 2, 0, 1)
+            taken = each(pa.array([text], pa.string())).to_pylist() == [True]
+            assert taken == (_valid_value(field, text) is not None), (field, text)
+            continue
         accepted = (
             check.kind == "any"
-            or (check.kind == "values" and text in check.values)
             or (check.kind == "pattern" and bool(re.fullmatch(check.pattern, text)))
         ) and not (check.refuse and re.fullmatch(check.refuse, text))
         if accepted:
             assert _valid_value(field, text) == text, (field, text)
+
+
+def test_statuses_and_countries_as_typed_are_taken_a_column_at_a_time() -> None:
+    """What the validator normalises (case, spacing) is accepted by the column form too."""
+    assert column_check("prospect_status").kind == "each"
+    assert column_check("address.country").kind == "each"
+    for field, typed, bad in (
+        ("prospect_status", ["contacted", "NOT INTERESTED", "Not  interested", "Sourced"], "x"),
+        ("address.country", ["il", "Us", "GB"], "U S"),
+    ):
+        columns = (Column(0, "uid", "uid"), Column(1, field, field))
+        each = _Each(RowValidator(columns, base_dir=Path(".")), 2, 0, 1)
+        got = each(pa.array([*typed, bad, *typed], pa.string())).to_pylist()
+        assert got == [True] * len(typed) + [False] + [True] * len(typed), field
+
+
+def test_linkedin_addresses_the_plain_pattern_takes_are_taken_by_the_cell_rule_first() -> None:
+    """One LinkedIn rule: the cell form tries the column form's pattern before urlsplit."""
+    rule = cells._CELL_RULES["linkedin_url"]
+    assert rule.plain == column_check("linkedin_url").pattern
+    with patch.object(cells, "_host", side_effect=AssertionError("urlsplit asked")):
+        assert rule.convert("https://www.linkedin.com/in/dana") == (
+            "https://www.linkedin.com/in/dana",
+            [],
+        )
+    assert rule.convert("HTTPS://LinkedIn.com/in/dana") == ("HTTPS://LinkedIn.com/in/dana", [])
+    assert rule.convert("https://evil.io/linkedin.com")[1]
 
 
 @given(_CELL_TEXTS)
@@ -248,10 +283,23 @@ _GOOD = {
     "phone": st.sampled_from(
         ["+972-54-000", "054 000", "=cmd|' /C calc'!A0", "@SUM(1)", "9.72E+11", "05\u200b4"]
     ),
+    # As people type them: any case, padded, spaced: the validator takes them, so must
+    # the column-at-a-time path (test_as_typed_sheets_stay_on_the_column_path).
     "prospect_status": st.sampled_from(
-        [*PROSPECT_STATUSES, "sourced", " CONTACTED ", "Maybe", "Not  interested"]
+        [
+            *PROSPECT_STATUSES,
+            "sourced",
+            " CONTACTED ",
+            "Maybe",
+            "Not  interested",
+            "contacted",
+            "NOT INTERESTED",
+            "\tResponded\u00a0",
+            "not\u3000interested",
+            "Sourced.",
+        ]
     ),
-    "address.country": st.sampled_from(["IL", "US", "il", "XX", " GB ", "U S"]),
+    "address.country": st.sampled_from(["IL", "US", "il", "XX", " GB ", "U S", "us", "Gb", "il."]),
     "linkedin_url": st.one_of(
         _LINKEDIN_LIKE, st.just("https://www.linkedin.com/in/dana-cohen-123")
     ),
@@ -400,13 +448,50 @@ def _block_sheet(tmp: Path, rows: int) -> Path:
 
 def test_many_blocks_give_the_same_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blocks of 4 kB: duplicates across blocks, first bodies, blank rows, row numbers."""
-    monkeypatch.setattr(columnar, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(columnar.arrow, "BLOCK_BYTES", 4096)
     assert assert_same(_block_sheet(tmp_path, 3000), tmp_path, suffix=".xlsx") is not None
     fast = assert_same(_block_sheet(tmp_path, 3000), tmp_path)
     assert fast is not None and fast.rows == 3000
     assert fast.summary.counts[Outcome.INVALID] > 250
     # a bad email, a duplicate uid, a bad email
     assert [r.row for r in fast.summary.results][:3] == [2, 8, 14]
+
+
+_AS_TYPED = st.tuples(
+    st.sampled_from(
+        ["contacted", " Sourced", "NOT INTERESTED", "Not  interested ", "", "Responded"]
+    ),
+    st.sampled_from(["il", " US", "gb", "", "IL"]),
+    st.sampled_from(["", "", "Dana", " Noa  "]),
+    st.sampled_from(["", "a@example.com", " b@x.co.il "]),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_AS_TYPED, min_size=1, max_size=40), _REPORTS)
+def test_as_typed_sheets_stay_on_the_column_path(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[str, str, str, str]],
+    suffix: str,
+) -> None:
+    """Statuses and countries in any case, padded cells, mostly empty columns (as ATS
+    exports are): every row valid, none goes to the row validator, the same reports."""
+    tmp = tmp_path_factory.mktemp("typed")
+    lines = ["UID,Prospect Status,Address.Country,First Name,Email"]
+    lines += [f"AE.{i},{','.join(r)}" for i, r in enumerate(rows, start=1)]
+    path = write(tmp / "typed.csv", "\r\n".join(lines) + "\r\n")
+    asked: list[int] = []
+    of_row = columnar.checks.Outcomes.of_row
+
+    def spy(self: Any, number: int, values: Sequence[str]) -> tuple[str, str, str]:
+        asked.append(number)
+        return of_row(self, number, values)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(columnar.checks.Outcomes, "of_row", spy)
+        fast = assert_same(path, tmp, suffix=suffix)
+    assert fast is not None and not fast.summary.results
+    assert asked == []
 
 
 def test_a_cell_longer_than_excel_holds_is_cut_alike_on_both_paths(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from bulk_update import report, xlsx
+from bulk_update import report, reportcells, xlsx
 from bulk_update.errors import ConfigError
 from bulk_update.models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow
 from bulk_update.pipeline import load, plan
@@ -782,3 +782,53 @@ def test_table_walks_a_row_store_like_a_list() -> None:
     assert list(report_table(HEADERS, RowStore(2, rows), results)) == list(
         report_table(HEADERS, rows, results)
     )
+
+
+# --- the column forms (the columnar dry run's) beside the cell forms -------------------------
+
+_COLUMN_TEXT = st.text(
+    alphabet=st.sampled_from(
+        [*"ab '=+-@\t\r\n\"',&<>", "\x00", "\x01", "\x0b", "\x1c", "\x85", "\u2028", "é", "😀"]
+    ),
+    max_size=12,
+)
+
+
+def test_report_line_names_its_parts_as_the_report_columns() -> None:
+    import inspect
+
+    names = list(inspect.signature(report.report_line).parameters)
+    assert names == [*REPORT_COLUMNS, "cells"]
+    assert report.report_line(*range(8), cells=["x"]) == [*range(8), "x"]
+
+
+def test_line_breaks_are_what_splitlines_splits_at() -> None:
+    breaks = [chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".splitlines()) == 2]
+    assert "".join(breaks) == report.LINE_BREAKS
+
+
+@settings(deadline=None)
+@given(st.lists(_COLUMN_TEXT, min_size=1, max_size=20))
+def test_column_forms_give_what_the_cell_forms_give(texts: list[str]) -> None:
+    """defusing, XLSX text, XML escaping, CSV quoting and widths: a column at a time, the
+    same as a cell at a time (the columnar dry run's reports rest on it)."""
+    import io
+
+    import pyarrow as pa
+
+    col = pa.array(texts, pa.string())
+    assert report.defuse_csv_column(col).to_pylist() == [report.defuse_csv_cell(t) for t in texts]
+    assert report.xlsx_text_column(col).to_pylist() == [report.xlsx_text(t) for t in texts]
+    assert xlsx.escape_column(col).to_pylist() == [xlsx.escape(t) for t in texts]
+    written = io.StringIO()
+    csv.writer(written).writerows([t, t] for t in texts)
+    assert "".join(report.csv_lines([col, col]).to_pylist()) == written.getvalue()
+    widths = [report.MIN_WIDTH]
+    report.widen_column(widths, 0, col)
+    assert report.bounded_widths(widths) == reportcells.table_widths([[t] for t in ["", *texts]])
+
+
+def test_csv_header_is_the_first_line_write_report_writes(tmp_path: Path) -> None:
+    header = ["row", "=uid", "a,b"]
+    report._write_csv(tmp_path / "r.csv", iter([header]))
+    assert (tmp_path / "r.csv").read_bytes() == report.csv_header(header)

@@ -37,7 +37,14 @@ from ..models import SheetContents, SheetRow
 from .cells import cell_text
 from .csvfile import MAX_LINE_CHARS, CsvFormat, _open_csv, sniff_csv
 from .guard import CSV_EXTENSIONS, MAX_CELL_CHARS, MAX_UNPACKED_BYTES, XLSX_EXTENSIONS, _os_errors
-from .layout import MAX_COLUMNS, HiddenTally, SheetStream, counting_hidden
+from .layout import (
+    MAX_COLUMNS,
+    HeaderLayout,
+    HiddenTally,
+    SheetStream,
+    counting_hidden,
+    header_layout,
+)
 from .xlsxfile import WorksheetInfo, _open_xlsx, list_worksheets
 
 __all__ = [
@@ -48,11 +55,13 @@ __all__ = [
     "MAX_UNPACKED_BYTES",
     "XLSX_EXTENSIONS",
     "CsvFormat",
+    "HeaderLayout",
     "HiddenTally",
     "SheetStream",
     "WorksheetInfo",
     "cell_text",
     "counting_hidden",
+    "header_layout",
     "list_worksheets",
     "open_sheet",
     "read_sheet",

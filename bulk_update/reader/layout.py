@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeAlias
@@ -80,6 +80,44 @@ def counting_hidden(rows: Iterable[SheetRow], tally: HiddenTally) -> Iterator[Sh
 # --------------------------------------------------------------------------- rows
 
 
+@dataclass(frozen=True, slots=True)
+class HeaderLayout:
+    """The header row's columns, as the rows below it are read.
+
+    `cells`: the header record up to its last header (empty cells after it are no
+    columns: spreadsheet programs leave them). `keep`: the indices of the columns that
+    have a header; the others (`unnamed`) are dropped, and must hold no data.
+    """
+
+    cells: tuple[str, ...]
+    keep: tuple[int, ...]
+    unnamed: tuple[int, ...]
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return tuple(self.cells[i] for i in self.keep)
+
+
+def header_layout(name: str, cells: Sequence[str]) -> HeaderLayout:
+    """The layout of a header record (stripped cells, at least one not empty).
+
+    Raises InputError, naming the file `name`, for more than MAX_COLUMNS columns.
+    """
+    width = max(i for i, h in enumerate(cells) if h) + 1
+    if width > MAX_COLUMNS:
+        raise InputError(
+            f"{name}: the sheet has {width:,} columns; at most {MAX_COLUMNS:,} are read — "
+            "is this the right file?",
+            fix=f"keep only the candidates' columns (at most {MAX_COLUMNS:,}) and save again",
+        )
+    kept = tuple(cells[:width])
+    return HeaderLayout(
+        kept,
+        tuple(i for i, h in enumerate(kept) if h),
+        tuple(i for i, h in enumerate(kept) if not h),
+    )
+
+
 def _start(
     path: Path,
     records: Iterable[_Record],
@@ -104,41 +142,31 @@ def _start(
             f"{name} has no header row (it is empty)",
             fix="put the column names in the first row and one candidate per row below",
         )
-    # Empty cells after the last header are no columns (spreadsheet programs leave them).
-    width = max(i for i, h in enumerate(header_cells) if h) + 1
-    if width > MAX_COLUMNS:
-        raise InputError(
-            f"{name}: the sheet has {width:,} columns; at most {MAX_COLUMNS:,} are read — "
-            "is this the right file?",
-            fix=f"keep only the candidates' columns (at most {MAX_COLUMNS:,}) and save again",
-        )
-    header_cells = header_cells[:width]
-    keep = [i for i, h in enumerate(header_cells) if h]
+    layout = header_layout(name, header_cells)
     hidden = hidden_columns() if hidden_columns is not None else ()
     return SheetStream(
         path=path,
-        headers=tuple(header_cells[i] for i in keep),
+        headers=layout.headers,
         header_row=header_row,
-        rows=_rows(name, iterator, header_cells, header_row, column_name),
+        rows=_rows(name, iterator, layout, header_row, column_name),
         sheet_name=sheet_name,
-        hidden_columns=tuple(new for new, old in enumerate(keep) if old in hidden),
+        hidden_columns=tuple(new for new, old in enumerate(layout.keep) if old in hidden),
     )
 
 
 def _rows(
     name: str,
     records: Iterator[_Record],
-    header_cells: list[str],
+    layout: HeaderLayout,
     header_row: int,
     column_name: _ColumnNamer,
 ) -> Iterator[SheetRow]:
     """The non-blank rows under the header, checked and aligned with the headers."""
-    width = len(header_cells)
+    width = len(layout.cells)
     # Columns without a header are dropped when they hold no data (spreadsheet programs
     # leave such columns behind); data in one is an error, found in row order below.
-    keep = [i for i, h in enumerate(header_cells) if h]
-    unnamed = [i for i, h in enumerate(header_cells) if not h]
-    last_header = header_cells[keep[-1]]
+    keep, unnamed = layout.keep, layout.unnamed
+    last_header = layout.cells[keep[-1]]
     plain = not unnamed  # the fast path: nothing to drop
     remap = {old: new for new, old in enumerate(keep)}
     for number, cells, numeric, hidden in records:

@@ -2,7 +2,8 @@
 
 The checks a cell gets (emails, URLs, statuses, countries, files, links), what a spreadsheet
 shows but must not be sent (its error values, invisible characters, digits it has lost), and
-`column_check`, the column form of each rule for columnar.py.
+each field's rule in its two forms (`CellRule`: a cell at a time for the row validator, a
+column at a time for the columnar dry run, `column_check`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import base64
 import re
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -54,7 +56,7 @@ _ERROR_STARTS = frozenset("#Ee")
 #: Characters no spreadsheet program shows (zero-width spaces and joiners, bidi marks and
 #: embeddings, word joiners, the BOM, the soft hyphen): inside a uid, email, URL or phone
 #: they make the value another one than the person sees. Literal characters, not escapes,
-#: so that the class reads the same in Python and in RE2 (columnar.py).
+#: so that the class reads the same in Python and in RE2 (bulk_update/columnar/).
 _INVISIBLE_CLASS = (
     "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
 )
@@ -137,6 +139,14 @@ def _host(value: str) -> str | None:
     return host if all(host.split(".")) else None
 
 
+#: The LinkedIn addresses everyone writes, accepted by a full match alone (in any regex
+#: engine, so a column at a time too): a lower-case http(s) scheme, a lower-case host that
+#: is linkedin.com or ends in .linkedin.com (non-empty labels), then nothing or a path of
+#: printable ASCII without white space. The network location then ends at the first '/',
+#: so urlsplit's host is exactly that host: `_linkedin_url` accepts every such address.
+_PLAIN_LINKEDIN = r"https?://(?:[a-z0-9-]+\.)*linkedin\.com(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/?#-]*)?"
+
+
 def _linkedin_url(value: str) -> str:
     host = _host(value)
     if host is None or not (host == "linkedin.com" or host.endswith(".linkedin.com")):
@@ -160,9 +170,46 @@ Email = Annotated[str, AfterValidator(_email)]
 LinkedInUrl = Annotated[str, AfterValidator(_linkedin_url)]
 CountryCode = Annotated[str, AfterValidator(_country)]
 
-# Cell text -> API value, by field; the hint after ';' says how to fix a bad cell.
-_CELL_RULES: dict[str, tuple[TypeAdapter[Any], str]] = {
-    "prospect_status": (
+
+@dataclass(frozen=True)
+class CellRule:
+    """One field's rule, in both forms: a cell at a time, and a column at a time.
+
+    The cell form: `adapter` turns the cell text into the API value, or fails, and `hint`
+    (after the cell's text) says how to fix it. The column form is the same rule: when
+    `plain` is set, a cell fully matching it is accepted as it is, by both forms (the cell
+    form tries it first, so the two cannot differ); a column engine accepts those cells at
+    once and hands the rest to the cell form. Without `plain`, the column engine asks the
+    cell form about each distinct value of the column (the rule's values are few: statuses,
+    countries), so whatever the cell form normalises (case, spacing) it takes too.
+    """
+
+    adapter: TypeAdapter[Any]
+    hint: str
+    #: Cells accepted as they are by a full match (Python `re` syntax any RE2 reads too).
+    plain: str | None = None
+
+    @cached_property
+    def _plain(self) -> re.Pattern[str] | None:
+        return None if self.plain is None else re.compile(self.plain)
+
+    def convert(self, text: str) -> tuple[Any, list[str]]:
+        """Cell text -> (API value, problems)."""
+        plain = self._plain
+        if plain is not None and plain.fullmatch(text):
+            return text, []
+        try:
+            return self.adapter.validate_python(text), []
+        except ValidationError:  # our message, never pydantic's
+            return None, [f"'{_show(text)}' {self.hint}"]
+
+
+_EMAIL_RULE = CellRule(
+    TypeAdapter(Email), "is not an email address; write it like jane@example.com", _EMAIL.pattern
+)
+#: Each field's rule; free text (no rule), files and links (`_CALLED`) are not listed.
+_CELL_RULES: dict[str, CellRule] = {
+    "prospect_status": CellRule(
         TypeAdapter(
             Annotated[
                 ProspectStatus,
@@ -171,46 +218,41 @@ _CELL_RULES: dict[str, tuple[TypeAdapter[Any], str]] = {
         ),
         "is not a prospect status; use one of: " + ", ".join(PROSPECT_STATUSES),
     ),
-    "updated_by.type": (
+    "updated_by.type": CellRule(
         TypeAdapter(Annotated[UpdatedByType, BeforeValidator(lambda v: v.lower())]),
         "is not an updated_by type; use one of: " + ", ".join(UPDATED_BY_TYPES),
     ),
-    "linkedin_url": (
+    "linkedin_url": CellRule(
         TypeAdapter(LinkedInUrl),
         "is not a LinkedIn URL; write the full address, e.g. https://www.linkedin.com/in/jane-doe",
+        _PLAIN_LINKEDIN,
     ),
-    "address.country": (
+    "address.country": CellRule(
         TypeAdapter(Annotated[CountryCode, BeforeValidator(lambda v: v.upper())]),
         "is not an ISO 3166-1 alpha-2 country code; use the two-letter code, e.g. IL, US, GB",
     ),
+    "email": _EMAIL_RULE,
+    "updated_by.email": _EMAIL_RULE,
+    "source_contact.email": _EMAIL_RULE,
 }
-_EMAIL_RULE = (TypeAdapter(Email), "is not an email address; write it like jane@example.com")
-for _field in ("email", "updated_by.email", "source_contact.email"):
-    _CELL_RULES[_field] = _EMAIL_RULE
-
-#: A LinkedIn address `_linkedin_url` accepts as it is, in a form any regex engine reads: a
-#: lower-case http(s) scheme, a lower-case host that is linkedin.com or ends in .linkedin.com
-#: (non-empty labels), then nothing or a path of printable ASCII without white space. The
-#: network location then ends at the first '/', so urlsplit's host is exactly that host.
-_PLAIN_LINKEDIN = r"https?://(?:[a-z0-9-]+\.)*linkedin\.com(?:/[A-Za-z0-9._~%!$&'()*+,;=:@/?#-]*)?"
 
 
 @dataclass(frozen=True, slots=True)
 class ColumnCheck:
-    """A column's rule in a form a column-at-a-time engine can apply (columnar.py).
+    """A column's rule as a column-at-a-time engine applies it (columnar), from `_CELL_RULES`.
 
-    It only ever ACCEPTS cells that `RowValidator` accepts as they are (the API value is the
-    stripped cell text): `kind` is `any` (every non-empty cell), `values` (exactly one of
-    `values`), `pattern` (a full match of `pattern`, Python `re` syntax), or `row` (never:
-    the rule reads files, or the row's other cells). A filled cell it does not accept, and
-    its whole row, go to `RowValidator`, which has the last word and writes the messages.
-    An empty cell is accepted unless `required`. A cell that fully matches `refuse` (Python
-    `re` syntax too; empty: none) is never accepted, whatever `kind` says: a spreadsheet
-    error, and where the field cares, an invisible character or scientific notation.
+    It only ever ACCEPTS cells that `RowValidator` accepts: `kind` is `any` (every non-empty
+    cell: free text), `pattern` (a full match of `pattern`, the rule's `CellRule.plain`),
+    `each` (each distinct value the cell form accepts, asked of the row validator), or
+    `row` (never: the rule reads files, or the row's other cells). A filled cell it does
+    not accept, and its whole row, go to `RowValidator`, which has the last word and writes
+    the messages. An empty cell is accepted unless `required`. A cell that fully matches
+    `refuse` (Python `re` syntax too; empty: none) is never accepted, whatever `kind` says:
+    a spreadsheet error, and where the field cares, an invisible character or scientific
+    notation: the same patterns `RowValidator` refuses them by.
     """
 
-    kind: Literal["any", "values", "pattern", "row"]
-    values: tuple[str, ...] = ()
+    kind: Literal["any", "pattern", "each", "row"]
     pattern: str = ""
     required: bool = False
     refuse: str = ""
@@ -231,20 +273,13 @@ def column_check(field: str) -> ColumnCheck:
     if field in DIGIT_FIELDS:
         refused.append(_SCIENTIFIC.pattern)
         marks += [b"e", b"E"]
-    free = ColumnCheck(
-        "any", refuse="|".join(f"(?:{r})" for r in refused), refuse_marks=tuple(marks)
-    )
-    if field == "email":
-        return replace(free, kind="pattern", pattern=_EMAIL.pattern)
-    if field == "prospect_status":
-        return replace(free, kind="values", values=PROSPECT_STATUSES)
-    if field == "address.country":
-        return replace(free, kind="values", values=tuple(sorted(ISO_COUNTRY_CODES)))
-    if field == "linkedin_url":
-        return replace(free, kind="pattern", pattern=_PLAIN_LINKEDIN)
-    if field in _CELL_RULES:
-        return ColumnCheck("row")  # a rule with no column form (yet)
-    return free  # free text
+    refuse = "|".join(f"(?:{r})" for r in refused)
+    rule = _CELL_RULES.get(field)
+    if rule is None:
+        return ColumnCheck("any", refuse=refuse, refuse_marks=tuple(marks))  # free text
+    if rule.plain is None:
+        return ColumnCheck("each", refuse=refuse, refuse_marks=tuple(marks))
+    return ColumnCheck("pattern", rule.plain, refuse=refuse, refuse_marks=tuple(marks))
 
 
 #: The first two bytes (UTF-8) of every character of _INVISIBLE_CLASS.
@@ -358,11 +393,7 @@ def _convert(field: str, text: str, base: Path) -> tuple[Any, list[str]]:
     rule = _CELL_RULES.get(field)
     if rule is None:
         return text, []
-    adapter, hint = rule
-    try:
-        return adapter.validate_python(text), []
-    except ValidationError:  # our message, never pydantic's
-        return None, [f"'{_show(text)}' {hint}"]
+    return rule.convert(text)
 
 
 def normalised_text(field: str, text: str) -> str:
@@ -375,11 +406,8 @@ def normalised_text(field: str, text: str) -> str:
     rule = _CELL_RULES.get(field)
     if rule is None or not text:
         return text
-    try:
-        value = rule[0].validate_python(text)
-    except ValidationError:
-        return text
-    return value if isinstance(value, str) else text
+    value, problems = rule.convert(text)
+    return value if not problems and isinstance(value, str) else text
 
 
 #: Fields whose cells name files: their conversion reads the file system, so it is never

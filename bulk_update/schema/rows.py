@@ -99,6 +99,22 @@ def find_duplicate_uids(rows: Iterable[SheetRow], columns: Sequence[Column]) -> 
     return tally.duplicates
 
 
+def duplicate_uids_of_column(uids: Any) -> frozenset[str]:
+    """`find_duplicate_uids` a column at a time: the same rule on a whole uid column (a
+    pyarrow string array, chunked or not, its cells stripped), for the columnar dry run."""
+    import pyarrow.compute as pc
+
+    if not len(uids):
+        return frozenset()
+    counts = pc.value_counts(uids)
+    # Only the uids seen more than once leave pyarrow (a million distinct ones would cost
+    # a second); the tally, the one rule, says which of them are duplicates.
+    many = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+    tally = UidTally()
+    tally.add(zip(many.field("values").to_pylist(), many.field("counts").to_pylist(), strict=True))
+    return tally.duplicates
+
+
 def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[str]:
     if not uid:
         return ["the uid is missing; fill in the candidate's Comeet uid (e.g. AE.17934)"]
