@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from openpyxl import load_workbook
 
@@ -26,7 +27,7 @@ from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
 from bulk_update.pool import run_pool
-from bulk_update.sandbox import Faults, SandboxState, ThreadedSandbox
+from bulk_update.sandbox import Faults, SandboxServer, SandboxState, ThreadedSandbox
 from bulk_update.undo import write_undo_sheet
 
 from .conftest import run_cli
@@ -133,6 +134,8 @@ def test_the_undo_sheet_puts_back_every_field_that_had_a_value(tmp_path: Path, s
 
         history = run_cli("history", env=env, cwd=tmp_path)
         assert f"undo sheet: {undo}" in history.out
+        history = run_cli("history", "--log-format", "json", env=env, cwd=tmp_path)
+        assert json.loads(history.out.splitlines()[0])["undo_sheet"] == str(undo)
 
         # Running the undo sheet puts every readable field back, and never the column
         # saying what cannot be.
@@ -249,3 +252,50 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
     assert [r.uid for r in record.rows] == ["AE.2"]
     assert write_undo_sheet(record, tmp_path / "u.csv") == tmp_path / "u.csv"
     assert sheet_rows(tmp_path / "u.csv") == [{"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}]
+
+
+class ResumeReads(Reads):
+    """Every candidate holds a resume whose link is `url`."""
+
+    def __init__(self, backup_file: Path, url: str) -> None:
+        super().__init__(backup_file)
+        self.url = url
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        body = {"uid": uid, "resume": {"name": "cv.pdf", "url": self.url}}
+        return Response(Kind.OK, 200, body=body)
+
+
+async def test_a_resume_that_cannot_be_downloaded_keeps_its_row_from_being_sent(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backup.jsonl"
+    patches = [Patch(2, "AE.1", {"resume": {"name": "n.pdf", "file": ""}}, ("resume",))]
+    async with SandboxServer(make_state()) as sb, aiohttp.ClientSession() as session:
+        backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=session)
+        client = ResumeReads(path, f"{sb.base_url}/_sandbox/files/expired")
+        result = await run_pool(
+            patches, sender=client, reader=client, backup=backup,
+            limiter=SlidingWindowLimiter(Rate(1000, 1)),
+        )  # fmt: skip
+    backup.close()
+    (row,) = result.results
+    assert (row.outcome, row.error) == (Outcome.FAILED, "backup_failed")
+    assert "the resume could not be downloaded" in row.message
+    assert client.seen_before_patch == []  # never sent
+    assert read_backup(path).rows == []
+
+
+async def test_a_backup_the_disk_refuses_stops_the_run_before_any_patch(tmp_path: Path) -> None:
+    path = tmp_path / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    backup.close()  # every write now fails, as on a full disk
+    client = Reads(path)
+    patches = [Patch(r, f"AE.{r}", {"first_name": "X"}, ("first_name",)) for r in range(2, 6)]
+    result = await run_pool(
+        patches, sender=client, reader=client, backup=backup,
+        limiter=SlidingWindowLimiter(Rate(1000, 1)), concurrency=2,
+    )  # fmt: skip
+    assert client.seen_before_patch == []
+    assert result.aborted and "the backup could not be written" in result.abort_reason
+    assert {r.outcome for r in result.results} == {Outcome.NOT_SENT}
