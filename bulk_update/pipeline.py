@@ -461,6 +461,8 @@ def run(
     report_path: Path | bool = True,
     on_result: Callable[[RowResult], None] | None = None,
     journal: Journal | None = None,
+    backup: bool = False,
+    undo_sheet: Path | None = None,
 ) -> RunSummary:
     """Synchronous `run_async` for scripts (starts and closes its own event loop)."""
     return asyncio.run(
@@ -472,5 +474,7 @@ def run(
             report_path=report_path,
             on_result=on_result,
             journal=journal,
+            backup=backup,
+            undo_sheet=undo_sheet,
         )
     )

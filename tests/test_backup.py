@@ -22,13 +22,21 @@ import aiohttp
 import pytest
 from openpyxl import load_workbook
 
+import bulk_update as bu
 from bulk_update.backup import EMPTY_BEFORE, Backup, read_backup
 from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
 from bulk_update.pool import run_pool
-from bulk_update.sandbox import Faults, SandboxServer, SandboxState, ThreadedSandbox
-from bulk_update.undo import write_undo_sheet
+from bulk_update.sandbox import (
+    DEMO_API_KEY,
+    DEMO_SECRET,
+    Faults,
+    SandboxServer,
+    SandboxState,
+    ThreadedSandbox,
+)
+from bulk_update.undo import undo_sheet_of_run, write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
@@ -299,3 +307,22 @@ async def test_a_backup_the_disk_refuses_stops_the_run_before_any_patch(tmp_path
     assert client.seen_before_patch == []
     assert result.aborted and "the backup could not be written" in result.abort_reason
     assert {r.outcome for r in result.results} == {Outcome.NOT_SENT}
+
+
+def test_the_library_runs_with_a_backup_and_says_where_the_undo_sheet_went(
+    tmp_path: Path,
+) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    with ThreadedSandbox(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url, state_dir=tmp_path / "state")
+        creds = bu.Credentials(DEMO_API_KEY, DEMO_SECRET)
+        with bu.open_run(sheet, settings, creds) as opened:
+            summary = bu.run(
+                opened.plan, settings, creds, journal=opened.journal,
+                backup=True, undo_sheet=tmp_path / "back.csv",
+            )  # fmt: skip
+    assert summary.undo_sheet == tmp_path / "back.csv"
+    assert sheet_rows(tmp_path / "back.csv") == [
+        {"uid": "AE.1", "email": "dana@old.example", NOT_RESTORABLE: ""}
+    ]
+    assert undo_sheet_of_run(tmp_path / "state", 1, tmp_path / "again.xlsx").is_file()
