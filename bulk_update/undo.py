@@ -39,6 +39,7 @@ from .backup import (
     read_backup,
     resumes_folder,
 )
+from .errors import CannotStartError
 from .models import NOT_RESTORABLE, Outcome
 from .records import kept_folder
 from .report import put_in_place, xlsx_text
@@ -168,10 +169,14 @@ def finish_backup(backup: Backup, run_id: int | None) -> Path | None:
 
 def undo_sheet_of_run(state_dir: Path, run_id: int, undo_sheet: Path | None = None) -> Path:
     """Write run `run_id`'s undo sheet from its backup file (a killed run's too): at
-    `undo_sheet`, else where the run meant to. OSError when the run kept no backup."""
+    `undo_sheet`, else where the run meant to. CannotStartError when the run kept none."""
     path = backup_path(state_dir, run_id)
     if not path.is_file():
-        raise FileNotFoundError(f"run #{run_id} kept no backup (it was not run with --backup)")
+        raise CannotStartError(
+            f"run #{run_id} kept no backup in {state_dir}",
+            fix="only a run with --backup has an undo sheet; `bulk-update history` lists "
+            "the runs (give the same --state-dir as the run's)",
+        )
     record = read_backup(path)
     written = write_undo_sheet(record, undo_sheet or record.undo_sheet)
     fd = private_file(path, append=True)

@@ -326,3 +326,9 @@ def test_the_library_runs_with_a_backup_and_says_where_the_undo_sheet_went(
         {"uid": "AE.1", "email": "dana@old.example", NOT_RESTORABLE: ""}
     ]
     assert undo_sheet_of_run(tmp_path / "state", 1, tmp_path / "again.xlsx").is_file()
+
+
+def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
+    res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
+    assert res.code == 2
+    assert "run #7 kept no backup" in res.err and "--backup" in res.err
