@@ -70,9 +70,11 @@ def resumes_folder(undo_sheet: Path) -> Path:
 
 
 def private_folder(folder: Path) -> Path:
-    """`folder` (and missing parents), created owner-only (0700)."""
+    """`folder` (and each missing parent), created owner-only (0700)."""
     if not folder.is_dir():
-        folder.mkdir(parents=True, mode=0o700)
+        if not folder.parent.is_dir():
+            private_folder(folder.parent)
+        folder.mkdir(mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
     return folder
 
@@ -102,6 +104,8 @@ class BackupRecord:
 
     undo_sheet: Path
     resumes: Path
+    #: The run's folder among the resumes ("" for a run without a number).
+    label: str = ""
     rows: list[BackedUpRow] = field(default_factory=list)
     #: Where the undo sheet was last written (None: never).
     written: Path | None = None
@@ -111,15 +115,24 @@ class Backup:
     """The backup file of one run: `keep` before each PATCH, `sent` after its answer."""
 
     def __init__(
-        self, path: Path, *, undo_sheet: Path, session: aiohttp.ClientSession | None
+        self,
+        path: Path,
+        *,
+        undo_sheet: Path,
+        session: aiohttp.ClientSession | None,
+        label: str = "",
     ) -> None:
         self.path = path
         self.undo_sheet = undo_sheet
-        self.resumes = resumes_folder(undo_sheet)
+        #: The run's own folder among the resumes (`run <n>`): a later run of the same
+        #: sheet downloads beside it, never over a file an earlier undo sheet points to.
+        self.resumes = resumes_folder(undo_sheet) / label if label else resumes_folder(undo_sheet)
+        self.label = label
         self._session = session
         private_folder(path.parent)
         self._fd = private_file(path, append=True)
-        self._write({"undo_sheet": str(undo_sheet), "resumes": str(self.resumes)}, sync=True)
+        header = {"undo_sheet": str(undo_sheet), "resumes": str(self.resumes), "label": label}
+        self._write(header, sync=True)
 
     def close(self) -> None:
         """Close the file (idempotent)."""
@@ -157,7 +170,7 @@ class Backup:
             raise BackupError("the resume could not be downloaded: no session to download with")
         name = _UNSAFE.sub("_", Path(link.name.replace("\\", "/")).name).strip(" .") or "resume"
         # A folder per row keeps the file's own name: the undo sheet sends it back under it.
-        target = private_folder(private_folder(self.resumes) / f"row {patch.row}") / name
+        target = private_folder(self.resumes / f"row {patch.row}") / name
         try:
             async with self._session.get(link.url) as answer:  # a public link: no token
                 if answer.status != 200:
@@ -187,7 +200,9 @@ def read_backup(path: Path) -> BackupRecord:
     by_row: dict[int, BackedUpRow] = {}
     for line in _lines(path):
         if "undo_sheet" in line:
-            record = BackupRecord(Path(line["undo_sheet"]), Path(line["resumes"]))
+            record = BackupRecord(
+                Path(line["undo_sheet"]), Path(line["resumes"]), line.get("label", "")
+            )
         elif "written" in line and record is not None:
             record.written = Path(line["written"])
         elif "before" in line:

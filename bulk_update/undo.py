@@ -76,17 +76,17 @@ def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
         for path in fields:
             value = row.before.get(path)
             if isinstance(value, dict):  # a resume: its file, beside the sheet
-                value = _resume_cell(Path(value["file"]), row.row, undo_sheet)
+                value = _resume_cell(Path(value["file"]), row.row, undo_sheet, record.label)
             cells.append(value or "")
         cells.append("; ".join(f"{path}: {why}" for path, why in row.lost.items()))
         table.append(cells)
     return table
 
 
-def _resume_cell(file: Path, row: int, undo_sheet: Path) -> str:
-    folder = resumes_folder(undo_sheet) / f"row {row}"
-    if file.parent.resolve() != folder.resolve():
-        private_folder(folder)
+def _resume_cell(file: Path, row: int, undo_sheet: Path, label: str) -> str:
+    resumes = resumes_folder(undo_sheet)
+    if not file.resolve().is_relative_to(resumes.resolve()):
+        folder = private_folder((resumes / label if label else resumes) / f"row {row}")
         shutil.copyfile(file, folder / file.name)
         os.chmod(folder / file.name, 0o600)
         file = folder / file.name
@@ -149,7 +149,8 @@ def start_backup(
         path = records.private_folder(state_dir, run_id) / "backup" / BACKUP_FILE
     else:
         path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / BACKUP_FILE
-    backup = Backup(path, undo_sheet=undo_sheet, session=session)
+    label = f"run {run_id}" if run_id is not None else ""
+    backup = Backup(path, undo_sheet=undo_sheet, session=session, label=label)
     stack.callback(backup.close)
     return backup
 

@@ -130,7 +130,9 @@ def test_the_undo_sheet_puts_back_every_field_that_had_a_value(tmp_path: Path, s
         resume = tmp_path / lines["AE.1"]["resume"]
         assert resume.read_bytes() == OLD_CV and resume.name == "dana-cv.pdf"
         assert mode(undo) == 0o600 and mode(resume) == 0o600
-        assert mode(resume.parent) == 0o700 and mode(resume.parent.parent) == 0o700
+        resumes = tmp_path / "people.undo resumes"
+        assert resume.parent == resumes / "run 1" / "row 2"  # a later run: beside it
+        assert {mode(resume.parent), mode(resumes / "run 1"), mode(resumes)} == {0o700}
         if suffix == ".xlsx":
             listed = list(load_workbook(undo)["Not restorable"].iter_rows(values_only=True))
             assert listed[0] == ("row", "uid", "field", "why it cannot be put back")
@@ -140,10 +142,19 @@ def test_the_undo_sheet_puts_back_every_field_that_had_a_value(tmp_path: Path, s
                 ("AE.2", "mobile_phone"), ("AE.2", "custom_fields.Team"), ("AE.2", "note"),
             }  # fmt: skip
 
+        # Written again elsewhere: the resume is copied beside it.
+        (tmp_path / "elsewhere").mkdir()
+        again = tmp_path / "elsewhere" / f"again{suffix}"
+        res = run_cli("undo-sheet", "--run", "1", "--undo-sheet", again, env=env, cwd=tmp_path)
+        assert res.code == 0, res.err
+        copied = again.parent / sheet_rows(again)[0]["resume"]
+        assert copied.read_bytes() == OLD_CV and copied.parent.parent.name == "run 1"
+        assert mode(copied) == 0o600 and mode(again) == 0o600
+
         history = run_cli("history", env=env, cwd=tmp_path)
-        assert f"undo sheet: {undo}" in history.out
+        assert f"undo sheet: {again}" in history.out
         history = run_cli("history", "--log-format", "json", env=env, cwd=tmp_path)
-        assert json.loads(history.out.splitlines()[0])["undo_sheet"] == str(undo)
+        assert json.loads(history.out.splitlines()[0])["undo_sheet"] == str(again)
 
         # Running the undo sheet puts every readable field back, and never the column
         # saying what cannot be.
