@@ -16,7 +16,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from .backup import Backup, BackupError
@@ -289,16 +289,14 @@ class _Run:
 
 
 def _unread(patch: Patch, reading: Reading) -> RowResult | None:
-    """The result of a row whose read found no candidate (it is not patched); None if a
-    halt caught it."""
+    """The result of a row whose read found no candidate; None if a halt caught it."""
     response = reading.response
     if response is None:
         return None
     outcome = _FINAL.get(response.kind, Outcome.FAILED)
     if outcome is Outcome.UPDATED:  # a 2xx that carried no candidate object
         outcome = Outcome.FAILED
-    message = f"read before the patch, not patched: {response.message}"
-    return _result(patch, outcome, replace(response, message=message), reading.attempts)
+    return _result(patch, outcome, response, reading.attempts)
 
 
 def _result(patch: Patch, outcome: Outcome, response: Response, attempts: int) -> RowResult:

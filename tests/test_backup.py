@@ -181,7 +181,7 @@ def test_a_row_whose_read_fails_is_not_patched(tmp_path: Path) -> None:
         assert res.code == 1
         patched = [uid for uid, _ in sb.state.applied]
         assert patched == ["AE.1"]
-    assert "read before the patch, not patched" in res.err
+    assert "row 3 (uid ZZ.9): not_found" in res.err
     lines = sheet_rows(tmp_path / "s.undo.xlsx")
     assert [line["uid"] for line in lines] == ["AE.1"]  # the unknown uid: nothing to undo
 
