@@ -38,6 +38,7 @@ from .output import (
     summary_line,
 )
 from .pipeline import Plan, run_async
+from .planning import reads_first
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
 from .undo import undo_sheet_of_run
@@ -158,6 +159,19 @@ def build_parser() -> argparse.ArgumentParser:
         "an undo sheet that puts it back",
     )
     _undo_sheet_option(run, "default: <input stem>.undo.xlsx beside the input")
+    run.add_argument(
+        "--compare",
+        action="store_true",
+        help="read every row's candidate first and send only what Comeet does not hold "
+        "already (the report's 'before' column shows old -> new); with --dry-run: a "
+        "preview against live data, reads only",
+    )
+    run.add_argument(
+        "--resolve-ids",
+        action="store_true",
+        help="a uid cell of digits only (the number in Comeet's web page address) is looked "
+        "up and the row sent to the candidate's real uid",
+    )
     run.add_argument("--quiet", action="store_true", help="print only problems and the summary")
     _log_format_option(run, "log lines as plain text or JSON lines (default: text)")
 
@@ -289,6 +303,8 @@ async def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         hidden=args.hidden,
         encoding=args.encoding,
+        compare=args.compare or None,
+        resolve_ids=args.resolve_ids or None,
     )
     log_config(settings)
     if args.dry_run:
@@ -315,8 +331,14 @@ async def _run(args: argparse.Namespace) -> int:
 async def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
     """A dry run takes no lock, and reads the journal only when COMEET_API_KEY is set (a
     preview without credentials reads no state); never with `--sandbox`."""
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         journal: Journal | None = None
+        credentials: Credentials | None = None
+        if reads_first(settings):  # a preview against live data: it reads
+            if args.sandbox:
+                credentials, settings = await _sandbox(stack, settings)
+            else:
+                credentials = Credentials.from_env()
         if os.environ.get("COMEET_API_KEY") and not args.sandbox:
             journal = stack.enter_context(open_journal(settings))
         elif not args.sandbox:
@@ -331,6 +353,7 @@ async def _dry_run(args: argparse.Namespace, settings: Settings) -> int:
             full=args.full,
             report_path=args.report or True,
             started=args.started,
+            credentials=credentials,
         )
     if done.summary.hidden:
         log_hidden(args.input.name, done.summary.hidden, settings.hidden)
@@ -367,11 +390,7 @@ async def _send(
     bar = sys.stderr.isatty() and not args.quiet and args.log_format == "text"
     async with contextlib.AsyncExitStack() as stack:
         if args.sandbox:
-            from .sandbox import SandboxServer, load_seed
-
-            server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
-            log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
-            settings = settings.with_overrides(base_url=server.base_url, direct=True)
+            _, settings = await _sandbox(stack, settings)
         progress = stack.enter_context(ProgressDisplay(the_plan.sends, bar=bar))
         # The sheet and the plan live until the end: take them out of the garbage
         # collector's full passes, which would otherwise walk them again and again while
@@ -390,6 +409,18 @@ async def _send(
             undo_sheet=args.undo_sheet,
         )
     return print_outcome(summary, args.log_format)
+
+
+async def _sandbox(
+    stack: contextlib.AsyncExitStack[bool | None], settings: Settings
+) -> tuple[Credentials, Settings]:
+    """Start the sandbox in `stack`: its credentials, and `settings` pointing at it."""
+    from .sandbox import DEMO_API_KEY, DEMO_SECRET, SandboxServer, load_seed
+
+    server = await stack.enter_async_context(SandboxServer(load_seed(), rate=settings.rate))
+    log.info("sandbox API at %s", server.base_url, extra={"event": "sandbox"})
+    settings = settings.with_overrides(base_url=server.base_url, direct=True)
+    return Credentials(DEMO_API_KEY, DEMO_SECRET), settings
 
 
 def _history_command(args: argparse.Namespace) -> int:

@@ -71,6 +71,12 @@ class Settings:
     #: `[journal] scope`: a name for the Comeet company, when one machine serves several
     #: on one base URL (each then has its own journal); None: the base URL alone.
     journal_scope: str | None = None
+    #: `--compare`: read every row to send first and leave out what Comeet holds already
+    #: (contract section 11); a dry run then previews against live data.
+    compare: bool = False
+    #: `--resolve-ids`: a uid cell of digits alone (the number in Comeet's web page address)
+    #: is looked up with `IDENTIFIER_TYPE: REAL_ID` and the row sent to the uid it carries.
+    resolve_ids: bool = False
     #: `[web] public_url` / `serve --public-url`: the page's address behind a reverse proxy
     #: (`scheme://host[:port]`, as `public_url` gives it), None: loopback only.
     public_url: str | None = None

@@ -59,6 +59,19 @@ def is_results_sheet(headers: Sequence[str]) -> bool:
 
 
 _REPORT_WIDTH = len(REPORT_COLUMNS)
+#: The column a --compare report adds after `fields` (contract section 11).
+BEFORE_COLUMN = "before"
+
+
+def own_columns(headers: Sequence[str]) -> int:
+    """How many leading `headers` are a results sheet's own columns (0: not a report):
+    REPORT_COLUMNS, and `before` after them when a --compare run wrote it. Pure."""
+    if not is_results_sheet(headers):
+        return 0
+    with_before = len(headers) > _REPORT_WIDTH and headers[_REPORT_WIDTH] == BEFORE_COLUMN
+    return _REPORT_WIDTH + with_before
+
+
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*$")
@@ -218,6 +231,8 @@ class RowResult:
     message: str = ""
     attempts: int = 0
     fields: tuple[str, ...] = ()
+    #: With --compare: each field sent with the value Comeet held (compare.before_text).
+    before: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +256,8 @@ class RunSummary:
     report_asked: Path | None = None
     #: Where a --backup run wrote its undo sheet (undo.py); None: no backup, or not written.
     undo_sheet: Path | None = None
+    #: Whether rows were compared with what Comeet holds (--compare): the report's `before`.
+    compared: bool = False
 
     @property
     def exit_code(self) -> int:

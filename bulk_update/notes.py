@@ -71,5 +71,8 @@ class NoteSender:
             self.held_back.add(uid)
         return response
 
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        return await self.client.read(uid, real_id=real_id)
+
     def refresh_token(self) -> None:
         self.client.refresh_token()

@@ -272,7 +272,11 @@ def print_dry_run(done: DryRun, settings: Settings) -> None:
     """The dry run for a person: counts, the time the real run would take, first patches."""
     summary = done.summary
     counts = ", ".join(f"{n} {o.value}" for o, n in summary.counts.items() if n) or "no rows"
-    print(f"Would send {done.sends} request(s): {counts}.")
+    if summary.compared:
+        would = summary.counts.get(Outcome.WOULD_UPDATE, 0)
+        print(f"Compared {done.sends} row(s) with Comeet; would send {would}: {counts}.")
+    else:
+        print(f"Would send {done.sends} request(s): {counts}.")
     print(settings.config_said)
     if done.encoding:
         print(f"encoding: {done.encoding}")
@@ -289,8 +293,11 @@ def print_dry_run(done: DryRun, settings: Settings) -> None:
         if len(body) > 600:
             body = body[:600] + "..."
         print(f"row {patch.row} PATCH /candidates/{patch.uid} {body}")
-    if done.sends > SHOWN_PATCHES:
-        print(f"... and {done.sends - SHOWN_PATCHES} more")
+        if patch.row in done.before:
+            print(f"    before: {done.before[patch.row]}")
+    total = summary.counts.get(Outcome.WOULD_UPDATE, 0) if summary.compared else done.sends
+    if total > SHOWN_PATCHES:
+        print(f"... and {total - SHOWN_PATCHES} more")
 
 
 def print_outcome(summary: RunSummary, log_format: str) -> int:

@@ -44,10 +44,11 @@ from .notes import (
     note_not_sent,
 )
 from .patch import value_at
-from .planning import Plan, plan
+from .planning import Plan, plan, reads_first, requests_to_send
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
 from .records import keep_report, private_folder
 from .report import check_report_path, default_report_path, fitting_report, write_report
+from .resolve import run_replan
 from .rowstore import Shared
 from .undo import finish_backup, start_backup
 from .version import __version__
@@ -112,10 +113,11 @@ def _summary(
         dry_run=dry_run,
         aborted=aborted,
         abort_reason=abort_reason,
-        estimate_s=estimate_duration(the_plan.sends, settings.rate),
+        estimate_s=estimate_duration(requests_to_send(the_plan, settings), settings.rate),
         results=tuple(sorted(results, key=lambda r: r.row)),
         hidden=replace(the_plan.sheet.hidden, choice=settings.hidden),
         config_path=settings.config_path,
+        compared=settings.compare,
     )
 
 
@@ -192,8 +194,10 @@ def _journal_results(
     fingerprint = journal.fingerprint
     for result in results:
         patch = patches[result.row]
-        note_fp = None if patch.uid in held_back else notes.get(patch.uid)
-        if result.outcome is Outcome.UPDATED:
+        uid = result.uid  # the uid sent to: a web page number's is the one it stands for
+        note_fp = None if uid in held_back else notes.get(uid)
+        # UNCHANGED here is a row --compare found in Comeet's state: applied, as if sent.
+        if result.outcome in (Outcome.UPDATED, Outcome.UNCHANGED):
             fields = patch.fingerprints if planned_with is journal else None
             if fields is None:  # planned without this journal, or a file object's leaves
                 body = patch.body
@@ -202,14 +206,14 @@ def _journal_results(
                     for path in patch.fields
                     if path != "note"
                 }
-            confirmed.append((patch.uid, fields, note_fp))
+            confirmed.append((uid, fields, note_fp))
         elif note_fp is not None and (
             result.outcome in (Outcome.NOT_FOUND, Outcome.REJECTED) or result.attempts == 0
         ):
             # Refused for sure, or never sent: the note was not added. Anything else (a
             # timeout, a dropped connection) may have added it, so it stays pending and is
             # not re-sent.
-            journal.forget_pending(patch.uid, note_fp)
+            journal.forget_pending(uid, note_fp)
     if confirmed:
         journal.record_applied_many(confirmed, run_id)
 
@@ -273,9 +277,10 @@ async def run_async(
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]
     patches = the_plan.patches
-    if not dry_run and len(patches) != len(to_send):
+    reads = reads_first(settings)  # a dry run that reads is a preview against live data
+    if (reads or not dry_run) and len(patches) != len(to_send):
         raise ValueError("this plan was made without every body (plan(bodies=N)): plan again")
-    if not dry_run and credentials is None:
+    if (reads or not dry_run) and credentials is None:
         credentials = Credentials.from_env()
     run_id = (
         journal.start_run(
@@ -360,7 +365,7 @@ async def run_async(
     for result in settled:
         if on_result:
             on_result(result)
-    if dry_run:
+    if dry_run and not reads:
         for r in to_send:
             record(RowResult(r.row, r.uid, Outcome.WOULD_UPDATE, fields=r.fields))
         return finish()
@@ -377,7 +382,6 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
-        reader = sender
         if backup:
             state_dir = journal.path.parent if journal is not None else None
             where = undo_sheet or default_undo_path(the_plan.sheet.path)
@@ -389,9 +393,9 @@ async def run_async(
             notes = {
                 p.uid: journal.fingerprint(p.body["note"]) for p in patches if "note" in p.body
             }
-        if any("note" in p.body for p in patches):
+        if not dry_run and any("note" in p.body for p in patches):
             sender = NoteSender(sender, journal, run_id, notes, held_back)
-        if journal is not None and run_id is not None:
+        if journal is not None and run_id is not None and not dry_run:
             by_row = {p.row: p for p in patches}
 
             def journal_then_record(results: Sequence[RowResult]) -> None:
@@ -436,8 +440,18 @@ async def run_async(
             stop=halt,
             on_results=on_pool_results,
             stop_after_rejected=settings.stop_after_rejected,
+            compare=settings.compare,
+            send=not dry_run,
+            resolve_ids=settings.resolve_ids,
+            typed_uids={r.uid: r.row for r in the_plan.rows if r.uid},
+            replan=run_replan(
+                journal or the_plan.journal,
+                full=the_plan.full,
+                updated_by=settings.updated_by,
+                note_warning=note_not_sent,
+                notes=notes,
+            ),
             backup=kept_before[0] if kept_before else None,
-            reader=reader,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.

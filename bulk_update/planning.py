@@ -13,6 +13,7 @@ from .loading import LoadedSheet
 from .models import Outcome, Patch, PlannedRow, Problem, SheetRow
 from .notes import note_not_sent
 from .patch import PatchShapes, build_patch, fingerprint
+from .resolve import is_number
 from .rowstore import CHUNK_ROWS, RowStore, Shared
 from .schema import InvalidRow, RowValidator, find_duplicate_uids
 
@@ -85,6 +86,7 @@ def plan(
             else sheet.duplicate_uids
         ),
         default_updated_by=settings.updated_by,
+        resolve_ids=settings.resolve_ids,
     )
     planned: list[PlannedRow] = []
     shapes = PatchShapes()
@@ -162,3 +164,20 @@ def _chunks(rows: Sequence[SheetRow]) -> Iterator[Sequence[SheetRow]]:
         return
     for start in range(0, len(rows), CHUNK_ROWS):
         yield rows[start : start + CHUNK_ROWS]
+
+
+def reads_first(settings: Settings) -> bool:
+    """Whether some rows are read before they are sent (--compare, --resolve-ids)."""
+    return settings.compare or settings.resolve_ids
+
+
+def requests_to_send(the_plan: Plan, settings: Settings) -> int:
+    """The requests the plan's real run sends, reads included (the dry run's estimate):
+    with --compare two per row (a read, a patch), with --resolve-ids a read more for each
+    row keyed by the web page's number."""
+    sends = the_plan.sends
+    if settings.compare:
+        return 2 * sends
+    if settings.resolve_ids:
+        return sends + sum(r.outcome is None and is_number(r.uid) for r in the_plan.rows)
+    return sends

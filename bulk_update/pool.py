@@ -16,16 +16,18 @@ import logging
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from .backup import Backup, BackupError
 from .brake import Brake
 from .client import Kind, Response
+from .compare import compare_patch
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
-from .readmodel import CandidateRead, Reader, Reading, read_candidate
+from .readmodel import CandidateRead, Reading, read_candidate
+from .resolve import Replan, is_number, resolved_message, unplanned
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
 __all__ = [
@@ -52,6 +54,10 @@ class Sender(Protocol):
 
     async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
         """Send one patch; never raise for HTTP or network trouble."""
+        ...
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        """Read one candidate (GET); never raise for HTTP or network trouble."""
         ...
 
     def refresh_token(self) -> None:
@@ -81,8 +87,12 @@ async def run_pool(
     stop: asyncio.Event | None = None,
     on_results: Callable[[Sequence[RowResult]], None] | None = None,
     stop_after_rejected: int = 0,
+    compare: bool = False,
+    send: bool = True,
+    resolve_ids: bool = False,
+    replan: Replan = unplanned,
+    typed_uids: Mapping[str, int] | None = None,
     backup: Backup | None = None,
-    reader: Reader | None = None,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -95,21 +105,33 @@ async def run_pool(
     halt left some row `not_sent`; a stop that comes after every row is done changes
     nothing. `stop_after_rejected` (0: never) is the brake: that many rows in a row
     answered with the same 4xx error halt the run like a stop, the abort reason naming
-    the error (brake.py). With a `backup` (and the `reader` to read with), each row's
-    candidate is read right before its PATCH and what the patch replaces is on disk before
-    it leaves (backup.py); a row that cannot be read or backed up is not patched: its read's
-    answer or the backup's trouble is its result. Cancelling the caller cancels every
-    request and propagates.
+    the error (brake.py). Cancelling the caller cancels every request and propagates.
+
+    `compare` (--compare) reads each row first (`_Run.read_first`) and leaves out of its
+    patch what Comeet holds already: a row left with nothing is `unchanged`, sent nothing;
+    each result's `before` says what was held. `send=False` with `compare` is the dry run's
+    preview: reads only, no PATCH, rows to send are `would_update`. `resolve_ids` reads a
+    row whose uid is the web page's number by that number (REAL_ID) and sends it to the uid
+    the answer carries, as `replan` plans it again (resolve.py); a uid another row names
+    already is not sent twice: the later row is `invalid`. `typed_uids` (uid -> sheet row)
+    are the uids the sheet names itself, sent or not (default: those of `patches`).
+
+    With a `backup` (--backup), each row's candidate is read right before its PATCH (the
+    same read as compare's) and what the patch replaces is on disk before it leaves
+    (backup.py); a row whose resume cannot be downloaded is `failed`, not sent, and a
+    backup the disk refuses halts the run.
     """
     if concurrency < 1:
         raise ConfigError(
             f"concurrency must be at least 1, not {concurrency}",
             fix="pass --concurrency 1 or more (4 is the default)",
         )
-    if backup is not None and reader is None:
-        raise ValueError("a backup needs a reader to read each candidate with")
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
-    run.backup, run.reader = backup, reader
+    run.compare, run.send, run.resolve_ids, run.replan = compare, send, resolve_ids, replan
+    run.backup = backup if send else None
+    if resolve_ids:  # the uids typed: a number resolving to one of them is a duplicate row
+        typed = typed_uids if typed_uids is not None else {p.uid: p.row for p in patches}
+        run.claimed = {uid: row for uid, row in typed.items() if not is_number(uid)}
     run.retrier = Retrier(
         sender, limiter, retry, sleep=sleep, rng=rng, stop=stop, on_halt=run.cancel_waiting
     )
@@ -123,8 +145,17 @@ class _Run:
     """State shared by the workers of one `run_pool` call."""
 
     retrier: Retrier
+    #: Read each row before its patch and send only what Comeet does not hold (--compare).
+    compare = False
+    #: False: a dry run's preview, reads only.
+    send = True
+    #: Send a row keyed by the web page's number to the uid it stands for (--resolve-ids).
+    resolve_ids = False
+    replan: Replan = staticmethod(unplanned)
+    #: With resolve_ids: uid -> the row sent to it (typed, or resolved first).
+    claimed: dict[str, int]
+    #: Keep what each patch replaces before it leaves (--backup).
     backup: Backup | None = None
-    reader: Reader | None = None
 
     def __init__(
         self,
@@ -200,28 +231,71 @@ class _Run:
         """Send one row until it has a final result; None if a halt caught it unfinished."""
         patch = self.patches[index]
         tries = self.tries[index]
-        if self.backup is not None:
+        said: tuple[str, ...] = ()  # what the row's message says besides the answer
+        before = ""
+        if self.compare or self.backup is not None or self.by_number(patch):
             reading = await self.read_first(patch, tries)
             if reading.candidate is None:
-                return _unread(patch, reading)
-            kept = await self._keep(patch, reading.candidate, tries, self.backup)
-            if kept is not True:
-                return kept
+                unread = _unread(patch, reading)
+                if unread is not None and self.by_number(patch):
+                    said = (f"the web page number {patch.uid} is unknown to Comeet",)
+                    unread = replace(unread, message=_said(*said, unread.message))
+                return unread
+            if self.by_number(patch):
+                resolved = self._resolve(patch, reading.candidate.uid, tries)
+                if isinstance(resolved, RowResult):
+                    return resolved
+                patch, said = resolved
+            if self.compare:
+                compared = compare_patch(patch, reading.candidate)
+                if compared.patch is None:
+                    return RowResult(
+                        patch.row,
+                        patch.uid,
+                        Outcome.UNCHANGED,
+                        message=_said(*said, ALL_HELD),
+                        attempts=tries.attempts,
+                    )
+                patch, before = compared.patch, compared.before
+            if self.backup is not None:
+                kept = await self._keep(patch, reading.candidate, tries, self.backup)
+                if kept is not True:
+                    return kept
+        if not self.send:
+            return RowResult(
+                patch.row,
+                patch.uid,
+                Outcome.WOULD_UPDATE,
+                message=_said(*said),
+                attempts=tries.attempts,
+                fields=patch.fields,
+                before=before,
+            )
+        sent = patch
         response = await self.retrier.call(
-            lambda: self.sender.patch(patch.uid, patch.body), tries, f"row {patch.row}"
+            lambda: self.sender.patch(sent.uid, sent.body), tries, f"row {patch.row}"
         )
         if response is None:
             return None
         outcome = _FINAL.get(response.kind, Outcome.FAILED)
         if self.backup is not None:
             self.backup.sent(patch, outcome)
-        return _result(patch, outcome, response, tries.attempts)
+        result = _result(patch, outcome, response, tries.attempts)
+        if said or before:
+            result = replace(result, message=_said(*said, result.message), before=before)
+        return result
+
+    def by_number(self, patch: Patch) -> bool:
+        """Whether the row is keyed by the web page's number, to be resolved."""
+        return self.resolve_ids and is_number(patch.uid)
 
     async def read_first(self, patch: Patch, tries: Tries) -> Reading:
         """Read the row's candidate before its patch: one read, through the run's retrier
-        (the same limiter, token, retries and budget), counted among the row's attempts."""
-        assert self.reader is not None
-        return await read_candidate(self.retrier, self.reader, patch.uid, tries=tries)
+        (the same limiter, token, retries and budget), counted among the row's attempts.
+        What --compare compares with and --resolve-ids resolves by; one read serves both."""
+        return await read_candidate(
+            self.retrier, self.sender, patch.uid, real_id=self.by_number(patch), tries=tries
+        )
 
     async def _keep(
         self, patch: Patch, candidate: CandidateRead, tries: Tries, backup: Backup
@@ -238,6 +312,36 @@ class _Run:
             self.retrier.halt(f"the backup could not be written ({exc}): the run stopped")
             return None
         return True
+
+    def _resolve(
+        self, patch: Patch, uid: str, tries: Tries
+    ) -> tuple[Patch, tuple[str, ...]] | RowResult:
+        """The row sent to `uid`, the one its number stands for, and what to say of it;
+        or its result when it is not to be sent (a duplicate, or planned away)."""
+        number = patch.uid
+        said = resolved_message(number)
+        if not uid or is_number(uid):
+            message = f"the answer to the web page number {number} carried no uid"
+            return RowResult(patch.row, number, Outcome.FAILED, error="no_uid", message=message)
+        other = self.claimed.setdefault(uid, patch.row)
+        if other != patch.row:
+            message = (
+                f"the web page number {number} is the candidate {uid}, which row {other} "
+                "names too; keep one row per candidate (this row was not sent)"
+            )
+            return RowResult(
+                patch.row, uid, Outcome.INVALID, message=message, attempts=tries.attempts
+            )
+        replanned, warnings = self.replan(patch, uid)
+        if replanned is None:
+            return RowResult(
+                patch.row,
+                uid,
+                Outcome.UNCHANGED,
+                message=_said(said, *warnings),
+                attempts=tries.attempts,
+            )
+        return replanned, (said, *warnings)
 
     def _record(self, index: int, result: RowResult) -> None:
         self.results[index] = result
@@ -286,6 +390,14 @@ class _Run:
                 self._record(index, result)
             final.append(result)
         return tuple(final)
+
+
+#: The message of a row --compare found already in Comeet's state.
+ALL_HELD = "Comeet already holds every value of this row: nothing sent"
+
+
+def _said(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
 
 
 def _unread(patch: Patch, reading: Reading) -> RowResult | None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import itertools
 import logging
@@ -31,7 +32,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from . import xlsx
-from .models import REPORT_COLUMNS, Outcome, RowResult, RunSummary, SheetRow, is_results_sheet
+from .models import (
+    BEFORE_COLUMN,
+    REPORT_COLUMNS,
+    Outcome,
+    RowResult,
+    RunSummary,
+    SheetRow,
+    own_columns,
+)
 from .reportcells import (
     _CSV_QUOTING,
     FORMULA_STARTS,
@@ -120,7 +129,11 @@ _TableFactory = Callable[[], Iterator[list[_Value]]]
 
 
 def report_table(
-    headers: Sequence[str], rows: Sequence[SheetRow], results: Sequence[RowResult]
+    headers: Sequence[str],
+    rows: Sequence[SheetRow],
+    results: Sequence[RowResult],
+    *,
+    before: bool = False,
 ) -> Iterator[list[_Value]]:
     """The header line, then one line per result in sheet-row order. Pure.
 
@@ -129,10 +142,13 @@ def report_table(
     (as the reader gives them) and are walked once beside the sorted results, so a
     million-row sheet is never held as objects. When the input is itself a results sheet,
     its old result columns are left out (the new ones replace them), so the
-    fix-and-upload-again loop can go round any number of times.
+    fix-and-upload-again loop can go round any number of times. `before` adds the
+    `before` column after `fields` (a --compare run: each field sent, old -> new).
     """
-    skip = len(REPORT_COLUMNS) if is_results_sheet(headers) else 0
-    yield [*REPORT_COLUMNS, *headers[skip:]]
+    # The same test as schema.resolve_columns, which ignores exactly these columns on input.
+    skip = own_columns(headers)
+    extra = (BEFORE_COLUMN,) if before else ()
+    yield [*REPORT_COLUMNS, *extra, *headers[skip:]]
     blank = ("",) * (len(headers) - skip)
     numbered: Iterator[tuple[int, tuple[str, ...]]] = (
         rows.numbered() if isinstance(rows, RowStore) else ((r.number, r.values) for r in rows)
@@ -141,6 +157,7 @@ def report_table(
     for result in sorted(results, key=_by_row):
         while number is not None and number < result.row:
             number, values = next(numbered, (None, blank))
+        cells = values[skip:] if number == result.row else blank
         yield report_line(
             result.row,
             result.uid,
@@ -150,7 +167,8 @@ def report_table(
             result.message,
             result.attempts,
             ",".join(result.fields),
-            values[skip:] if number == result.row else blank,
+            # a --compare report's `before` cell goes first, right after `fields`
+            (result.before, *cells) if before else cells,
         )
 
 
@@ -198,9 +216,10 @@ def write_report(
     tmp = create_temp(path)
     try:
         if path.suffix.lower() == ".csv":
-            _write_csv(tmp, report_table(headers, rows, results))
+            _write_csv(tmp, report_table(headers, rows, results, before=summary.compared))
         else:
-            _write_xlsx(tmp, lambda: report_table(headers, rows, results), summary, source)
+            table = functools.partial(report_table, headers, rows, results, before=summary.compared)
+            _write_xlsx(tmp, table, summary, source)
         return put_in_place(tmp, path)
     finally:
         with suppress(FileNotFoundError):

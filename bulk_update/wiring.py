@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .auth import Credentials
 from .columnar import dry_run_csv
+from .compare import only
 from .config import Settings
 from .hidden import check_hidden
 from .journal import Journal, RunLock, process_alive
 from .models import HiddenContent, Outcome, Patch, RunSummary
 from .pipeline import Plan, Sheet, load, plan, run_async
+from .planning import reads_first
 from .report import default_report_path
 from .schema import FILE_FIELDS
 
@@ -76,6 +79,9 @@ class DryRun:
     encoding: str | None
     #: True when the column-at-a-time engine (columnar.py) made it.
     columnar: bool = False
+    #: A preview with --compare: each shown patch's `before` text by sheet row (the
+    #: patches are then the compared ones, without what Comeet holds already).
+    before: Mapping[int, str] = field(default_factory=dict)
 
 
 def open_journal(settings: Settings) -> Journal:
@@ -145,6 +151,7 @@ async def dry_run_async(
     bodies: int = SHOWN_PATCHES,
     in_history: bool = True,
     started: float | None = None,
+    credentials: Credentials | None = None,
 ) -> DryRun:
     """The dry run of the sheet at `path`, by the engine that fits (module docstring).
 
@@ -154,11 +161,14 @@ async def dry_run_async(
     `in_history=False` keeps the dry run out of the journal's history (the web page's
     previews, whose sheets go with the upload). `report_path`: as `run_async`'s. `bodies`:
     how many PATCH bodies to keep. `started`: a time.monotonic() reading, for the duration.
+    With `settings.compare` it is a preview against live data: every row to send is read
+    (with `credentials`, default from the environment) and compared; no PATCH is sent.
     """
     settings = settings or Settings()
     path = Path(path)
     where = sheet.path if sheet is not None else path
-    if journal is None and report_path is not False and _files_alike(sheet, path):
+    reads = reads_first(settings)
+    if not reads and journal is None and report_path is not False and _files_alike(sheet, path):
         report = default_report_path(where, dry_run=True) if report_path is True else report_path
         done = dry_run_csv(path, settings, report_path=report, bodies=bodies, started=started)
         if done is not None:
@@ -167,22 +177,34 @@ async def dry_run_async(
             return DryRun(summary, done.rows, done.sends, done.patches, done.encoding, True)
     if sheet is None:
         sheet = load(path, settings)
-    the_plan = plan(sheet, settings, journal=journal, full=full, bodies=bodies)
+    # A preview that reads compares every body: all of them are kept.
+    the_plan = plan(sheet, settings, journal=journal, full=full, bodies=None if reads else bodies)
     summary = await run_async(
         the_plan,
         settings,
+        credentials,
         dry_run=True,
         report_path=report_path,
         journal=journal if in_history else None,
         started=started,
     )
     problems = tuple(r for r in summary.results if r.outcome.is_problem)
+    patches = the_plan.patches[:bodies]
+    before: dict[int, str] = {}
+    if settings.compare:  # show the patches as compared: what will go, and what was there
+        planned = {p.row: p for p in the_plan.patches}
+        changes = (r for r in summary.results if r.outcome is Outcome.WOULD_UPDATE)
+        shown = list(itertools.islice(changes, bodies))
+        # (to the uid a web page number stands for, with --resolve-ids)
+        patches = tuple(replace(only(planned[r.row], r.fields), uid=r.uid) for r in shown)
+        before = {r.row: r.before for r in shown}
     return DryRun(
         summary=replace(summary, results=problems),
         rows=len(the_plan.rows),
         sends=the_plan.sends,
-        patches=the_plan.patches,
+        patches=patches,
         encoding=sheet.raw.encoding,
+        before=before,
     )
 
 
@@ -196,6 +218,7 @@ def dry_run(
     report_path: Path | bool = True,
     bodies: int = SHOWN_PATCHES,
     in_history: bool = True,
+    credentials: Credentials | None = None,
 ) -> DryRun:
     """Synchronous `dry_run_async` for scripts (starts and closes its own event loop)."""
     return asyncio.run(
@@ -208,6 +231,7 @@ def dry_run(
             report_path=report_path,
             bodies=bodies,
             in_history=in_history,
+            credentials=credentials,
         )
     )
 

@@ -247,7 +247,7 @@ async def test_each_rows_backup_is_on_disk_before_its_patch_leaves(tmp_path: Pat
         for row in range(2, 12)
     ]
     result = await run_pool(
-        patches, sender=client, reader=client, backup=backup,
+        patches, sender=client, backup=backup,
         limiter=SlidingWindowLimiter(Rate(1000, 1)), concurrency=3,
     )  # fmt: skip
     backup.close()
@@ -294,7 +294,7 @@ async def test_a_resume_that_cannot_be_downloaded_keeps_its_row_from_being_sent(
         backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=session)
         client = ResumeReads(path, f"{sb.base_url}/_sandbox/files/expired")
         result = await run_pool(
-            patches, sender=client, reader=client, backup=backup,
+            patches, sender=client, backup=backup,
             limiter=SlidingWindowLimiter(Rate(1000, 1)),
         )  # fmt: skip
     backup.close()
@@ -312,7 +312,7 @@ async def test_a_backup_the_disk_refuses_stops_the_run_before_any_patch(tmp_path
     client = Reads(path)
     patches = [Patch(r, f"AE.{r}", {"first_name": "X"}, ("first_name",)) for r in range(2, 6)]
     result = await run_pool(
-        patches, sender=client, reader=client, backup=backup,
+        patches, sender=client, backup=backup,
         limiter=SlidingWindowLimiter(Rate(1000, 1)), concurrency=2,
     )  # fmt: skip
     assert client.seen_before_patch == []
@@ -343,3 +343,28 @@ def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
     assert res.code == 2
     assert "run #7 kept no backup" in res.err and "--backup" in res.err
+
+
+async def test_with_compare_one_read_serves_both_and_only_what_is_sent_is_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    client = Reads(path)
+    reads: list[str] = []
+    read = client.read
+
+    async def counted(uid: str, *, real_id: bool = False) -> Response:
+        reads.append(uid)
+        return await read(uid, real_id=real_id)
+
+    client.read = counted  # type: ignore[method-assign]
+    body = {"first_name": "was AE.2", "last_name": "New"}
+    result = await run_pool(
+        [Patch(2, "AE.2", body, ("first_name", "last_name"))], sender=client, backup=backup,
+        limiter=SlidingWindowLimiter(Rate(1000, 1)), compare=True,
+    )  # fmt: skip
+    backup.close()
+    assert [r.outcome for r in result.results] == [Outcome.UPDATED] and reads == ["AE.2"]
+    (row,) = read_backup(path).rows
+    assert row.before == {} and set(row.lost) == {"last_name"}  # first_name was not sent

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from ..errors import ConfigError, InputError, UnknownColumnError
-from ..models import NOT_RESTORABLE, REPORT_COLUMNS, Column, is_results_sheet
+from ..models import NOT_RESTORABLE, Column, own_columns
 from ..reader.layout import column_letter
 from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
 
@@ -106,7 +106,7 @@ def resolve_columns(
     """
     mapped = _mapped_fields(mapping)
     ignored = {normalize_header(name) for name in (*ignore, NOT_RESTORABLE)}
-    skip = len(REPORT_COLUMNS) if is_results_sheet(headers) else 0
+    skip = own_columns(headers)
     columns: list[Column] = []
     feeding: dict[str, str] = {}
     unknown: list[tuple[str, str | None]] = []

@@ -115,12 +115,18 @@ def duplicate_uids_of_column(uids: Any) -> frozenset[str]:
     return tally.duplicates
 
 
-def _uid_problems(uid: str, numeric: bool, duplicates: Collection[str]) -> list[str]:
+def _uid_problems(
+    uid: str, numeric: bool, duplicates: Collection[str], resolve_ids: bool = False
+) -> list[str]:
     if not uid:
         return ["the uid is missing; fill in the candidate's Comeet uid (e.g. AE.17934)"]
     problems = []
     if uid[0] in _ERROR_STARTS and _ERROR.fullmatch(uid):
         problems.append(_error_problem(uid))
+    elif uid.isdigit() and resolve_ids:
+        # The web page's number, to be looked up (--resolve-ids): a whole number stored as
+        # a number lost nothing.
+        numeric = False
     elif uid.isdigit():
         # The row's uid is beside every message (the report's uid column, the problem
         # lines): said once for all such rows, the message costs a large sheet nothing.
@@ -196,8 +202,11 @@ class RowValidator:
         base_dir: Path,
         duplicate_uids: Collection[str] = frozenset(),
         default_updated_by: Mapping[str, str] = MappingProxyType({}),
+        resolve_ids: bool = False,
     ) -> None:
         self.base_dir = base_dir
+        #: --resolve-ids: a uid of digits alone is the web page's number, looked up later.
+        self.resolve_ids = resolve_ids
         self.duplicate_uids = duplicate_uids
         self.headers = {c.field: c.header for c in columns if c.field}
         self.uid_column = _uid_column(columns)
@@ -234,7 +243,7 @@ class RowValidator:
                 and uid not in self.duplicate_uids
             ):
                 numeric = uid_column.index in row.numeric
-                for message in _uid_problems(uid, numeric, self.duplicate_uids):
+                for message in _uid_problems(uid, numeric, self.duplicate_uids, self.resolve_ids):
                     problems.append(Problem(uid_column.header, message))
 
         sent: list[str] = []  # fields with a non-empty cell, valid or not
