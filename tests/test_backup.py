@@ -12,6 +12,7 @@ import base64
 import copy
 import csv
 import json
+import signal
 import stat
 import sys
 from collections.abc import Mapping
@@ -343,3 +344,24 @@ def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
     assert res.code == 2
     assert "run #7 kept no backup" in res.err and "--backup" in res.err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_stopped_backup_run_writes_its_undo_sheet_itself(tmp_path: Path) -> None:
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(40)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    state = SandboxState()
+    for i in range(40):
+        state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
+    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+        proc = start_run(sheet, sb, tmp_path / "state", "--rate", "1000/1", "--backup")
+        wait_for(lambda: len(state.applied) >= 4)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        patched = {uid for uid, _ in sb.snapshot().applied}
+    undo = tmp_path / "s.undo.xlsx"
+    assert f"undo sheet: {undo}" in out
+    lines = {line["uid"]: line["first_name"] for line in sheet_rows(undo)}
+    assert patched <= lines.keys() and len(patched) < 40
+    assert all(lines[uid] == f"Old{uid.split('.')[1]}" for uid in lines)
