@@ -154,6 +154,7 @@ def scenario(
         # The dry run first, with its own state dir: it sends nothing either way.
         dry_args = ["run", str(sheet), "--dry-run", "--base-url", tool_sb.base_url, *common]
         dry_args += ["--state-dir", str(work / "dry-state"), "--report", str(work / "dry.csv")]
+        dry_args += ["--backup"] if backup else []
         dry = run_child(tool_argv(*dry_args), env, work)
         if dry.code != 0:
             failures.append(f"dry run exited {dry.code}: {dry.stderr[-2000:]}")

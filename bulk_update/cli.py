@@ -289,6 +289,7 @@ async def _run(args: argparse.Namespace) -> int:
         sheet=args.sheet,
         hidden=args.hidden,
         encoding=args.encoding,
+        backup=args.backup or None,
     )
     log_config(settings)
     if args.dry_run:
@@ -386,7 +387,6 @@ async def _send(
             stop=stop,
             journal=journal,
             started=args.started,
-            backup=args.backup,
             undo_sheet=args.undo_sheet,
         )
     return print_outcome(summary, args.log_format)

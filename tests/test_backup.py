@@ -365,3 +365,15 @@ def test_a_stopped_backup_run_writes_its_undo_sheet_itself(tmp_path: Path) -> No
     lines = {line["uid"]: line["first_name"] for line in sheet_rows(undo)}
     assert patched <= lines.keys() and len(patched) < 40
     assert all(lines[uid] == f"Old{uid.split('.')[1]}" for uid in lines)
+
+
+def test_the_dry_runs_estimate_counts_the_reads_of_a_backup(tmp_path: Path) -> None:
+    rows = [[f"AE.{i}", f"N{i}"] for i in range(1, 9)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    said = {}
+    for flags in ((), ("--backup",)):
+        res = run_cli("run", sheet, "--dry-run", "--rate", "4/60", *flags, cwd=tmp_path)
+        assert res.code == 0, res.err
+        said[flags] = next(line for line in res.out.splitlines() if "would take" in line)
+    # 8 patches at 4 a minute: the last two windows start at 60 s; 16 requests: at 180 s.
+    assert said[()].endswith("about 1m 00s.") and said[("--backup",)].endswith("about 3m 00s.")
