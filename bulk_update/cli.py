@@ -305,6 +305,7 @@ async def _run(args: argparse.Namespace) -> int:
         encoding=args.encoding,
         compare=args.compare or None,
         resolve_ids=args.resolve_ids or None,
+        backup=args.backup or None,
     )
     log_config(settings)
     if args.dry_run:
@@ -405,7 +406,6 @@ async def _send(
             stop=stop,
             journal=journal,
             started=args.started,
-            backup=args.backup,
             undo_sheet=args.undo_sheet,
         )
     return print_outcome(summary, args.log_format)

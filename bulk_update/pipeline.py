@@ -256,12 +256,14 @@ async def run_async(
     A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
     the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
-    lets the summary's duration include reading and planning. `backup` (a real run) reads
+    lets the summary's duration include reading and planning. `backup` (or
+    `settings.backup`; a real run) reads
     each candidate before its patch and keeps what the patch replaces (backup.py); the
     run then writes the undo sheet at `undo_sheet`, default `<input stem>.undo.xlsx`
     beside the input (undo.py; the summary's `undo_sheet`).
     """
     settings = settings or Settings()
+    backup = backup or settings.backup
     if not dry_run:
         check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started

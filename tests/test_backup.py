@@ -12,6 +12,7 @@ import base64
 import copy
 import csv
 import json
+import signal
 import stat
 import sys
 from collections.abc import Mapping
@@ -368,3 +369,36 @@ async def test_with_compare_one_read_serves_both_and_only_what_is_sent_is_kept(
     assert [r.outcome for r in result.results] == [Outcome.UPDATED] and reads == ["AE.2"]
     (row,) = read_backup(path).rows
     assert row.before == {} and set(row.lost) == {"last_name"}  # first_name was not sent
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_stopped_backup_run_writes_its_undo_sheet_itself(tmp_path: Path) -> None:
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(40)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    state = SandboxState()
+    for i in range(40):
+        state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
+    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+        proc = start_run(sheet, sb, tmp_path / "state", "--rate", "1000/1", "--backup")
+        wait_for(lambda: len(state.applied) >= 4)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        patched = {uid for uid, _ in sb.snapshot().applied}
+    undo = tmp_path / "s.undo.xlsx"
+    assert f"undo sheet: {undo}" in out
+    lines = {line["uid"]: line["first_name"] for line in sheet_rows(undo)}
+    assert patched <= lines.keys() and len(patched) < 40
+    assert all(lines[uid] == f"Old{uid.split('.')[1]}" for uid in lines)
+
+
+def test_the_dry_runs_estimate_counts_the_reads_of_a_backup(tmp_path: Path) -> None:
+    rows = [[f"AE.{i}", f"N{i}"] for i in range(1, 9)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    said = {}
+    for flags in ((), ("--backup",)):
+        res = run_cli("run", sheet, "--dry-run", "--rate", "4/60", *flags, cwd=tmp_path)
+        assert res.code == 0, res.err
+        said[flags] = next(line for line in res.out.splitlines() if "would take" in line)
+    # 8 patches at 4 a minute: the last two windows start at 60 s; 16 requests: at 180 s.
+    assert said[()].endswith("about 1m 00s.") and said[("--backup",)].endswith("about 3m 00s.")
