@@ -58,6 +58,9 @@ class Settings:
     #: `[limits] stop_after_rejected`: the brake (brake.py); this many rows in a row
     #: refused with the same 4xx error stop the run. 0: never.
     stop_after_rejected: int = 20
+    #: `--backup`: read each candidate before its patch and keep what it replaces (undo
+    #: sheet; contract section 11): two requests a row, which the dry run's estimate counts.
+    backup: bool = False
     updated_by: Mapping[str, str] = field(default_factory=dict)
     columns: Mapping[str, str] = field(default_factory=dict)
     sheet: str | None = None

@@ -47,6 +47,8 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "attempts",
     "fields",
 )
+#: The undo sheet's column saying what cannot be put back (undo.py): ignored on input.
+NOT_RESTORABLE = "Not restorable"
 
 
 def is_results_sheet(headers: Sequence[str]) -> bool:
@@ -252,6 +254,8 @@ class RunSummary:
     kept_report: Path | None = None
     #: The report path asked for, when the report had to go elsewhere (report.put_in_place).
     report_asked: Path | None = None
+    #: Where a --backup run wrote its undo sheet (undo.py); None: no backup, or not written.
+    undo_sheet: Path | None = None
     #: Whether rows were compared with what Comeet holds (--compare): the report's `before`.
     compared: bool = False
 

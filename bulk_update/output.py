@@ -30,6 +30,7 @@ from .journal import RunRecord
 from .models import HiddenContent, Outcome, RowResult, RunSummary
 from .network import redact_url
 from .patch import files_summarised
+from .undo import backup_path, run_undo_sheet
 from .wiring import SETTLED, SHOWN_PATCHES, DryRun
 
 __all__ = [
@@ -247,6 +248,7 @@ def _summary_json(summary: RunSummary) -> str:
             "config": str(summary.config_path) if summary.config_path else None,
             "report_asked": str(summary.report_asked) if summary.report_asked else None,
             "kept_report": str(summary.kept_report) if summary.kept_report else None,
+            "undo_sheet": str(summary.undo_sheet) if summary.undo_sheet else None,
             "exit_code": summary.exit_code,
         }
     )
@@ -324,6 +326,8 @@ def print_outcome(summary: RunSummary, log_format: str) -> int:
     _print_problems(summary, sys.stderr)
     if summary.aborted:
         print(f"Run aborted: {summary.abort_reason}", file=sys.stderr)
+    if summary.undo_sheet:
+        print(f"undo sheet: {summary.undo_sheet} (run it to put back what this run changed)")
     print(summary_line(summary), flush=True)
     return summary.exit_code
 
@@ -351,7 +355,8 @@ def print_history(runs: Sequence[RunRecord], state_dir: Path, log_format: str) -
     """The runs of the journal, a table or one JSON object per run."""
     if log_format == "json":
         for run in runs:
-            print(json.dumps(run.as_dict()))
+            undo = run_undo_sheet(state_dir, run.id)
+            print(json.dumps({**run.as_dict(), "undo_sheet": str(undo) if undo else None}))
         return
     if not runs:
         print(f"No runs recorded in {state_dir}.")
@@ -368,5 +373,9 @@ def print_history(runs: Sequence[RunRecord], state_dir: Path, log_format: str) -
             f"#{run.id}  {run.started:%Y-%m-%d %H:%M:%S} UTC  {run.status}{kind}  {took}  "
             f"{run.sheet}\n      {counts}\n      report: {report or '-'}"
         )
+        if undo := run_undo_sheet(state_dir, run.id):
+            print(f"      undo sheet: {undo}")
+        elif backup_path(state_dir, run.id).is_file():
+            print(f"      undo sheet: not written yet: bulk-update undo-sheet --run {run.id}")
         if run.config is not None:  # None: recorded before runs kept it
             print(f"      config: {run.config or 'none (defaults)'}")

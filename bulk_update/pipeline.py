@@ -12,6 +12,7 @@ under one name. Each step is usable alone::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -25,6 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from .auth import Credentials, TokenMinter
+from .backup import Backup, default_undo_path
 from .client import ComeetClient
 from .config import Settings
 from .errors import ConfigError, RunInterrupted
@@ -48,6 +50,7 @@ from .records import keep_report, private_folder
 from .report import check_report_path, default_report_path, fitting_report, write_report
 from .resolve import run_replan
 from .rowstore import Shared
+from .undo import finish_backup, start_backup
 from .version import __version__
 
 __all__ = [
@@ -236,6 +239,8 @@ async def run_async(
     rng: random.Random | None = None,
     journal: Journal | None = None,
     started: float | None = None,
+    backup: bool = False,
+    undo_sheet: Path | None = None,
 ) -> RunSummary:
     """Send the plan's patches at the rate limit and write the results sheet.
 
@@ -251,9 +256,14 @@ async def run_async(
     A graceful stop (the
     `stop` event) returns an aborted summary; cancelling the task raises RunInterrupted (with
     the summary) once the report is safe on disk. `started` (a time.monotonic() reading)
-    lets the summary's duration include reading and planning.
+    lets the summary's duration include reading and planning. `backup` (or
+    `settings.backup`; a real run) reads
+    each candidate before its patch and keeps what the patch replaces (backup.py); the
+    run then writes the undo sheet at `undo_sheet`, default `<input stem>.undo.xlsx`
+    beside the input (undo.py; the summary's `undo_sheet`).
     """
     settings = settings or Settings()
+    backup = backup or settings.backup
     if not dry_run:
         check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started
@@ -289,6 +299,8 @@ async def run_async(
     held_back: set[str] = set()  # uids whose note this run does not send again
     journal_failed: list[str] = []  # why the journal stopped the run, if it did
     halt = stop if stop is not None else asyncio.Event()  # the caller's stop, or our own
+    backing_up = contextlib.ExitStack()
+    kept_before: list[Backup] = []  # the run's backup, once opened
 
     def record(result: RowResult) -> None:
         said = warnings.get(result.row, ())
@@ -337,10 +349,13 @@ async def run_async(
                 journal.record_report(run_id, written)
             except (OSError, sqlite3.Error) as exc:
                 log.error("the journal could not close this run: %s", exc)
+        undo = finish_backup(kept_before[0], run_id) if kept_before else None
+        backing_up.close()
         # The time the summary line shows includes writing the report (a third of a
         # million-row dry run); the report itself can only hold the time before it.
         return replace(
             summary,
+            undo_sheet=undo,
             duration_s=time.monotonic() - started,
             report_path=written,
             kept_report=kept,
@@ -369,6 +384,10 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
+        if backup:
+            state_dir = journal.path.parent if journal is not None else None
+            where = undo_sheet or default_undo_path(the_plan.sheet.path)
+            kept_before.append(start_backup(state_dir, run_id, where, http, backing_up))
         on_pool_result: Callable[[RowResult], None] | None = record
         on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
         notes: dict[str, str] = {}
@@ -434,6 +453,7 @@ async def run_async(
                 note_warning=note_not_sent,
                 notes=notes,
             ),
+            backup=kept_before[0] if kept_before else None,
         )
     except asyncio.CancelledError:
         # Stopped at once (a second Ctrl-C): the report is still written.
@@ -457,6 +477,8 @@ def run(
     report_path: Path | bool = True,
     on_result: Callable[[RowResult], None] | None = None,
     journal: Journal | None = None,
+    backup: bool = False,
+    undo_sheet: Path | None = None,
 ) -> RunSummary:
     """Synchronous `run_async` for scripts (starts and closes its own event loop)."""
     return asyncio.run(
@@ -468,5 +490,7 @@ def run(
             report_path=report_path,
             on_result=on_result,
             journal=journal,
+            backup=backup,
+            undo_sheet=undo_sheet,
         )
     )

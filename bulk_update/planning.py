@@ -174,9 +174,9 @@ def reads_first(settings: Settings) -> bool:
 def requests_to_send(the_plan: Plan, settings: Settings) -> int:
     """The requests the plan's real run sends, reads included (the dry run's estimate):
     with --compare two per row (a read, a patch), with --resolve-ids a read more for each
-    row keyed by the web page's number."""
+    row keyed by the web page's number; with --backup two per row as well."""
     sends = the_plan.sends
-    if settings.compare:
+    if settings.compare or settings.backup:
         return 2 * sends
     if settings.resolve_ids:
         return sends + sum(r.outcome is None and is_number(r.uid) for r in the_plan.rows)

@@ -17,15 +17,16 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
+from .backup import Backup, BackupError
 from .brake import Brake
 from .client import Kind, Response
 from .compare import compare_patch
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
 from .models import Outcome, Patch, RowResult
-from .readmodel import Reading, read_candidate
+from .readmodel import CandidateRead, Reading, read_candidate
 from .resolve import Replan, is_number, resolved_message, unplanned
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
 
@@ -91,6 +92,7 @@ async def run_pool(
     resolve_ids: bool = False,
     replan: Replan = unplanned,
     typed_uids: Mapping[str, int] | None = None,
+    backup: Backup | None = None,
 ) -> PoolResult:
     """Send every patch, at most `concurrency` at a time, and say what happened to each.
 
@@ -113,6 +115,11 @@ async def run_pool(
     the answer carries, as `replan` plans it again (resolve.py); a uid another row names
     already is not sent twice: the later row is `invalid`. `typed_uids` (uid -> sheet row)
     are the uids the sheet names itself, sent or not (default: those of `patches`).
+
+    With a `backup` (--backup), each row's candidate is read right before its PATCH (the
+    same read as compare's) and what the patch replaces is on disk before it leaves
+    (backup.py); a row whose resume cannot be downloaded is `failed`, not sent, and a
+    backup the disk refuses halts the run.
     """
     if concurrency < 1:
         raise ConfigError(
@@ -121,6 +128,7 @@ async def run_pool(
         )
     run = _Run(patches, sender, on_result, on_results, Brake(stop_after_rejected))
     run.compare, run.send, run.resolve_ids, run.replan = compare, send, resolve_ids, replan
+    run.backup = backup if send else None
     if resolve_ids:  # the uids typed: a number resolving to one of them is a duplicate row
         typed = typed_uids if typed_uids is not None else {p.uid: p.row for p in patches}
         run.claimed = {uid: row for uid, row in typed.items() if not is_number(uid)}
@@ -146,6 +154,8 @@ class _Run:
     replan: Replan = staticmethod(unplanned)
     #: With resolve_ids: uid -> the row sent to it (typed, or resolved first).
     claimed: dict[str, int]
+    #: Keep what each patch replaces before it leaves (--backup).
+    backup: Backup | None = None
 
     def __init__(
         self,
@@ -223,7 +233,7 @@ class _Run:
         tries = self.tries[index]
         said: tuple[str, ...] = ()  # what the row's message says besides the answer
         before = ""
-        if self.compare or self.by_number(patch):
+        if self.compare or self.backup is not None or self.by_number(patch):
             reading = await self.read_first(patch, tries)
             if reading.candidate is None:
                 unread = _unread(patch, reading)
@@ -247,6 +257,10 @@ class _Run:
                         attempts=tries.attempts,
                     )
                 patch, before = compared.patch, compared.before
+            if self.backup is not None:
+                kept = await self._keep(patch, reading.candidate, tries, self.backup)
+                if kept is not True:
+                    return kept
         if not self.send:
             return RowResult(
                 patch.row,
@@ -263,7 +277,10 @@ class _Run:
         )
         if response is None:
             return None
-        result = _result(patch, _FINAL.get(response.kind, Outcome.FAILED), response, tries.attempts)
+        outcome = _FINAL.get(response.kind, Outcome.FAILED)
+        if self.backup is not None:
+            self.backup.sent(patch, outcome)
+        result = _result(patch, outcome, response, tries.attempts)
         if said or before:
             result = replace(result, message=_said(*said, result.message), before=before)
         return result
@@ -279,6 +296,22 @@ class _Run:
         return await read_candidate(
             self.retrier, self.sender, patch.uid, real_id=self.by_number(patch), tries=tries
         )
+
+    async def _keep(
+        self, patch: Patch, candidate: CandidateRead, tries: Tries, backup: Backup
+    ) -> RowResult | Literal[True] | None:
+        """Put on disk what the patch replaces (--backup): True to send the row; else its
+        result (not sent), None when the disk refused and the run halts."""
+        try:
+            await backup.keep(patch, candidate)
+        except BackupError as exc:
+            failed = Response(Kind.GIVE_UP, None, "backup_failed", str(exc))
+            return _result(patch, Outcome.FAILED, failed, tries.attempts)
+        except OSError as exc:
+            # A full disk: no row can be backed up, so none may be sent.
+            self.retrier.halt(f"the backup could not be written ({exc}): the run stopped")
+            return None
+        return True
 
     def _resolve(
         self, patch: Patch, uid: str, tries: Tries

@@ -33,7 +33,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def test_every_command_and_option_has_help_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     commands = _subparsers(build_parser())
-    assert set(commands) == {"run", "history", "sandbox", "serve"}
+    assert set(commands) == {"run", "history", "sandbox", "serve", "undo-sheet"}
     for name, sub in commands.items():
         assert sub.description, name
         assert f"bulk-update {name}" in readme

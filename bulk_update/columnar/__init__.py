@@ -208,7 +208,7 @@ def _dry_run(
             duration_s=time.monotonic() - started,
             report_path=final,
             dry_run=True,
-            estimate_s=estimate_duration(sends, settings.rate),
+            estimate_s=estimate_duration(sends * (1 + settings.backup), settings.rate),
             results=tuple(outcomes.problems),
             config_path=settings.config_path,
         )

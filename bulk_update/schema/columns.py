@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from ..errors import ConfigError, InputError, UnknownColumnError
-from ..models import Column, own_columns
+from ..models import NOT_RESTORABLE, Column, own_columns
 from ..reader.layout import column_letter
 from .fields import _ORDERED_FIELDS, CUSTOM_FIELDS_PREFIX, FIELDS
 
@@ -96,7 +96,8 @@ def resolve_columns(
 ) -> tuple[Column, ...]:
     """Match every header to the API field it feeds (None: ignored).
 
-    A re-uploaded results sheet's own leading columns are ignored. Raises
+    A re-uploaded results sheet's own leading columns are ignored, and so is an undo
+    sheet's `Not restorable` column (models.NOT_RESTORABLE). Raises
     UnknownColumnError for headers that are neither a field, nor mapped, nor ignored (every
     one of them, with the header row's other problems: a missing uid column, [columns]
     entries that match no header); InputError for two columns feeding one field, a column
@@ -104,7 +105,7 @@ def resolve_columns(
     maps to no field.
     """
     mapped = _mapped_fields(mapping)
-    ignored = {normalize_header(name) for name in ignore}
+    ignored = {normalize_header(name) for name in (*ignore, NOT_RESTORABLE)}
     skip = own_columns(headers)
     columns: list[Column] = []
     feeding: dict[str, str] = {}

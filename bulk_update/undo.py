@@ -1,0 +1,197 @@
+"""The undo sheet: a run's backup file (backup.py) as an input sheet that puts it back.
+
+Its first worksheet (or the CSV) is an input sheet like any other: `uid`, then one column
+per field the run changed whose earlier value can be written back, holding that value (a
+resume as the path of its downloaded file, in the folder beside the sheet), then the column
+`Not restorable`, which the column rules always ignore (models.NOT_RESTORABLE), saying per
+field why it cannot be put back. An XLSX has the same, one line per row and field, in a
+second worksheet, `Not restorable`, which a run does not read (it reads the first).
+
+A row whose PATCH was surely refused (`not_found`, `rejected`) changed nothing and is left
+out; every other row that was backed up is in, including the rows of a killed run whose
+answer never came: writing back a value a candidate still holds changes nothing.
+The sheet and the resumes' folder are created owner-only (0600/0700).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import aiohttp
+
+from . import records, xlsx
+from .backup import (
+    BACKUP_FILE,
+    BackedUpRow,
+    Backup,
+    BackupRecord,
+    private_file,
+    private_folder,
+    read_backup,
+    resumes_folder,
+)
+from .errors import CannotStartError
+from .models import NOT_RESTORABLE, Outcome
+from .records import kept_folder
+from .report import put_in_place, xlsx_text
+
+__all__ = [
+    "NOT_RESTORABLE_SHEET",
+    "backup_path",
+    "finish_backup",
+    "run_undo_sheet",
+    "start_backup",
+    "undo_sheet_of_run",
+    "undo_table",
+    "write_undo_sheet",
+]
+
+log = logging.getLogger("bulk_update")
+
+NOT_RESTORABLE_SHEET = "Not restorable"
+_UNAPPLIED = frozenset({Outcome.NOT_FOUND.value, Outcome.REJECTED.value})
+
+
+def _applied(rows: Sequence[BackedUpRow]) -> list[BackedUpRow]:
+    return [row for row in rows if row.outcome not in _UNAPPLIED]
+
+
+def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
+    """The undo sheet's first worksheet as text, header first; copies each resume into the
+    folder beside `undo_sheet` when it is not there already."""
+    rows = _applied(record.rows)
+    fields = list(dict.fromkeys(path for row in rows for path in row.before))
+    table = [["uid", *fields, NOT_RESTORABLE]]
+    for row in rows:
+        cells = [row.uid]
+        for path in fields:
+            value = row.before.get(path)
+            if isinstance(value, dict):  # a resume: its file, beside the sheet
+                value = _resume_cell(Path(value["file"]), row.row, undo_sheet, record.label)
+            cells.append(value or "")
+        cells.append("; ".join(f"{path}: {why}" for path, why in row.lost.items()))
+        table.append(cells)
+    return table
+
+
+def _resume_cell(file: Path, row: int, undo_sheet: Path, label: str) -> str:
+    resumes = resumes_folder(undo_sheet)
+    if not file.resolve().is_relative_to(resumes.resolve()):
+        folder = private_folder((resumes / label if label else resumes) / f"row {row}")
+        shutil.copyfile(file, folder / file.name)
+        os.chmod(folder / file.name, 0o600)
+        file = folder / file.name
+    return Path(os.path.relpath(file, undo_sheet.parent)).as_posix()
+
+
+def _lost_lines(record: BackupRecord) -> Iterator[list[xlsx.Cell]]:
+    yield [(h, xlsx.BOLD) for h in ("row", "uid", "field", "why it cannot be put back")]
+    for row in _applied(record.rows):
+        for path, why in row.lost.items():
+            yield [row.row, row.uid, path, why]
+
+
+def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
+    """Write the undo sheet of `record` at `undo_sheet` (.xlsx or .csv, owner-only) and
+    return where it went (the next free name when the file is open in Excel)."""
+    undo_sheet = Path(undo_sheet)
+    table = undo_table(record, undo_sheet)
+    tmp = undo_sheet.with_name(f".{undo_sheet.name}.tmp")
+    os.close(private_file(tmp))
+    try:
+        if undo_sheet.suffix.lower() == ".csv":
+            buffer = io.StringIO()
+            # Values exactly as they were: a phone's leading + is data, not a formula.
+            csv.writer(buffer).writerows(table)
+            with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
+                fh.write(buffer.getvalue())
+        else:
+            first = [[(h, xlsx.BOLD) for h in table[0]]] + [
+                [xlsx_text(cell) for cell in line] for line in table[1:]
+            ]
+            xlsx.write_workbook(
+                tmp,
+                [
+                    xlsx.SheetSpec("Undo", first, freeze_header=True),
+                    xlsx.SheetSpec(NOT_RESTORABLE_SHEET, _lost_lines(record), freeze_header=True),
+                ],
+            )
+        os.chmod(tmp, 0o600)
+        return put_in_place(tmp, undo_sheet)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def backup_path(state_dir: Path, run_id: int) -> Path:
+    """Where run `run_id` keeps its backup file (in its folder of the state dir)."""
+    return kept_folder(state_dir, run_id) / "backup" / BACKUP_FILE
+
+
+def start_backup(
+    state_dir: Path | None,
+    run_id: int | None,
+    undo_sheet: Path,
+    session: aiohttp.ClientSession | None,
+    stack: contextlib.ExitStack,
+) -> Backup:
+    """Open a run's backup file: in its folder of the state dir; without a journal (the
+    in-process sandbox) in a private temporary folder, gone when `stack` closes."""
+    if state_dir is not None and run_id is not None:
+        path = records.private_folder(state_dir, run_id) / "backup" / BACKUP_FILE
+    else:
+        path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / BACKUP_FILE
+    label = f"run {run_id}" if run_id is not None else ""
+    backup = Backup(path, undo_sheet=undo_sheet, session=session, label=label)
+    stack.callback(backup.close)
+    return backup
+
+
+def finish_backup(backup: Backup, run_id: int | None) -> Path | None:
+    """Write the undo sheet of a run's backup from what is on disk; where it went, or None
+    when it could not be written (the log says why, and how to write it later)."""
+    try:
+        written = write_undo_sheet(read_backup(backup.path), backup.undo_sheet)
+        backup.written(written)
+    except (OSError, ValueError) as exc:
+        later = f"; `bulk-update undo-sheet --run {run_id}` writes it" if run_id else ""
+        log.error("the undo sheet could not be written (%s)%s", exc, later)
+        return None
+    return written
+
+
+def undo_sheet_of_run(state_dir: Path, run_id: int, undo_sheet: Path | None = None) -> Path:
+    """Write run `run_id`'s undo sheet from its backup file (a killed run's too): at
+    `undo_sheet`, else where the run meant to. CannotStartError when the run kept none."""
+    path = backup_path(state_dir, run_id)
+    if not path.is_file():
+        raise CannotStartError(
+            f"run #{run_id} kept no backup in {state_dir}",
+            fix="only a run with --backup has an undo sheet; `bulk-update history` lists "
+            "the runs (give the same --state-dir as the run's)",
+        )
+    record = read_backup(path)
+    written = write_undo_sheet(record, undo_sheet or record.undo_sheet)
+    fd = private_file(path, append=True)
+    try:
+        os.write(fd, (json.dumps({"written": str(written)}) + "\n").encode())
+    finally:
+        os.close(fd)
+    return written
+
+
+def run_undo_sheet(state_dir: Path, run_id: int) -> Path | None:
+    """Where run `run_id`'s undo sheet was last written; None without one."""
+    path = backup_path(state_dir, run_id)
+    try:
+        return read_backup(path).written if path.is_file() else None
+    except OSError:
+        return None

@@ -1,0 +1,404 @@
+"""--backup and the undo sheet (contract section 11), against the sandbox on 127.0.0.1.
+
+The round trip: a sheet run with --backup, then its undo sheet run: every field that had a
+value before is back, every other one is listed with its reason, the resume byte for byte.
+A backup run killed (SIGKILL) part way: `bulk-update undo-sheet --run N` covers every
+candidate the sandbox shows as patched.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import csv
+import json
+import signal
+import stat
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from openpyxl import load_workbook
+
+import bulk_update as bu
+from bulk_update.backup import EMPTY_BEFORE, Backup, read_backup
+from bulk_update.client import Kind, Response
+from bulk_update.limiter import SlidingWindowLimiter
+from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
+from bulk_update.pool import run_pool
+from bulk_update.sandbox import (
+    DEMO_API_KEY,
+    DEMO_SECRET,
+    Faults,
+    SandboxServer,
+    SandboxState,
+    ThreadedSandbox,
+)
+from bulk_update.undo import undo_sheet_of_run, write_undo_sheet
+
+from .conftest import run_cli
+from .test_resume import CREDS, start_run, wait_for
+
+OLD_CV = b"%PDF-1.4 the old cv \x00\x01\xff"
+NEW_CV = b"%PDF-1.4 the new cv"
+HEADER = [
+    "uid", "First Name", "Last Name", "Email", "Phone", "Mobile Phone", "Prospect Status",
+    "LinkedIn URL", "National ID", "custom_fields.Team", "Note", "Resume",
+]  # fmt: skip
+BEFORE: dict[str, dict[str, Any]] = {
+    "AE.1": {
+        "uid": "AE.1", "first_name": "Dana", "last_name": "Cohen", "email": "dana@old.example",
+        "phone": "+972-3-555-0100", "mobile_phone": "054-555-0101", "prospect_status": "Sourced",
+        "linkedin_url": "https://www.linkedin.com/in/dana-old", "national_id": "012345678",
+        "custom_fields": {"Team": "R&D"},
+        "resume": {"name": "dana-cv.pdf", "file": base64.b64encode(OLD_CV).decode()},
+    },
+    "AE.2": {  # empty before: mobile phone (null), no resume
+        "uid": "AE.2", "first_name": "Avi", "last_name": "Levi", "email": "avi@old.example",
+        "phone": "03-555-0200", "mobile_phone": None, "prospect_status": "Contacted",
+        "linkedin_url": "https://www.linkedin.com/in/avi-old", "national_id": "000000018",
+    },
+}  # fmt: skip
+ROWS = [
+    ["AE.1", "Dina", "Kahn", "dina@new.example", "+972-3-555-0999", "054-555-0999",
+     "interested", "https://www.linkedin.com/in/dina", "098765432", "Sales", "Renamed", "new.pdf"],
+    ["AE.2", "Avraham", "Levy", "avraham@new.example", "03-555-0299", "052-555-0299",
+     "Responded", "https://www.linkedin.com/in/avraham", "000000026", "Ops", "Hello", ""],
+]  # fmt: skip
+READABLE = (
+    "first_name", "last_name", "email", "phone", "mobile_phone", "prospect_status",
+    "linkedin_url", "national_id",
+)  # fmt: skip
+
+
+def make_state() -> SandboxState:
+    state = SandboxState(custom_fields={"Team"})
+    state.candidates.update(copy.deepcopy(BEFORE))
+    return state
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return path
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def sheet_rows(path: Path) -> list[dict[str, str]]:
+    if path.suffix == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            return list(csv.DictReader(fh))
+    ws = load_workbook(path).worksheets[0]
+    lines = [["" if v is None else str(v) for v in r] for r in ws.iter_rows(values_only=True)]
+    return [dict(zip(lines[0], line, strict=True)) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".csv"])
+def test_the_undo_sheet_puts_back_every_field_that_had_a_value(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / "new.pdf").write_bytes(NEW_CV)
+    sheet = write_csv(tmp_path / "people.csv", HEADER, ROWS)
+    undo = tmp_path / f"people.undo{suffix}"
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    state = make_state()
+    with ThreadedSandbox(state) as sb:
+        args = ("--base-url", sb.base_url, "--rate", "1000/1")
+        extra = ("--undo-sheet", undo) if suffix == ".csv" else ()
+        res = run_cli("run", sheet, *args, "--backup", *extra, env=env, cwd=tmp_path)
+        assert res.code == 0, res.err
+        assert f"undo sheet: {undo}" in res.out
+        changed = sb.snapshot().candidates
+        assert changed["AE.1"]["first_name"] == "Dina"
+        assert base64.b64decode(changed["AE.1"]["resume"]["file"]) == NEW_CV
+        # Reads first: a GET before each PATCH.
+        assert [r.method for r in sb.snapshot().requests].count("GET") == 2
+
+        lines = {line["uid"]: line for line in sheet_rows(undo)}
+        for uid, before in BEFORE.items():
+            for path in READABLE:
+                if before.get(path):
+                    assert lines[uid][path] == before[path], (uid, path)
+        assert lines["AE.2"]["mobile_phone"] == ""
+        said = lines["AE.2"][NOT_RESTORABLE]
+        assert f"mobile_phone: {EMPTY_BEFORE}" in said
+        assert "note: notes are added, never replaced" in lines["AE.1"][NOT_RESTORABLE]
+        assert "custom_fields.Team: Comeet does not return custom fields" in said
+        resume = tmp_path / lines["AE.1"]["resume"]
+        assert resume.read_bytes() == OLD_CV and resume.name == "dana-cv.pdf"
+        assert mode(undo) == 0o600 and mode(resume) == 0o600
+        resumes = tmp_path / "people.undo resumes"
+        assert resume.parent == resumes / "run 1" / "row 2"  # a later run: beside it
+        assert {mode(resume.parent), mode(resumes / "run 1"), mode(resumes)} == {0o700}
+        if suffix == ".xlsx":
+            listed = list(load_workbook(undo)["Not restorable"].iter_rows(values_only=True))
+            assert listed[0] == ("row", "uid", "field", "why it cannot be put back")
+            assert (3, "AE.2", "mobile_phone", EMPTY_BEFORE) in listed
+            assert {(r[1], r[2]) for r in listed[1:]} == {
+                ("AE.1", "custom_fields.Team"), ("AE.1", "note"),
+                ("AE.2", "mobile_phone"), ("AE.2", "custom_fields.Team"), ("AE.2", "note"),
+            }  # fmt: skip
+
+        # Written again elsewhere: the resume is copied beside it.
+        (tmp_path / "elsewhere").mkdir()
+        again = tmp_path / "elsewhere" / f"again{suffix}"
+        res = run_cli("undo-sheet", "--run", "1", "--undo-sheet", again, env=env, cwd=tmp_path)
+        assert res.code == 0, res.err
+        copied = again.parent / sheet_rows(again)[0]["resume"]
+        assert copied.read_bytes() == OLD_CV and copied.parent.parent.name == "run 1"
+        assert mode(copied) == 0o600 and mode(again) == 0o600
+
+        history = run_cli("history", env=env, cwd=tmp_path)
+        assert f"undo sheet: {again}" in history.out
+        history = run_cli("history", "--log-format", "json", env=env, cwd=tmp_path)
+        assert json.loads(history.out.splitlines()[0])["undo_sheet"] == str(again)
+
+        # Running the undo sheet puts every readable field back, and never the column
+        # saying what cannot be.
+        res = run_cli("run", undo, *args, "--report", tmp_path / "undo.out.xlsx", env=env)
+        assert res.code == 0, res.err + res.out
+        back = sb.snapshot().candidates
+    for uid, before in BEFORE.items():
+        for path in READABLE:
+            if before.get(path):
+                assert back[uid][path] == before[path], (uid, path)
+    assert base64.b64decode(back["AE.1"]["resume"]["file"]) == OLD_CV
+    assert back["AE.1"]["resume"]["name"] == "dana-cv.pdf"
+    assert back["AE.2"]["mobile_phone"] == "052-555-0299"  # empty before: cannot be cleared
+    assert back["AE.1"]["custom_fields"] == {"Team": "Sales"}  # not readable: stays
+    sent = [body for _, body in sb.state.applied[2:]]
+    assert all(NOT_RESTORABLE not in str(body) and "note" not in body for body in sent)
+
+
+def test_a_row_whose_read_fails_is_not_patched(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], [["AE.1", "X"], ["ZZ.9", "Y"]])
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        res = run_cli("run", sheet, "--base-url", sb.base_url, "--backup", env=env, cwd=tmp_path)
+        assert res.code == 1
+        patched = [uid for uid, _ in sb.state.applied]
+        assert patched == ["AE.1"]
+    assert "row 3 (uid ZZ.9): not_found" in res.err
+    lines = sheet_rows(tmp_path / "s.undo.xlsx")
+    assert [line["uid"] for line in lines] == ["AE.1"]  # the unknown uid: nothing to undo
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+@pytest.mark.parametrize("after", [0, 5, 13])
+def test_a_killed_backup_runs_undo_sheet_covers_every_patched_candidate(
+    tmp_path: Path, after: int
+) -> None:
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(20)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    state = SandboxState()
+    for i in range(20):
+        state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
+    state_dir = tmp_path / "state"
+    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+        proc = start_run(sheet, sb, state_dir, "--rate", "1000/1", "--backup")
+        wait_for(lambda: len(state.applied) >= after and state.arrived - len(state.requests) >= 2)
+        proc.kill()
+        proc.communicate(timeout=30)
+        wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last answers
+        patched = {uid for uid, _ in sb.snapshot().applied}
+    env = {"XDG_STATE_HOME": str(state_dir)}
+    assert "bulk-update undo-sheet --run 1" in run_cli("history", env=env).out
+    res = run_cli("undo-sheet", "--run", "1", env=env, cwd=tmp_path)
+    assert res.code == 0, res.err
+    undo = tmp_path / "s.undo.xlsx"
+    assert f"undo sheet: {undo}" in res.out
+    lines = {line["uid"]: line["first_name"] for line in sheet_rows(undo)}
+    assert patched <= lines.keys()
+    assert all(lines[uid] == f"Old{uid.split('.')[1]}" for uid in lines)
+    assert mode(undo) == 0o600
+
+
+class Reads:
+    """A reader and sender: each patch checks that its row's backup is on disk already."""
+
+    def __init__(self, backup_file: Path) -> None:
+        self.backup_file = backup_file
+        self.seen_before_patch: list[bool] = []
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        body = {"uid": uid, "first_name": f"was {uid}", "resume": None}
+        return Response(Kind.OK, 200, body=body)
+
+    async def patch(self, uid: str, body: Mapping[str, Any]) -> Response:
+        lines = [json.loads(line) for line in self.backup_file.read_text().splitlines()]
+        self.seen_before_patch.append(
+            any(line.get("uid") == uid and "before" in line for line in lines)
+        )
+        return Response(Kind.OK, 200)
+
+    def refresh_token(self) -> None:
+        pass
+
+
+async def test_each_rows_backup_is_on_disk_before_its_patch_leaves(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "s.undo.xlsx", session=None)
+    client = Reads(path)
+    patches = [
+        Patch(row, f"AE.{row}", {"first_name": "X", "resume": {}}, ("first_name", "resume"))
+        for row in range(2, 12)
+    ]
+    result = await run_pool(
+        patches, sender=client, backup=backup,
+        limiter=SlidingWindowLimiter(Rate(1000, 1)), concurrency=3,
+    )  # fmt: skip
+    backup.close()
+    assert [r.outcome for r in result.results] == [Outcome.UPDATED] * 10
+    assert client.seen_before_patch == [True] * 10
+    record = read_backup(path)
+    assert [(r.uid, r.before, r.outcome) for r in record.rows] == [
+        (f"AE.{row}", {"first_name": f"was AE.{row}"}, "updated") for row in range(2, 12)
+    ]
+    assert record.rows[0].lost == {"resume": EMPTY_BEFORE}
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+
+
+def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "backup.jsonl"
+    Backup(path, undo_sheet=tmp_path / "u.csv", session=None).close()
+    with path.open("a") as fh:
+        fh.write('{"row": 2, "uid": "AE.2", "before": {"email": "a@b.c"}, "lost": {}}\n')
+        fh.write('{"row": 3, "uid": "AE.3", "bef')
+    record = read_backup(path)
+    assert [r.uid for r in record.rows] == ["AE.2"]
+    assert write_undo_sheet(record, tmp_path / "u.csv") == tmp_path / "u.csv"
+    assert sheet_rows(tmp_path / "u.csv") == [{"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}]
+
+
+class ResumeReads(Reads):
+    """Every candidate holds a resume whose link is `url`."""
+
+    def __init__(self, backup_file: Path, url: str) -> None:
+        super().__init__(backup_file)
+        self.url = url
+
+    async def read(self, uid: str, *, real_id: bool = False) -> Response:
+        body = {"uid": uid, "resume": {"name": "cv.pdf", "url": self.url}}
+        return Response(Kind.OK, 200, body=body)
+
+
+async def test_a_resume_that_cannot_be_downloaded_keeps_its_row_from_being_sent(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backup.jsonl"
+    patches = [Patch(2, "AE.1", {"resume": {"name": "n.pdf", "file": ""}}, ("resume",))]
+    async with SandboxServer(make_state()) as sb, aiohttp.ClientSession() as session:
+        backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=session)
+        client = ResumeReads(path, f"{sb.base_url}/_sandbox/files/expired")
+        result = await run_pool(
+            patches, sender=client, backup=backup,
+            limiter=SlidingWindowLimiter(Rate(1000, 1)),
+        )  # fmt: skip
+    backup.close()
+    (row,) = result.results
+    assert (row.outcome, row.error) == (Outcome.FAILED, "backup_failed")
+    assert "the resume could not be downloaded" in row.message
+    assert client.seen_before_patch == []  # never sent
+    assert read_backup(path).rows == []
+
+
+async def test_a_backup_the_disk_refuses_stops_the_run_before_any_patch(tmp_path: Path) -> None:
+    path = tmp_path / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    backup.close()  # every write now fails, as on a full disk
+    client = Reads(path)
+    patches = [Patch(r, f"AE.{r}", {"first_name": "X"}, ("first_name",)) for r in range(2, 6)]
+    result = await run_pool(
+        patches, sender=client, backup=backup,
+        limiter=SlidingWindowLimiter(Rate(1000, 1)), concurrency=2,
+    )  # fmt: skip
+    assert client.seen_before_patch == []
+    assert result.aborted and "the backup could not be written" in result.abort_reason
+    assert {r.outcome for r in result.results} == {Outcome.NOT_SENT}
+
+
+def test_the_library_runs_with_a_backup_and_says_where_the_undo_sheet_went(
+    tmp_path: Path,
+) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    with ThreadedSandbox(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url, state_dir=tmp_path / "state")
+        creds = bu.Credentials(DEMO_API_KEY, DEMO_SECRET)
+        with bu.open_run(sheet, settings, creds) as opened:
+            summary = bu.run(
+                opened.plan, settings, creds, journal=opened.journal,
+                backup=True, undo_sheet=tmp_path / "back.csv",
+            )  # fmt: skip
+    assert summary.undo_sheet == tmp_path / "back.csv"
+    assert sheet_rows(tmp_path / "back.csv") == [
+        {"uid": "AE.1", "email": "dana@old.example", NOT_RESTORABLE: ""}
+    ]
+    assert undo_sheet_of_run(tmp_path / "state", 1, tmp_path / "again.xlsx").is_file()
+
+
+def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
+    res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
+    assert res.code == 2
+    assert "run #7 kept no backup" in res.err and "--backup" in res.err
+
+
+async def test_with_compare_one_read_serves_both_and_only_what_is_sent_is_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    client = Reads(path)
+    reads: list[str] = []
+    read = client.read
+
+    async def counted(uid: str, *, real_id: bool = False) -> Response:
+        reads.append(uid)
+        return await read(uid, real_id=real_id)
+
+    client.read = counted  # type: ignore[method-assign]
+    body = {"first_name": "was AE.2", "last_name": "New"}
+    result = await run_pool(
+        [Patch(2, "AE.2", body, ("first_name", "last_name"))], sender=client, backup=backup,
+        limiter=SlidingWindowLimiter(Rate(1000, 1)), compare=True,
+    )  # fmt: skip
+    backup.close()
+    assert [r.outcome for r in result.results] == [Outcome.UPDATED] and reads == ["AE.2"]
+    (row,) = read_backup(path).rows
+    assert row.before == {} and set(row.lost) == {"last_name"}  # first_name was not sent
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_a_stopped_backup_run_writes_its_undo_sheet_itself(tmp_path: Path) -> None:
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(40)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    state = SandboxState()
+    for i in range(40):
+        state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
+    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+        proc = start_run(sheet, sb, tmp_path / "state", "--rate", "1000/1", "--backup")
+        wait_for(lambda: len(state.applied) >= 4)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        patched = {uid for uid, _ in sb.snapshot().applied}
+    undo = tmp_path / "s.undo.xlsx"
+    assert f"undo sheet: {undo}" in out
+    lines = {line["uid"]: line["first_name"] for line in sheet_rows(undo)}
+    assert patched <= lines.keys() and len(patched) < 40
+    assert all(lines[uid] == f"Old{uid.split('.')[1]}" for uid in lines)
+
+
+def test_the_dry_runs_estimate_counts_the_reads_of_a_backup(tmp_path: Path) -> None:
+    rows = [[f"AE.{i}", f"N{i}"] for i in range(1, 9)]
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
+    said = {}
+    for flags in ((), ("--backup",)):
+        res = run_cli("run", sheet, "--dry-run", "--rate", "4/60", *flags, cwd=tmp_path)
+        assert res.code == 0, res.err
+        said[flags] = next(line for line in res.out.splitlines() if "would take" in line)
+    # 8 patches at 4 a minute: the last two windows start at 60 s; 16 requests: at 180 s.
+    assert said[()].endswith("about 1m 00s.") and said[("--backup",)].endswith("about 3m 00s.")
