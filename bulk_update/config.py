@@ -159,6 +159,14 @@ class _Web(_Section):
     public_url: str | None = None
 
 
+class _Run(_Section):
+    """`[run]`: the safety net's switches, as the command line's flags (contract section 11)."""
+
+    backup: bool = False
+    compare: bool = False
+    resolve_ids: bool = False
+
+
 class _File(_Section):
     api: _Api = _Api()
     limits: _Limits = _Limits()
@@ -167,6 +175,7 @@ class _File(_Section):
     input: _Input = _Input()
     journal: _Journal = _Journal()
     web: _Web = _Web()
+    run: _Run = _Run()
 
 
 def _key(loc: tuple[int | str, ...]) -> str:
@@ -328,6 +337,9 @@ def parse_config(
         retry_base_s=parsed.limits.retry_base_s,
         retry_max_s=parsed.limits.retry_max_s,
         stop_after_rejected=parsed.limits.stop_after_rejected,
+        backup=parsed.run.backup,
+        compare=parsed.run.compare,
+        resolve_ids=parsed.run.resolve_ids,
         updated_by=updated_by,
         columns=dict(parsed.columns),
         sheet=parsed.input.sheet,

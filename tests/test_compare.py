@@ -362,3 +362,22 @@ def test_the_estimate_counts_the_reads(tmp_path: Path) -> None:
     assert compared.summary.estimate_s == estimate_duration(2 * 29, rate)
     assert resolved.summary.estimate_s == estimate_duration(30 + 1, rate)
     assert compared.summary.estimate_s > plain.summary.estimate_s
+
+
+def test_run_compare_in_the_config_file_is_the_flag(tmp_path: Path) -> None:
+    uids = [f"AE.{i}" for i in range(3)]
+    state = compare_state(uids)
+    state.candidates["AE.1"].update(first_name="Dana")
+    rows = [["uid", "first_name"]] + [[uid, "Dana"] for uid in uids]
+    sheet = write_csv(tmp_path / "s.csv", rows)
+    (tmp_path / "bulk_update.toml").write_text("[run]\ncompare = true\n", encoding="utf-8")
+    with ThreadedSandbox(state) as sb:
+        res = cli(tmp_path, sheet, sb.base_url, "--dry-run")
+    assert res.code == 0, res.err
+    assert Counter(r.method for r in state.requests) == {"GET": 3}
+    report = by_row(tmp_path / "out.xlsx")
+    assert [report[n]["outcome"] for n in (2, 3, 4)] == [
+        "would_update",
+        "unchanged",
+        "would_update",
+    ]

@@ -102,7 +102,7 @@ def test_example_config_as_it_is_holds_no_value() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
     empty = {
         **{"api": {}, "limits": {}, "defaults": {"updated_by": {}}, "columns": {}},
-        **{"input": {}, "journal": {}, "web": {}},
+        **{"input": {}, "journal": {}, "web": {}, "run": {}},
     }
     assert data == empty
     assert parse_config(data) == Settings()
@@ -148,6 +148,17 @@ def test_stop_after_rejected_is_read_and_must_not_be_negative() -> None:
         parse_config({"limits": {"stop_after_rejected": -1}})
     with pytest.raises(ConfigError, match="stop_after_rejected must be 0"):
         Settings().with_overrides(stop_after_rejected=-3)
+
+
+def test_the_safety_nets_switches_are_read_from_run() -> None:
+    assert (Settings().backup, Settings().compare, Settings().resolve_ids) == (False,) * 3
+    got = parse_config({"run": {"backup": True, "compare": True, "resolve_ids": True}})
+    assert (got.backup, got.compare, got.resolve_ids) == (True, True, True)
+    assert parse_config({"run": {"compare": True}}).backup is False
+    with pytest.raises(ConfigError, match=r"run\.backup"):
+        parse_config({"run": {"backup": "yes"}})  # a switch is true or false, never text
+    with pytest.raises(ConfigError, match=r"run\.undo"):
+        parse_config({"run": {"undo": True}})
 
 
 @pytest.mark.parametrize(
