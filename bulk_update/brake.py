@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import ConfigError
-from .models import Outcome, RowResult
+from .models import Outcome, RowResult, RunSummary
 
-__all__ = ["Brake", "brake_reason", "refusal_of"]
+__all__ = ["Brake", "brake_reason", "brake_words", "refusal_of"]
 
 _BRAKED = frozenset({Outcome.REJECTED, Outcome.NOT_FOUND})
 
@@ -75,6 +75,30 @@ def brake_reason(count: int, result: RowResult, refusal: Refusal) -> str:
         "mapping) and run it again: rows already applied are not sent twice. "
         "[limits] stop_after_rejected = 0 sends every row whatever the answers"
     )
+
+
+def brake_words(summary: RunSummary, limit: int, *, resumes: bool) -> str:
+    """The brake's stop in a recruiter's words; "" when the brake did not stop this run. Pure.
+
+    Derived from the summary's abort reason: the row whose refusal, through `brake_reason`,
+    gives exactly that reason is the one that tripped the brake (no second copy of the rule).
+    `resumes`: the run kept a journal, so rows already sent are not sent twice.
+    """
+    if not summary.aborted or not limit:
+        return ""
+    for result in summary.results:
+        refusal = refusal_of(result)
+        if refusal is None or brake_reason(limit, result, refusal) != summary.abort_reason:
+            continue
+        what = "not found in Comeet" if refusal.outcome is Outcome.NOT_FOUND else "refused"
+        said = (result.message or f"Comeet answered HTTP {result.http_status}").rstrip(".")
+        column = f"the {refusal.field.split('.')[-1]!r} column" if refusal.field else "the sheet"
+        again = "; rows already sent will not be sent twice" if resumes else ""
+        return (
+            f"Stopped after {limit} rows in a row were {what} for the same reason: {said}. "
+            f"Fix {column} and upload the sheet again{again}."
+        )
+    return ""
 
 
 class Brake:

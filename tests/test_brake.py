@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
-from bulk_update.brake import Brake, refusal_of
+from bulk_update.brake import Brake, brake_words, refusal_of
 from bulk_update.errors import ConfigError
-from bulk_update.models import Outcome, RowResult
+from bulk_update.models import Outcome, RowResult, RunSummary
 from bulk_update.sandbox import ThreadedSandbox
 
 from .conftest import run_cli
@@ -58,6 +59,23 @@ def test_the_reason_names_the_count_the_error_its_message_and_the_field() -> Non
     )
     assert "run it again" in reasons[2]
     assert "stop_after_rejected = 0" in reasons[2]
+
+
+def test_brake_words_come_from_the_reason_of_the_row_that_tripped_it() -> None:
+    other = refused(0, error="invalid_email", message="email is bad", fields=("email",))
+    rows = [other] + [refused(i, outcome=Outcome.NOT_FOUND, status=404) for i in range(1, 4)]
+    brake = Brake(3)
+    reason = next(r for r in map(brake.see, rows) if r)
+    summary = RunSummary({}, 1.0, None, aborted=True, abort_reason=reason, results=tuple(rows))
+    assert brake_words(summary, 3, resumes=False) == (
+        f"Stopped after 3 rows in a row were not found in Comeet for the same reason: {NO_TEAM}. "
+        "Fix the 'Teem' column and upload the sheet again."
+    )
+    assert brake_words(summary, 3, resumes=True).endswith("will not be sent twice.")
+    # Not the brake's stop (a stop asked for, another limit, or not aborted): no words.
+    assert brake_words(replace(summary, abort_reason="interrupted"), 3, resumes=True) == ""
+    assert brake_words(summary, 4, resumes=True) == ""
+    assert brake_words(replace(summary, aborted=False), 3, resumes=True) == ""
 
 
 def test_alternating_errors_do_not_trip_it() -> None:

@@ -39,6 +39,7 @@ from bulk_update.web.state import STATE
 from bulk_update.web.uploads import safe_name
 
 from .conftest import SAMPLE, run_cli
+from .test_e2e import make_state
 
 CANDIDATES = (SAMPLE / "candidates.csv").read_bytes()
 KEY = "web-test-key-7Qz1"
@@ -394,6 +395,30 @@ async def test_a_run_can_be_stopped_and_its_report_says_what_was_not_sent(
         assert "The run was stopped" in html
         counts = _counts(html, "run-counts")
         assert counts["not_sent"] > 20 and sum(counts.values()) == 40
+
+
+async def test_the_brakes_stop_is_said_in_a_recruiters_words(tmp_path: Path) -> None:
+    uids = [f"AE.{i}" for i in range(30)]
+    state = make_state(uids)  # custom fields Team and Start date only: no "Teem"
+    sheet = "uid,first_name,custom_fields.Teem\n" + "".join(f"{u},N,Core\n" for u in uids)
+    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
+        settings = _settings(tmp_path, sb.base_url, stop_after_rejected=5)
+        async with page_for(_config(tmp_path, sb, settings=settings)) as page:
+            _, where, _ = await page.upload("teem.csv", sheet.encode())
+            _, run_path, _ = await page.post(
+                where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+            )
+            await _run_to_the_end(page, run_path)
+            _, html = await page.get(run_path)
+    words = html.split('id="brake-stop">', 1)[1].split("</strong>", 1)[0]
+    assert words == (
+        "Stopped after 5 rows in a row were refused for the same reason: "
+        "There is no custom candidate field named &#39;Teem&#39;. Fix the &#39;Teem&#39; "
+        "column and upload the sheet again; rows already sent will not be sent twice."
+    )
+    counts = _counts(html, "run-counts")
+    assert 5 <= counts["rejected"] <= 8 and counts["not_sent"] == 30 - counts["rejected"]
+    assert state.applied == []
 
 
 # --- safety ---------------------------------------------------------------------------------

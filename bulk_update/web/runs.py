@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..auth import Credentials
+from ..brake import brake_words
 from ..config import Settings
 from ..errors import BulkUpdateError, CredentialsError, LockError, RunInterrupted
 from ..hidden import check_hidden
@@ -65,6 +66,8 @@ class RunProgress:
     error: str
     exit_code: int | None
     abort_reason: str
+    #: The brake's stop in a recruiter's words (brake.brake_words); "" when it did not stop.
+    brake_stop: str
     has_report: bool
     version: int
 
@@ -256,6 +259,10 @@ class WebRun:
             return self.report_path
         return summary.kept_report or summary.report_path or self.report_path
 
+    def _brake_words(self, summary: RunSummary) -> str:
+        limit = self._settings.stop_after_rejected
+        return brake_words(summary, limit, resumes=self._use_journal)
+
     def progress(self) -> RunProgress:
         """A consistent snapshot of the run for the page."""
         with self._lock:
@@ -286,6 +293,7 @@ class WebRun:
                 error=self._error,
                 exit_code=None if summary is None else summary.exit_code,
                 abort_reason="" if summary is None else summary.abort_reason,
+                brake_stop="" if summary is None else self._brake_words(summary),
                 # self._lock is held: the summary taken above, not self.summary (no re-entry).
                 has_report=summary is not None and self._report_file(summary).is_file(),
                 version=self._version,
