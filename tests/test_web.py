@@ -421,6 +421,61 @@ async def test_the_brakes_stop_is_said_in_a_recruiters_words(tmp_path: Path) -> 
     assert state.applied == []
 
 
+async def test_keep_an_undo_sheet_is_offered_with_both_times_and_downloaded_by_run_id(
+    tmp_path: Path,
+) -> None:
+    uids = [f"AE.{i}" for i in range(10)]
+    state = make_state(uids)
+    sheet = ("uid,first_name\n" + "".join(f"{u},New{i}\n" for i, u in enumerate(uids))).encode()
+    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
+        # 10 rows at 1 request a minute: 9 min without the reads, 19 min with them: off.
+        slow = _settings(tmp_path, sb.base_url, rate=Rate(1, 60.0))
+        async with page_for(_config(tmp_path, sb, settings=slow)) as page:
+            _, where, _ = await page.upload("names.csv", sheet)
+            _, html = await page.get(where)
+        box = html.split('id="backup"', 1)[1].split(">", 1)[0]
+        assert "checked" not in box
+        assert 'id="backup-with">about 19 min</span>' in html
+        assert 'id="backup-without">about 9 min</span>' in html
+
+        async with page_for(_config(tmp_path, sb)) as page:
+            _, where, _ = await page.upload("names.csv", sheet)
+            _, html = await page.get(where)
+            assert "checked" in html.split('id="backup"', 1)[1].split(">", 1)[0]
+            # Without the box ticked (a form without `backup`): no reads, no undo sheet.
+            form = {"csrf_token": page.csrf}
+            _, plain, _ = await page.post(where.replace("/preview", "/run"), form)
+            await _run_to_the_end(page, plain)
+            _, html = await page.get(plain)
+            assert "download-undo" not in html
+            async with page.client.get(plain + "/undo") as resp:
+                assert resp.status == 404
+            assert [r.method for r in state.requests] == ["PATCH"] * 10
+
+            # Ticked, with other names (the journal knows the first ones were applied).
+            state.requests.clear()
+            _, where, _ = await page.upload("names.csv", sheet.replace(b",New", b",Newer"))
+            _, run_path, _ = await page.post(
+                where.replace("/preview", "/run"), {"csrf_token": page.csrf, "backup": "on"}
+            )
+            await _run_to_the_end(page, run_path)
+            _, html = await page.get(run_path)
+            assert f'id="download-undo" href="{run_path}/undo"' in html
+            async with page.client.get(run_path + "/undo") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Disposition"].endswith("names.undo.xlsx")
+                undo = load_workbook(BytesIO(await resp.read()), read_only=True).worksheets[0]
+            async with page.client.get("/runs/not-a-run/undo") as resp:
+                assert resp.status == 404
+    rows = [tuple(r[:2]) for r in undo.iter_rows(values_only=True)]
+    assert rows[0] == ("uid", "first_name")
+    assert sorted(rows[1:]) == sorted((u, f"New{i}") for i, u in enumerate(uids))
+    assert Counter(r.method for r in state.requests) == {"GET": 10, "PATCH": 10}
+    assert all(state.candidates[u]["first_name"] == f"Newer{i}" for i, u in enumerate(uids))
+    (written,) = (tmp_path / "reports").glob("names.*.undo.xlsx")  # beside the results
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+
+
 # --- safety ---------------------------------------------------------------------------------
 
 

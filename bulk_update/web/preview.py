@@ -43,6 +43,8 @@ __all__ = [
 #: The fields a column can be mapped to in the mapping step: uid first, then by name.
 FIELD_CHOICES: tuple[str, ...] = ("uid", *sorted(FIELDS - {"uid"}))
 SHOWN_INVALID = 100
+#: "Keep an undo sheet" starts ticked when the run with it takes less than this (seconds).
+BACKUP_BY_DEFAULT_UNDER_S = 600.0
 _BODY_CHARS = 1500
 
 
@@ -96,6 +98,14 @@ class Preview:
     hidden: HiddenContent = field(default_factory=HiddenContent)
     #: A CSV's encoding and how it was chosen (`cp1255 (detected)`); None for XLSX.
     encoding: str | None = None
+    #: The time sending takes with an undo sheet: each row is read first (twice the requests).
+    backup_estimate_s: float = 0.0
+
+    @property
+    def backup_by_default(self) -> bool:
+        """Whether the confirm step's "Keep an undo sheet" starts ticked: when the run with
+        it takes under ten minutes."""
+        return self.backup_estimate_s < BACKUP_BY_DEFAULT_UNDER_S
 
     def count(self, outcome: Outcome) -> int:
         """How many rows end with `outcome` in the dry run."""
@@ -180,6 +190,7 @@ def make_preview(
         rows=done.rows,
         sends=done.sends,
         estimate_s=estimate_duration(done.sends, settings.rate),
+        backup_estimate_s=estimate_duration(2 * done.sends, settings.rate),
         rate=settings.rate,
         invalid=tuple(
             InvalidLine(r.row, r.uid, _problem_lines(r.message, sheet.headers))

@@ -86,6 +86,16 @@ async def run_report(request: web.Request) -> web.StreamResponse:
     return download(run.report_file, f"{Path(run.name).stem}.results{run.report_file.suffix}")
 
 
+async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
+    """The undo sheet of a run of this page that kept one (by run id: the path is the
+    run's own, never one from the URL)."""
+    summary = _run_of(request).summary
+    undo = summary.undo_sheet if summary else None
+    if undo is None or not undo.is_file():
+        raise web.HTTPNotFound()
+    return download(undo, f"{Path(_run_of(request).name).stem}.undo{undo.suffix}")
+
+
 async def stop_run(request: web.Request) -> web.Response:
     """Stop a run gracefully: rows not sent yet are `not_sent` in its results sheet."""
     run = _run_of(request)
@@ -148,4 +158,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/runs/{run}/events", run_events)
     app.router.add_get("/runs/{run}/report", run_report)
     app.router.add_post("/runs/{run}/stop", stop_run)
+    app.router.add_get("/runs/{run}/undo", run_undo_sheet)
     app.router.add_get(r"/journal/{number:\d+}/report", journal_report)

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,8 @@ class RunProgress:
     #: The brake's stop in a recruiter's words (brake.brake_words); "" when it did not stop.
     brake_stop: str
     has_report: bool
+    #: The run kept an undo sheet and it is on disk (run_views.run_undo_sheet serves it).
+    has_undo_sheet: bool
     version: int
 
     @property
@@ -111,6 +113,7 @@ class WebRun:
         settings: Settings,
         credentials: Credentials,
         report_path: Path,
+        undo_path: Path | None = None,
         use_journal: bool,
         lock: RunLock | None,
         clock: Callable[[], float] = time.monotonic,
@@ -118,6 +121,8 @@ class WebRun:
         self.id = secrets.token_urlsafe(9)
         self.name = name
         self.report_path = report_path
+        #: Where a run with "Keep an undo sheet" writes it; None: no backup.
+        self.undo_path = undo_path
         self.started = datetime.now(UTC)
         self._sheet, self._settings, self._credentials = sheet, settings, credentials
         self._use_journal, self._lock_file = use_journal, lock
@@ -185,6 +190,7 @@ class WebRun:
                 self._settings,
                 self._credentials,
                 report_path=self.report_path,
+                undo_sheet=self.undo_path,
                 on_result=self._on_result,
                 stop=self._stop,
                 journal=opened.journal,
@@ -296,6 +302,9 @@ class WebRun:
                 brake_stop="" if summary is None else self._brake_words(summary),
                 # self._lock is held: the summary taken above, not self.summary (no re-entry).
                 has_report=summary is not None and self._report_file(summary).is_file(),
+                has_undo_sheet=summary is not None
+                and summary.undo_sheet is not None
+                and summary.undo_sheet.is_file(),
                 version=self._version,
             )
 
@@ -339,10 +348,15 @@ class RunManager:
                 return run
         return None
 
-    def start(self, sheet: Sheet, name: str, *, hidden: str | None = None) -> WebRun:
+    def start(
+        self, sheet: Sheet, name: str, *, hidden: str | None = None, backup: bool = False
+    ) -> WebRun:
         """Take the lock and start sending; raises CredentialsError, LockError, or
-        InputError for hidden rows or columns nobody said what to do with (`hidden`)."""
-        settings = self.settings.with_overrides(hidden=hidden)
+        InputError for hidden rows or columns nobody said what to do with (`hidden`).
+        `backup`: keep an undo sheet (the page's checkbox decides, whatever the config
+        file's `[run] backup`); it goes beside the results sheet, not beside the upload
+        (the upload's folder is deleted once the run starts)."""
+        settings = replace(self.settings.with_overrides(hidden=hidden), backup=backup)
         check_hidden(sheet, settings)
         if self.credentials is None:
             raise CredentialsError(
@@ -364,13 +378,15 @@ class RunManager:
                 self.reports_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
                 stem = Path(safe_name(name)).stem
-                report = self.reports_dir / f"{stem}.{stamp}.{secrets.token_hex(2)}.results.xlsx"
+                base = f"{stem}.{stamp}.{secrets.token_hex(2)}"
+                report = self.reports_dir / f"{base}.results.xlsx"
                 run = WebRun(
                     sheet=sheet,
                     name=name,
                     settings=settings,
                     credentials=self.credentials,
                     report_path=report,
+                    undo_path=self.reports_dir / f"{base}.undo.xlsx" if backup else None,
                     use_journal=self.use_journal,
                     lock=lock,
                     clock=self.clock,

@@ -348,8 +348,11 @@ async def confirm(request: web.Request) -> web.Response:
             fix="choose Send them or Skip them in the box above",
         )
         return _preview_page(request, the_upload, error, 409)
+    backup = (await request.post()).get("backup") == "on"
     try:
-        run = state.runs.start(the_upload.sheet, the_upload.name, hidden=the_upload.hidden)
+        run = state.runs.start(
+            the_upload.sheet, the_upload.name, hidden=the_upload.hidden, backup=backup
+        )
     except CannotStartError as exc:
         return _preview_page(request, the_upload, exc, 409)
     state.uploads.discard(the_upload.id)
