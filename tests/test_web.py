@@ -476,6 +476,40 @@ async def test_keep_an_undo_sheet_is_offered_with_both_times_and_downloaded_by_r
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
 
 
+async def test_compare_with_comeet_reads_only_and_shows_old_to_new(tmp_path: Path) -> None:
+    uids = [f"AE.{i}" for i in range(4)]
+    state = make_state(uids)  # every first_name is "Old"
+    sheet = "uid,first_name\nAE.0,Old\n" + "".join(f"AE.{i},New{i}\n" for i in range(1, 4))
+    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
+        async with page_for(_config(tmp_path, sb)) as page:
+            _, where, _ = await page.upload("names.csv", sheet.encode())
+            _, html = await page.get(where)
+            assert 'id="compare-time">a few seconds</span>' in html  # 4 reads
+            assert "preview-changes" not in html and not state.requests
+            status, again, _ = await page.post(
+                where.replace("/preview", "/compare"), {"csrf_token": page.csrf}
+            )
+            assert status == 303 and again == where
+            _, html = await page.get(where)
+            assert [r.method for r in state.requests] == ["GET"] * 4  # no PATCH
+            assert _counts(html, "preview-counts") == {"unchanged": 1, "would_update": 3}
+            assert "compare-button" not in html
+            table = html.split('id="preview-changes"', 1)[1].split("</table>", 1)[0]
+            for i in range(1, 4):
+                assert f"<td>AE.{i}</td><td>first_name: Old → New{i}</td>" in table
+            assert "AE.0" not in table
+            # The run compares too: the row Comeet holds already is not sent.
+            state.requests.clear()
+            _, run_path, _ = await page.post(
+                where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+            )
+            await _run_to_the_end(page, run_path)
+            _, html = await page.get(run_path)
+    assert _counts(html, "run-counts") == {"updated": 3, "unchanged": 1}
+    assert sorted(r.method for r in state.requests) == ["GET"] * 4 + ["PATCH"] * 3
+    assert [state.candidates[u]["first_name"] for u in uids] == ["Old", "New1", "New2", "New3"]
+
+
 # --- safety ---------------------------------------------------------------------------------
 
 

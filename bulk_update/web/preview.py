@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..auth import Credentials
 from ..config import Settings
 from ..errors import InputError, UnknownColumnError
 from ..journal import Journal
@@ -28,6 +29,7 @@ from ..wiring import SHOWN_PATCHES, dry_run
 
 __all__ = [
     "FIELD_CHOICES",
+    "ChangeLine",
     "InvalidLine",
     "PatchLine",
     "Preview",
@@ -81,6 +83,15 @@ class PatchLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeLine:
+    """A compared row: each field it will send, `field: old → new; ...` (its `before`)."""
+
+    row: int
+    uid: str
+    before: str
+
+
+@dataclass(frozen=True, slots=True)
 class Preview:
     """What a dry run of the sheet says: counts, invalid rows, first patches, duration."""
 
@@ -100,6 +111,10 @@ class Preview:
     encoding: str | None = None
     #: The time sending takes with an undo sheet: each row is read first (twice the requests).
     backup_estimate_s: float = 0.0
+    #: "Compare with Comeet" was done: each row to send was read (one read per row), and
+    #: `changes` holds the first rows' `field: old → new` (the shown patches', wiring.DryRun).
+    compared: bool = False
+    changes: tuple[ChangeLine, ...] = ()
 
     @property
     def backup_by_default(self) -> bool:
@@ -169,6 +184,7 @@ def make_preview(
     path: Path,
     journal: Journal | None,
     report_path: Path | None,
+    credentials: Credentials | None = None,
 ) -> Preview:
     """The dry run of `sheet`, read from the file at `path` (blocking: call it in a worker
     thread). While the file is there, a CSV may be done a column at a time, with the same
@@ -182,15 +198,25 @@ def make_preview(
         journal=journal,
         report_path=report_path or False,
         in_history=False,
+        credentials=credentials,
     )
     summary = done.summary
+    # Compared, the rows to send are those Comeet does not hold already (the rest unchanged).
+    sends = summary.counts.get(Outcome.WOULD_UPDATE, 0) if summary.compared else done.sends
     invalid = [r for r in summary.results if r.outcome is Outcome.INVALID]
     return Preview(
         counts=tuple((o, n) for o in Outcome if (n := summary.counts.get(o, 0))),
         rows=done.rows,
-        sends=done.sends,
-        estimate_s=estimate_duration(done.sends, settings.rate),
-        backup_estimate_s=estimate_duration(2 * done.sends, settings.rate),
+        sends=sends,
+        # A compared run reads each row to send again before its PATCH: twice the requests.
+        estimate_s=estimate_duration((1 + summary.compared) * sends, settings.rate),
+        backup_estimate_s=estimate_duration(2 * sends, settings.rate),
+        compared=summary.compared,
+        changes=tuple(
+            ChangeLine(p.row, p.uid, done.before[p.row])
+            for p in done.patches
+            if p.row in done.before
+        ),
         rate=settings.rate,
         invalid=tuple(
             InvalidLine(r.row, r.uid, _problem_lines(r.message, sheet.headers))

@@ -349,14 +349,23 @@ class RunManager:
         return None
 
     def start(
-        self, sheet: Sheet, name: str, *, hidden: str | None = None, backup: bool = False
+        self,
+        sheet: Sheet,
+        name: str,
+        *,
+        hidden: str | None = None,
+        backup: bool = False,
+        compare: bool = False,
     ) -> WebRun:
         """Take the lock and start sending; raises CredentialsError, LockError, or
         InputError for hidden rows or columns nobody said what to do with (`hidden`).
         `backup`: keep an undo sheet (the page's checkbox decides, whatever the config
         file's `[run] backup`); it goes beside the results sheet, not beside the upload
-        (the upload's folder is deleted once the run starts)."""
-        settings = replace(self.settings.with_overrides(hidden=hidden), backup=backup)
+        (the upload's folder is deleted once the run starts). `compare`: the preview
+        compared with Comeet, so the run does too (fields Comeet holds are not sent)."""
+        settings = replace(
+            self.settings.with_overrides(hidden=hidden), backup=backup, compare=compare
+        )
         check_hidden(sheet, settings)
         if self.credentials is None:
             raise CredentialsError(

@@ -81,6 +81,8 @@ class Upload:
     preview: Preview | None = None
     #: The answer to the preview's question about hidden rows and columns (send, skip).
     hidden: str | None = None
+    #: "Compare with Comeet" was asked: the preview (and the run) read each row first.
+    compare: bool = False
 
     @property
     def path(self) -> Path:

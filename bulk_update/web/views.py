@@ -46,7 +46,9 @@ def _upload_of(request: web.Request) -> Upload:
 def _upload_settings(request: web.Request, the_upload: Upload) -> Settings:
     """The page's settings with the upload's choices: its mapping, worksheet, hidden rows."""
     settings = _mapped(request.app[STATE].settings, the_upload.mapping, the_upload.ignored)
-    return settings.with_overrides(sheet=the_upload.worksheet, hidden=the_upload.hidden)
+    return settings.with_overrides(
+        sheet=the_upload.worksheet, hidden=the_upload.hidden, compare=the_upload.compare or None
+    )
 
 
 def _step_page(
@@ -189,7 +191,12 @@ async def _preview(request: web.Request, the_upload: Upload, sheet: Sheet) -> Pr
             if use_journal:
                 journal = stack.enter_context(open_journal(settings))
             return make_preview(
-                sheet, settings, path=the_upload.path, journal=journal, report_path=report
+                sheet,
+                settings,
+                path=the_upload.path,
+                journal=journal,
+                report_path=report,
+                credentials=state.config.credentials,
             )
 
     return await asyncio.to_thread(work)
@@ -351,7 +358,11 @@ async def confirm(request: web.Request) -> web.Response:
     backup = (await request.post()).get("backup") == "on"
     try:
         run = state.runs.start(
-            the_upload.sheet, the_upload.name, hidden=the_upload.hidden, backup=backup
+            the_upload.sheet,
+            the_upload.name,
+            hidden=the_upload.hidden,
+            backup=backup,
+            compare=the_upload.compare,
         )
     except CannotStartError as exc:
         return _preview_page(request, the_upload, exc, 409)
@@ -376,6 +387,23 @@ async def save_hidden(request: web.Request) -> web.Response:
     try:
         the_upload.preview = await _preview(request, the_upload, the_upload.sheet)
     except BulkUpdateError as exc:
+        return _preview_page(request, the_upload, exc, 400)
+    return redirect(f"/uploads/{the_upload.id}/preview")
+
+
+async def compare(request: web.Request) -> web.Response:
+    """The preview's "Compare with Comeet": preview again reading each row to send (reads
+    only, no PATCH); the run then leaves out what Comeet already holds, as the preview did."""
+    the_upload = _upload_of(request)
+    if the_upload.sheet is None:
+        return redirect(f"/uploads/{the_upload.id}/mapping")
+    if request.app[STATE].config.credentials is None:
+        raise web.HTTPNotFound()  # the page cannot read Comeet: the button is not shown
+    the_upload.compare = True
+    try:
+        the_upload.preview = await _preview(request, the_upload, the_upload.sheet)
+    except BulkUpdateError as exc:
+        the_upload.compare = False
         return _preview_page(request, the_upload, exc, 400)
     return redirect(f"/uploads/{the_upload.id}/preview")
 
@@ -439,6 +467,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/uploads/{upload}/preview", preview)
     app.router.add_get("/uploads/{upload}/preview.xlsx", preview_sheet)
     app.router.add_post("/uploads/{upload}/hidden", save_hidden)
+    app.router.add_post("/uploads/{upload}/compare", compare)
     app.router.add_post("/uploads/{upload}/run", confirm)
     app.router.add_post("/uploads/{upload}/discard", discard)
     app.router.add_get("/login", login_form)
