@@ -51,14 +51,17 @@ REPORT_COLUMNS: tuple[str, ...] = (
 NOT_RESTORABLE = "Not restorable"
 
 
+#: How many columns the report's own are (REPORT_COLUMNS).
+REPORT_WIDTH = len(REPORT_COLUMNS)
+
+
 def is_results_sheet(headers: Sequence[str]) -> bool:
     """True when `headers` start with the report's own columns (REPORT_COLUMNS): a results
     sheet uploaded again. Its leading columns are then ignored on input, replaced in the
     new report, and its cells read back as first typed (report.restore_cell)."""
-    return tuple(headers[:_REPORT_WIDTH]) == REPORT_COLUMNS
+    return tuple(headers[:REPORT_WIDTH]) == REPORT_COLUMNS
 
 
-_REPORT_WIDTH = len(REPORT_COLUMNS)
 #: The column a --compare report adds after `fields` (contract section 11).
 BEFORE_COLUMN = "before"
 
@@ -68,8 +71,8 @@ def own_columns(headers: Sequence[str]) -> int:
     REPORT_COLUMNS, and `before` after them when a --compare run wrote it. Pure."""
     if not is_results_sheet(headers):
         return 0
-    with_before = len(headers) > _REPORT_WIDTH and headers[_REPORT_WIDTH] == BEFORE_COLUMN
-    return _REPORT_WIDTH + with_before
+    with_before = len(headers) > REPORT_WIDTH and headers[REPORT_WIDTH] == BEFORE_COLUMN
+    return REPORT_WIDTH + with_before
 
 
 _PROBLEMS = frozenset({Outcome.INVALID, Outcome.NOT_FOUND, Outcome.REJECTED, Outcome.FAILED})

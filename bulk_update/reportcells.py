@@ -19,10 +19,9 @@ from typing import Any, Final
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from . import xlsx
-from .models import REPORT_COLUMNS
+from .models import REPORT_WIDTH
 
 _Value = str | int | None
-_REPORT_WIDTH = len(REPORT_COLUMNS)
 
 #: An XLSX report's column widths, in characters: the longest line of a cell, plus 2.
 MIN_WIDTH = 8
@@ -125,8 +124,8 @@ def _defused_line(line: list[_Value]) -> list[_Value]:
     every line of a real sheet has a cell to defuse, and a call per cell costs more than
     the rest of the line's writing. A cell holding a NUL itself takes the slow way.
     """
-    own = [defuse_csv_cell(v) if isinstance(v, str) else v for v in line[:_REPORT_WIDTH]]
-    cells = line[_REPORT_WIDTH:]
+    own = [defuse_csv_cell(v) if isinstance(v, str) else v for v in line[:REPORT_WIDTH]]
+    cells = line[REPORT_WIDTH:]
     # Each cell, the first too, is preceded by a NUL: the regex starts with a literal.
     joined = "\x00" + "\x00".join(cells)  # type: ignore[arg-type]  # input cells are all str
     if joined.count("\x00") != len(cells):
