@@ -31,7 +31,7 @@ from .models import HiddenContent, Outcome, RowResult, RunSummary
 from .network import redact_url
 from .patch import files_summarised
 from .undo import backup_path, run_undo_sheet
-from .wiring import SETTLED, SHOWN_PATCHES, DryRun
+from .wiring import SHOWN_PATCHES, DryRun, is_progress
 
 __all__ = [
     "ProgressDisplay",
@@ -188,7 +188,7 @@ class ProgressDisplay:
 
     def update(self, result: RowResult) -> None:
         """Count one row's result (the run's `on_result`)."""
-        if result.outcome in SETTLED:  # known before sending: not progress
+        if not is_progress(result):  # known before sending
             return
         self.done += 1
         now = self.clock()

@@ -29,7 +29,7 @@ from .compare import only
 from .config import Settings
 from .hidden import check_hidden
 from .journal import Journal, RunLock, process_alive
-from .models import HiddenContent, Outcome, Patch, RunSummary
+from .models import HiddenContent, Outcome, Patch, RowResult, RunSummary
 from .pipeline import Plan, Sheet, load, plan, run_async
 from .planning import reads_first
 from .report import default_report_path
@@ -42,6 +42,7 @@ __all__ = [
     "OpenRun",
     "dry_run",
     "dry_run_async",
+    "is_progress",
     "open_journal",
     "open_run",
     "take_run_lock",
@@ -53,6 +54,13 @@ log = logging.getLogger("bulk_update")
 SHOWN_PATCHES = 5
 #: Outcomes a plan settles before anything is sent: not progress of the sending.
 SETTLED = frozenset({Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED})
+
+
+def is_progress(result: RowResult) -> bool:
+    """Whether a row's result counts in a run's progress (out of `Plan.sends`): every row
+    the run took to send, `unchanged` included when --compare found it so after reading it
+    (a request was made), but not a row settled before sending (SETTLED, no request). Pure."""
+    return result.outcome not in SETTLED or result.attempts > 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import bulk_update as bu
 from bulk_update import wiring
 from bulk_update.columnar import CsvDryRun, dry_run_csv
 from bulk_update.journal import JOURNAL_FILE
-from bulk_update.models import Outcome
+from bulk_update.models import Outcome, RowResult
 from bulk_update.web.preview import load_upload, make_preview
 
 from .conftest import ROOT, SAMPLE
@@ -266,3 +266,13 @@ def test_the_web_preview_of_a_sheet_with_files_looks_them_up_where_the_page_says
     monkeypatch.setattr(wiring, "dry_run_csv", lambda *a, **k: pytest.fail("column engine"))
     preview = make_preview(sheet, settings, path=upload, journal=None, report_path=None)
     assert preview.count(Outcome.WOULD_UPDATE) == 1 and preview.invalid_total == 0
+
+
+def test_a_row_found_unchanged_after_its_read_is_progress_one_settled_before_is_not() -> None:
+    # Settled by the plan (no request): not progress of the sending.
+    for outcome in (Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED):
+        assert not wiring.is_progress(RowResult(2, "AE.1", outcome))
+    # --compare read it and found Comeet holding it all: a row the run took to send.
+    assert wiring.is_progress(RowResult(2, "AE.1", Outcome.UNCHANGED, attempts=1))
+    for outcome in (Outcome.UPDATED, Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_SENT):
+        assert wiring.is_progress(RowResult(2, "AE.1", outcome))

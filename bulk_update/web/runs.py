@@ -35,7 +35,7 @@ from ..journal import RunLock
 from ..limiter import estimate_duration
 from ..models import Outcome, RowResult, RunSummary
 from ..pipeline import Sheet, run_async
-from ..wiring import SETTLED, OpenRun, open_run, take_run_lock
+from ..wiring import OpenRun, is_progress, open_run, take_run_lock
 from .uploads import safe_name
 
 __all__ = ["RunManager", "RunProgress", "WebRun"]
@@ -204,7 +204,7 @@ class WebRun:
     def _on_result(self, result: RowResult) -> None:
         with self._lock:
             self._counts[result.outcome.value] += 1
-            if result.outcome not in SETTLED:
+            if is_progress(result):
                 self._done += 1
             self._version += 1
 
