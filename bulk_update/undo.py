@@ -23,6 +23,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -46,10 +47,12 @@ from .report import put_in_place, xlsx_text
 
 __all__ = [
     "NOT_RESTORABLE_SHEET",
+    "UNDO_WORKSHEET",
     "backup_path",
     "finish_backup",
     "run_undo_sheet",
     "start_backup",
+    "undo_bundle",
     "undo_sheet_of_run",
     "undo_table",
     "write_undo_sheet",
@@ -58,6 +61,8 @@ __all__ = [
 log = logging.getLogger("bulk_update")
 
 NOT_RESTORABLE_SHEET = "Not restorable"
+#: The worksheet of an XLSX undo sheet that a run reads (the first).
+UNDO_WORKSHEET = "Undo"
 _UNAPPLIED = frozenset({Outcome.NOT_FOUND.value, Outcome.REJECTED.value})
 
 
@@ -121,7 +126,7 @@ def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
             xlsx.write_workbook(
                 tmp,
                 [
-                    xlsx.SheetSpec("Undo", first, freeze_header=True),
+                    xlsx.SheetSpec(UNDO_WORKSHEET, first, freeze_header=True),
                     xlsx.SheetSpec(NOT_RESTORABLE_SHEET, _lost_lines(record), freeze_header=True),
                 ],
             )
@@ -195,3 +200,24 @@ def run_undo_sheet(state_dir: Path, run_id: int) -> Path | None:
         return read_backup(path).written if path.is_file() else None
     except OSError:
         return None
+
+
+def undo_bundle(undo_sheet: Path, name: str) -> Path:
+    """The undo sheet as one download: itself when it puts back no resume; otherwise a
+    .zip beside it (owner-only, made once) holding the sheet, called `name`, and its
+    resumes' folder, so that its `resume` cells, paths relative to the sheet, still lead
+    to the files once the zip is unpacked anywhere."""
+    resumes = resumes_folder(undo_sheet)
+    files = sorted(f for f in resumes.rglob("*") if f.is_file()) if resumes.is_dir() else []
+    if not files:
+        return undo_sheet
+    bundle = undo_sheet.with_suffix(".zip")
+    if bundle.is_file() and bundle.stat().st_mtime >= undo_sheet.stat().st_mtime:
+        return bundle
+    tmp = bundle.with_name(f".{bundle.name}.tmp")
+    with os.fdopen(private_file(tmp), "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+        zf.write(undo_sheet, name)
+        for file in files:  # already compressed formats mostly (PDF, DOCX): stored as is
+            zf.write(file, file.relative_to(undo_sheet.parent).as_posix())
+    os.replace(tmp, bundle)
+    return bundle

@@ -16,8 +16,10 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -249,6 +251,97 @@ def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
             expect(page.locator("#runs-table")).to_contain_text("candidates.csv")
             expect(page.locator("#runs-table")).to_contain_text("27 updated")
             _shot(page, "web-runs")
+        finally:
+            browser.close()
+
+
+def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
+    # Two of the sandbox's candidates: Dana's email, status and resume change; Noa's row
+    # holds what Comeet holds already. (The sandbox page finds files in sample_data.)
+    (tmp_path / "safety.csv").write_text(
+        "UID,First Name,Email,Prospect Status,Resume\n"
+        "AE.17934,Dana,dana@new.example,Interested,files/reference-letter.pdf\n"
+        "B4.B5F21,Noa,noa.levi@example.net,Responded,\n",
+        encoding="utf-8",
+    )
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=DESKTOP, accept_downloads=True).new_page()
+            page.set_default_timeout(15_000)
+            page.goto(page_url + "/")
+            page.set_input_files("#sheet-input", str(tmp_path / "safety.csv"))
+            page.click("#upload-button")
+            page.wait_for_url("**/preview")
+            assert _counts(page, "#preview-counts") == {"would_update": 2}
+            expect(page.locator("#compare-time")).to_have_text("a few seconds")
+
+            # -- Compare with Comeet: reads only, old -> new per field -------------------------
+            page.click("#compare-button")
+            page.wait_for_url("**/preview")
+            assert _counts(page, "#preview-counts") == {"would_update": 1, "unchanged": 1}
+            changes = page.locator("#preview-changes")
+            expect(changes).to_contain_text("email: dana.cohen@example.com → dana@new.example")
+            expect(changes).to_contain_text("prospect_status: Sourced → Interested")
+            expect(changes).not_to_contain_text("B4.B5F21")
+            _shot(page, "web-compare")
+
+            # -- Keep an undo sheet: offered with both times, ticked for a short run ----------
+            expect(page.locator("#backup")).to_be_checked()
+            expect(page.locator("#backup-with")).to_have_text("a few seconds")
+            page.click("#confirm-button")
+            page.wait_for_url("**/runs/*")
+            expect(page.locator("#run")).to_have_attribute("data-over", "true", timeout=40_000)
+            assert _counts(page, "#run-counts") == {"updated": 1, "unchanged": 1}
+            # Noa's row was read, found unchanged: sent as far as progress goes.
+            expect(page.locator("#run-done")).to_have_text("2")
+            expect(page.locator("#run-total")).to_have_text("2")
+            with page.expect_download() as download_info:
+                page.click("#download-undo")
+            bundle = tmp_path / "undo.zip"
+            download_info.value.save_as(bundle)
+            assert download_info.value.suggested_filename == "safety.undo.zip"
+            with zipfile.ZipFile(bundle) as zf:
+                cv = next(n for n in zf.namelist() if n.endswith("dana-cohen-cv-2023.pdf"))
+                assert zf.read(cv).startswith(b"%PDF-1.4\n% Dana Cohen: the CV Comeet held")
+                undo_rows = list(
+                    load_workbook(BytesIO(zf.read("safety.undo.xlsx"))).worksheets[0].values
+                )
+            head = list(undo_rows[0])
+            assert undo_rows[1][head.index("email")] == "dana.cohen@example.com"
+            assert undo_rows[1][head.index("prospect_status")] == "Sourced"
+            expect(page.locator("#undo-button")).to_be_visible()
+            _shot(page, "web-undo")
+
+            # -- Undo this run: the undo sheet's preview, then its confirm, like any sheet -----
+            page.click("#undo-button")
+            page.wait_for_url("**/preview")
+            expect(page.locator("h1")).to_contain_text("safety.undo.xlsx")
+            assert _counts(page, "#preview-counts") == {"would_update": 1}
+            patches = page.locator("#first-patches")
+            expect(patches).to_contain_text('"email": "dana.cohen@example.com"')
+            expect(patches).to_contain_text('"name": "dana-cohen-cv-2023.pdf"')
+            _shot(page, "web-undo-preview")
+            page.click("#compare-button")  # what Comeet holds now, against the undo sheet
+            page.wait_for_url("**/preview")
+            expect(page.locator("#preview-changes")).to_contain_text(
+                "email: dana@new.example → dana.cohen@example.com"
+            )
+            page.click("#confirm-button")
+            page.wait_for_url("**/runs/*")
+            expect(page.locator("#run")).to_have_attribute("data-over", "true", timeout=40_000)
+            assert _counts(page, "#run-counts") == {"updated": 1}
+
+            # -- the first sheet again, compared: Comeet holds the old values once more -------
+            page.goto(page_url + "/")
+            page.set_input_files("#sheet-input", str(tmp_path / "safety.csv"))
+            page.click("#upload-button")
+            page.wait_for_url("**/preview")
+            page.click("#compare-button")
+            page.wait_for_url("**/preview")
+            expect(page.locator("#preview-changes")).to_contain_text(
+                "email: dana.cohen@example.com → dana@new.example"
+            )
         finally:
             browser.close()
 

@@ -146,8 +146,8 @@ def redirect(location: str) -> web.Response:
 
 
 def download(path: Path, name: str) -> web.FileResponse:
-    """A results sheet (.xlsx or .csv) as a download named `name`."""
-    content_type = _SHEET_TYPE if path.suffix == ".xlsx" else "text/csv"
+    """A sheet (.xlsx or .csv), or a .zip of one with its files, as a download named `name`."""
+    content_type = {".xlsx": _SHEET_TYPE, ".zip": "application/zip"}.get(path.suffix, "text/csv")
     return web.FileResponse(
         path,
         headers={

@@ -13,9 +13,11 @@ from aiohttp import web
 
 from ..errors import CannotStartError
 from ..journal import RunRecord, read_runs
+from ..undo import UNDO_WORKSHEET, undo_bundle
 from .app import download, redirect, render
 from .runs import WebRun
-from .state import STATE
+from .state import STATE, session_of
+from .views import read_upload
 
 __all__ = ["add_routes"]
 
@@ -86,14 +88,35 @@ async def run_report(request: web.Request) -> web.StreamResponse:
     return download(run.report_file, f"{Path(run.name).stem}.results{run.report_file.suffix}")
 
 
-async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
-    """The undo sheet of a run of this page that kept one (by run id: the path is the
-    run's own, never one from the URL)."""
-    summary = _run_of(request).summary
-    undo = summary.undo_sheet if summary else None
+def _undo_sheet_of(request: web.Request) -> tuple[WebRun, Path]:
+    """The run of the URL and its undo sheet (the run's own path, never one from the URL);
+    404 when it kept none."""
+    run = _run_of(request)
+    undo = run.summary.undo_sheet if run.summary else None
     if undo is None or not undo.is_file():
         raise web.HTTPNotFound()
-    return download(undo, f"{Path(_run_of(request).name).stem}.undo{undo.suffix}")
+    return run, undo
+
+
+async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
+    """The undo sheet of a run of this page that kept one; a .zip of it and its resumes'
+    folder when it puts resumes back (undo.undo_bundle)."""
+    run, undo = _undo_sheet_of(request)
+    name = f"{Path(run.name).stem}.undo{undo.suffix}"
+    bundle = await asyncio.to_thread(undo_bundle, undo, name)
+    return download(bundle, name if bundle == undo else f"{Path(name).stem}.zip")
+
+
+async def undo_this_run(request: web.Request) -> web.Response:
+    """ "Undo this run": its undo sheet taken as a new upload, on to its preview: the same
+    steps as any sheet (nothing is sent before its confirm), its resumes found beside it."""
+    run, undo = _undo_sheet_of(request)
+    state = request.app[STATE]
+    name = f"{Path(run.name).stem}.undo{undo.suffix}"
+    the_upload = await asyncio.to_thread(state.uploads.adopt, session_of(request).token, undo, name)
+    if undo.suffix.lower() == ".xlsx":  # its second worksheet lists what it cannot put back
+        the_upload.worksheet = UNDO_WORKSHEET
+    return await read_upload(request, the_upload)
 
 
 async def stop_run(request: web.Request) -> web.Response:
@@ -159,4 +182,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/runs/{run}/report", run_report)
     app.router.add_post("/runs/{run}/stop", stop_run)
     app.router.add_get("/runs/{run}/undo", run_undo_sheet)
+    app.router.add_post("/runs/{run}/undo", undo_this_run)
     app.router.add_get(r"/journal/{number:\d+}/report", journal_report)

@@ -83,6 +83,9 @@ class Upload:
     hidden: str | None = None
     #: "Compare with Comeet" was asked: the preview (and the run) read each row first.
     compare: bool = False
+    #: Where its Resume, Picture and Files cells are looked up; None: the page's files
+    #: folder. An undo sheet's (`UploadStore.adopt`) is its own folder, beside its resumes.
+    files_dir: Path | None = None
 
     @property
     def path(self) -> Path:
@@ -129,16 +132,25 @@ class UploadStore:
             "(bulk-update run FILE), which has no such limit",
         )
 
-    async def receive(self, owner: str, filename: str | None, body: ChunkReader) -> Upload:
-        """Store an uploaded file, refusing (InputError) one larger than `max_bytes`."""
+    def _new(self, owner: str, filename: str | None) -> Upload:
         self.expire()
-        upload = Upload(
+        return Upload(
             id=secrets.token_urlsafe(16),
             owner=owner,
             name=safe_name(filename),
             folder=Path(tempfile.mkdtemp(prefix="upload-", dir=self.root)),
             created=self._clock(),
         )
+
+    def _keep(self, upload: Upload) -> Upload:
+        self._uploads[upload.id] = upload
+        while len(self._uploads) > self._limit:
+            self.discard(next(iter(self._uploads)))
+        return upload
+
+    async def receive(self, owner: str, filename: str | None, body: ChunkReader) -> Upload:
+        """Store an uploaded file, refusing (InputError) one larger than `max_bytes`."""
+        upload = self._new(owner, filename)
         size = 0
         try:
             fd = os.open(upload.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -156,10 +168,21 @@ class UploadStore:
             raise InputError(
                 f"{upload.name} is empty", fix="choose the sheet file itself (.xlsx or .csv)"
             )
-        self._uploads[upload.id] = upload
-        while len(self._uploads) > self._limit:
-            self.discard(next(iter(self._uploads)))
-        return upload
+        return self._keep(upload)
+
+    def adopt(self, owner: str, sheet: Path, name: str) -> Upload:
+        """An upload of a sheet the page wrote itself (a run's undo sheet), called `name`:
+        a private copy, read as any upload, with its file cells looked up beside `sheet`
+        (where its resumes are). No size cap: the page wrote it."""
+        upload = self._new(owner, name)
+        try:
+            shutil.copyfile(sheet, upload.path)
+            os.chmod(upload.path, 0o600)
+        except BaseException:
+            shutil.rmtree(upload.folder, ignore_errors=True)
+            raise
+        upload.files_dir = sheet.parent
+        return self._keep(upload)
 
     def get(self, upload_id: str, owner: str) -> Upload | None:
         """The upload of this id made by this session, if it is still kept."""

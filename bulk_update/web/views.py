@@ -30,7 +30,7 @@ from .security import CSRF_FIELD, CSRF_HEADER
 from .state import STATE, session_of, set_session
 from .uploads import Upload, UploadTooLarge
 
-__all__ = ["add_routes"]
+__all__ = ["add_routes", "read_upload"]
 
 IGNORE = "__ignore__"
 
@@ -130,10 +130,10 @@ async def upload(request: web.Request) -> web.StreamResponse:
     except (ValueError, AssertionError, KeyError):  # not a multipart form at all
         error = InputError("the upload was not understood", fix="choose the file again")
         return _upload_page(request, error, 400)
-    return await _read(request, the_upload)
+    return await read_upload(request, the_upload)
 
 
-async def _read(request: web.Request, the_upload: Upload) -> web.Response:
+async def read_upload(request: web.Request, the_upload: Upload) -> web.Response:
     """Read the uploaded file with the choices so far; on to a worksheet, mapping or preview."""
     state = request.app[STATE]
     if the_upload.worksheet is None and not state.settings.sheet:
@@ -148,9 +148,8 @@ async def _read(request: web.Request, the_upload: Upload) -> web.Response:
             return redirect(f"/uploads/{the_upload.id}/worksheet")
     settings = _upload_settings(request, the_upload)
     try:
-        sheet = await asyncio.to_thread(
-            load_upload, the_upload.path, settings, state.config.files_dir
-        )
+        files_dir = the_upload.files_dir or state.config.files_dir
+        sheet = await asyncio.to_thread(load_upload, the_upload.path, settings, files_dir)
     except UnknownColumnError:
         try:
             the_upload.unknown = await asyncio.to_thread(
@@ -253,7 +252,7 @@ async def save_worksheet(request: web.Request) -> web.Response:
     the_upload.worksheet = name
     # Another worksheet has other columns: what was chosen for the last one does not apply.
     the_upload.mapping, the_upload.ignored, the_upload.unknown = {}, [], []
-    return await _read(request, the_upload)
+    return await read_upload(request, the_upload)
 
 
 # --- mapping --------------------------------------------------------------------------------
@@ -298,7 +297,7 @@ async def save_mapping(request: web.Request) -> web.Response:
             )
             return _mapping_page(request, the_upload, error, 400)
     the_upload.mapping, the_upload.ignored = chosen, ignored
-    return await _read(request, the_upload)
+    return await read_upload(request, the_upload)
 
 
 # --- preview and confirm ----------------------------------------------------------------------
