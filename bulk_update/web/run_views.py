@@ -14,6 +14,7 @@ from aiohttp import web
 from ..errors import CannotStartError
 from ..journal import RunRecord, read_runs
 from ..undo import UNDO_WORKSHEET, undo_bundle
+from ..undo import run_undo_sheet as stored_undo_sheet
 from .app import download, redirect, render
 from .runs import WebRun
 from .state import STATE, session_of
@@ -98,25 +99,35 @@ def _undo_sheet_of(request: web.Request) -> tuple[WebRun, Path]:
     return run, undo
 
 
-async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
-    """The undo sheet of a run of this page that kept one; a .zip of it and its resumes'
-    folder when it puts resumes back (undo.undo_bundle)."""
-    run, undo = _undo_sheet_of(request)
-    name = f"{Path(run.name).stem}.undo{undo.suffix}"
+async def _download_undo(undo: Path, stem: str) -> web.StreamResponse:
+    """An undo sheet as `<stem>.undo.xlsx`; a .zip of it and its resumes' folder when it
+    puts resumes back (undo.undo_bundle)."""
+    name = f"{stem}.undo{undo.suffix}"
     bundle = await asyncio.to_thread(undo_bundle, undo, name)
     return download(bundle, name if bundle == undo else f"{Path(name).stem}.zip")
 
 
-async def undo_this_run(request: web.Request) -> web.Response:
-    """ "Undo this run": its undo sheet taken as a new upload, on to its preview: the same
+async def _undo_upload(request: web.Request, undo: Path, stem: str) -> web.Response:
+    """ "Undo this run": the undo sheet taken as a new upload, on to its preview: the same
     steps as any sheet (nothing is sent before its confirm), its resumes found beside it."""
-    run, undo = _undo_sheet_of(request)
     state = request.app[STATE]
-    name = f"{Path(run.name).stem}.undo{undo.suffix}"
+    name = f"{stem}.undo{undo.suffix}"
     the_upload = await asyncio.to_thread(state.uploads.adopt, session_of(request).token, undo, name)
     if undo.suffix.lower() == ".xlsx":  # its second worksheet lists what it cannot put back
         the_upload.worksheet = UNDO_WORKSHEET
     return await read_upload(request, the_upload)
+
+
+async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
+    """The undo sheet of a run of this page that kept one."""
+    run, undo = _undo_sheet_of(request)
+    return await _download_undo(undo, Path(run.name).stem)
+
+
+async def undo_this_run(request: web.Request) -> web.Response:
+    """Undo a run of this page: its undo sheet's preview (`_undo_upload`)."""
+    run, undo = _undo_sheet_of(request)
+    return await _undo_upload(request, undo, Path(run.name).stem)
 
 
 async def stop_run(request: web.Request) -> web.Response:
@@ -145,12 +156,14 @@ async def runs(request: web.Request) -> web.Response:
         str(s.report_path.resolve()) for r in mine if (s := r.summary) and s.report_path
     }
     records = [r for r in records if r.report is None or str(r.report) not in shown]
+    undo_sheets = await asyncio.to_thread(_journal_undo_sheets, request, records)
     return render(
         request,
         "runs.html",
         nav="runs",
         mine=[(r, r.progress()) for r in mine],
         records=records,
+        undo_sheets=undo_sheets,
         journal_problem=problem,
         use_journal=state.config.use_journal,
         state_dir=state.settings.state_dir,
@@ -174,6 +187,44 @@ async def journal_report(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+def _journal_undo_sheets(request: web.Request, records: list[RunRecord]) -> dict[int, Path]:
+    """The undo sheets of the journal's real runs that kept one, by run number: runs sent
+    to the page's own Comeet (base URL) only, so that an undo goes where its run went."""
+    settings = request.app[STATE].settings
+    found: dict[int, Path] = {}
+    for record in records:
+        if record.dry_run or record.base_url != settings.base_url:
+            continue
+        undo = stored_undo_sheet(settings.state_dir, record.id)
+        if undo is not None and undo.is_file():
+            found[record.id] = undo
+    return found
+
+
+async def _journal_undo_of(request: web.Request) -> tuple[RunRecord, Path]:
+    """The journal's run of the URL and its undo sheet (by its number, never a path from the
+    URL); 404 when the Runs list would not offer it."""
+    wanted = int(request.match_info["number"])
+    records, _ = await asyncio.to_thread(_journal_runs, request)
+    records = [r for r in records if r.id == wanted]
+    undo = (await asyncio.to_thread(_journal_undo_sheets, request, records)).get(wanted)
+    if undo is None:
+        raise web.HTTPNotFound()
+    return records[0], undo
+
+
+async def journal_undo_sheet(request: web.Request) -> web.StreamResponse:
+    """The undo sheet of a run in the journal (from this page or the command line)."""
+    record, undo = await _journal_undo_of(request)
+    return await _download_undo(undo, record.sheet.stem)
+
+
+async def undo_journal_run(request: web.Request) -> web.Response:
+    """Undo a run in the journal: its undo sheet's preview (`_undo_upload`)."""
+    record, undo = await _journal_undo_of(request)
+    return await _undo_upload(request, undo, record.sheet.stem)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the pages of runs."""
     app.router.add_get("/runs", runs, name="runs")
@@ -184,3 +235,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/runs/{run}/undo", run_undo_sheet)
     app.router.add_post("/runs/{run}/undo", undo_this_run)
     app.router.add_get(r"/journal/{number:\d+}/report", journal_report)
+    app.router.add_get(r"/journal/{number:\d+}/undo", journal_undo_sheet)
+    app.router.add_post(r"/journal/{number:\d+}/undo", undo_journal_run)
