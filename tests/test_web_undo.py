@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 
 from bulk_update.sandbox import ThreadedSandbox
 
+from .conftest import run_cli
 from .test_backup import BEFORE, HEADER, NEW_CV, OLD_CV, READABLE, ROWS, make_state, write_csv
 from .test_web import KEY, SECRET, _config, _counts, _run_to_the_end, page_for
 
@@ -106,3 +107,44 @@ async def test_a_run_without_an_undo_sheet_offers_no_undo(tmp_path: Path) -> Non
             assert status == 404
             status, _, _ = await page.post("/runs/not-a-run/undo", {"csrf_token": page.csrf})
             assert status == 404
+
+
+async def test_a_command_line_runs_undo_sheet_is_offered_on_the_runs_list(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", "Dina"]])
+    state, elsewhere = make_state(), make_state()
+    env = {"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET}
+    with (
+        ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb,
+        ThreadedSandbox(elsewhere, api_key=KEY, secret=SECRET) as other,
+    ):
+        for url in (sb.base_url, other.base_url):  # runs #1 and #2, each with an undo sheet
+            res = run_cli(
+                "run", sheet, "--base-url", url, "--backup", "--state-dir", tmp_path / "state",
+                "--rate", "1000/1", env=env, cwd=tmp_path,
+            )  # fmt: skip
+            assert res.code == 0, res.err
+        assert state.candidates["AE.1"]["first_name"] == "Dina"
+        async with page_for(_config(tmp_path, sb)) as page:
+            _, html = await page.get("/runs")
+            # Run #2 went to another Comeet: its undo is not offered from this page.
+            assert 'data-undo="1"' in html and 'data-undo="2"' not in html
+            async with page.client.get("/journal/1/undo") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Disposition"].endswith("people.undo.xlsx")
+            for refused in ("/journal/2/undo", "/journal/9/undo"):
+                async with page.client.get(refused) as resp:
+                    assert resp.status == 404
+                status, _, _ = await page.post(refused, {"csrf_token": page.csrf})
+                assert status == 404
+            state.requests.clear()
+            status, where, _ = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
+            assert status == 303 and where.endswith("/preview")
+            _, html = await page.get(where)
+            assert "people.undo.xlsx" in html and state.requests == []
+            assert _counts(html, "preview-counts") == {"would_update": 1}
+            _, run_path, _ = await page.post(
+                where.replace("/preview", "/run"), {"csrf_token": page.csrf}
+            )
+            await _run_to_the_end(page, run_path)
+    assert state.candidates["AE.1"]["first_name"] == "Dana"
+    assert elsewhere.candidates["AE.1"]["first_name"] == "Dina"  # untouched by the undo
