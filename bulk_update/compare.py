@@ -23,6 +23,8 @@ __all__ = ["Compared", "before_text", "compare_patch", "only"]
 ARROW = " → "
 #: What `before` shows for a field Comeet held nothing in.
 EMPTY = "(empty)"
+#: After a resume's `old → new`: Comeet returns a link to its file, not the file itself.
+FILE_NOT_COMPARED = "not compared: Comeet returns a link, not the file; always sent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +59,16 @@ def only(patch: Patch, paths: Collection[str]) -> Patch:
 
 
 def before_text(held: Mapping[str, Held], body: Mapping[str, Any]) -> str:
-    """`first_name: Old → Dana; address.city: not compared (why)`: the `before` cell. Pure."""
+    """`first_name: Old → Dana; address.city: not compared (why)`: the `before` cell; a
+    resume Comeet held shows its name and `(not compared: ...)`. Pure."""
     parts = []
     for path, was in held.items():
         if isinstance(was, NotReadable):
             parts.append(f"{path}: not compared ({was.reason})")
-        else:
-            parts.append(f"{path}: {_shown(was)}{ARROW}{_shown(value_at(body, path))}")
+            continue
+        change = f"{path}: {_shown(was)}{ARROW}{_shown(value_at(body, path))}"
+        # A file is sent whole, whatever Comeet holds (holds_same): say it was not compared.
+        parts.append(f"{change} ({FILE_NOT_COMPARED})" if isinstance(was, ResumeLink) else change)
     return "; ".join(parts)
 
 

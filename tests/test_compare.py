@@ -381,3 +381,25 @@ def test_run_compare_in_the_config_file_is_the_flag(tmp_path: Path) -> None:
         "unchanged",
         "would_update",
     ]
+
+
+def test_a_resume_is_sent_whatever_comeet_holds_and_before_says_it_was_not_compared() -> None:
+    patch = Patch(
+        2,
+        "AE.1",
+        {"first_name": "Dana", "resume": {"name": "cv.pdf", "file": "JVBERi0="}},
+        ("first_name", "resume"),
+    )
+    held = parse_candidate(
+        {
+            "uid": "AE.1",
+            "first_name": "Dana",
+            "resume": {"name": "cv.pdf", "url": "http://127.0.0.1/cv"},
+        },
+        read_at=0.0,
+    )
+    compared = compare_patch(patch, held)
+    assert compared.patch is not None and compared.patch.fields == ("resume",)
+    assert compared.before == (
+        "resume: cv.pdf → cv.pdf (not compared: Comeet returns a link, not the file; always sent)"
+    )
