@@ -10,9 +10,11 @@ from html import unescape
 from io import BytesIO
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 
 from bulk_update.sandbox import ThreadedSandbox
+from bulk_update.undo import backup_path
 
 from .conftest import run_cli
 from .test_backup import BEFORE, HEADER, NEW_CV, OLD_CV, READABLE, ROWS, make_state, write_csv
@@ -148,3 +150,35 @@ async def test_a_command_line_runs_undo_sheet_is_offered_on_the_runs_list(tmp_pa
             await _run_to_the_end(page, run_path)
     assert state.candidates["AE.1"]["first_name"] == "Dana"
     assert elsewhere.candidates["AE.1"]["first_name"] == "Dina"  # untouched by the undo
+
+
+@pytest.mark.parametrize("how", ["deleted", "never written"])
+async def test_an_undo_sheet_not_on_disk_is_written_from_the_runs_backup(
+    tmp_path: Path, how: str
+) -> None:
+    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", "Dina"]])
+    state = make_state()
+    env = {"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET}
+    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
+        res = run_cli(
+            "run", sheet, "--base-url", sb.base_url, "--backup", "--state-dir", tmp_path / "state",
+            "--rate", "1000/1", env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert res.code == 0, res.err
+        undo = tmp_path / "people.undo.xlsx"
+        undo.unlink()
+        if how == "never written":  # as a run killed before its end leaves its backup
+            kept = backup_path(tmp_path / "state", 1)
+            lines = kept.read_text().splitlines(keepends=True)
+            kept.write_text("".join(line for line in lines if '"written"' not in line))
+        async with page_for(_config(tmp_path, sb)) as page:
+            _, html = await page.get("/runs")
+            assert 'data-undo="1"' in html
+            status, where, _ = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
+            assert status == 303 and where.endswith("/preview")
+            _, html = await page.get(where)
+            assert _counts(html, "preview-counts") == {"would_update": 1}
+    assert undo.is_file()  # where the run meant to write it, as `undo-sheet --run 1` does
+    assert backup_path(tmp_path / "state", 1).read_text().count('"written"') == 1 + (
+        how == "deleted"
+    )

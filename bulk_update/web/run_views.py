@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..errors import CannotStartError
 from ..journal import RunRecord, read_runs
-from ..undo import UNDO_WORKSHEET, undo_bundle
+from ..undo import UNDO_WORKSHEET, backup_path, undo_bundle, undo_sheet_of_run
 from ..undo import run_undo_sheet as stored_undo_sheet
 from .app import download, redirect, render
 from .runs import WebRun
@@ -187,29 +187,37 @@ async def journal_report(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
-def _journal_undo_sheets(request: web.Request, records: list[RunRecord]) -> dict[int, Path]:
-    """The undo sheets of the journal's real runs that kept one, by run number: runs sent
-    to the page's own Comeet (base URL) only, so that an undo goes where its run went."""
+def _journal_undo_sheets(request: web.Request, records: list[RunRecord]) -> dict[int, Path | None]:
+    """The undo sheets of the journal's real runs that kept a backup, by run number (None:
+    not written yet, a run killed before its end, or the sheet deleted since: written from
+    the backup when asked for). Runs sent to the page's own Comeet (base URL) only, so that
+    an undo goes where its run went."""
     settings = request.app[STATE].settings
-    found: dict[int, Path] = {}
+    found: dict[int, Path | None] = {}
     for record in records:
         if record.dry_run or record.base_url != settings.base_url:
             continue
         undo = stored_undo_sheet(settings.state_dir, record.id)
         if undo is not None and undo.is_file():
             found[record.id] = undo
+        elif backup_path(settings.state_dir, record.id).is_file():
+            found[record.id] = None
     return found
 
 
 async def _journal_undo_of(request: web.Request) -> tuple[RunRecord, Path]:
     """The journal's run of the URL and its undo sheet (by its number, never a path from the
-    URL); 404 when the Runs list would not offer it."""
+    URL), written from its backup if need be; 404 when the Runs list would not offer it."""
+    state = request.app[STATE]
     wanted = int(request.match_info["number"])
     records, _ = await asyncio.to_thread(_journal_runs, request)
     records = [r for r in records if r.id == wanted]
-    undo = (await asyncio.to_thread(_journal_undo_sheets, request, records)).get(wanted)
-    if undo is None:
+    sheets = await asyncio.to_thread(_journal_undo_sheets, request, records)
+    if wanted not in sheets:
         raise web.HTTPNotFound()
+    undo = sheets[wanted]
+    if undo is None:  # as `bulk-update undo-sheet --run N`: where the run meant to write it
+        undo = await asyncio.to_thread(undo_sheet_of_run, state.settings.state_dir, wanted)
     return records[0], undo
 
 
