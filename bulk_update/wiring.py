@@ -57,10 +57,13 @@ SETTLED = frozenset({Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED})
 
 
 def is_progress(result: RowResult) -> bool:
-    """Whether a row's result counts in a run's progress (out of `Plan.sends`): every row
-    the run took to send, `unchanged` included when --compare found it so after reading it
-    (a request was made), but not a row settled before sending (SETTLED, no request). Pure."""
-    return result.outcome not in SETTLED or result.attempts > 0
+    """Whether a row's result counts in a run's progress (rows sent, out of `Plan.sends`):
+    a row the run made a request for, `unchanged` included when --compare found it so after
+    reading it; not a row settled before sending (SETTLED), nor one a stop left `not_sent`
+    before any request (a stopped run shows how far it got). Pure."""
+    if result.attempts > 0:
+        return True
+    return result.outcome not in SETTLED and result.outcome is not Outcome.NOT_SENT
 
 
 @dataclass(frozen=True, slots=True)

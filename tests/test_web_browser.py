@@ -264,6 +264,11 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
         "B4.B5F21,Noa,noa.levi@example.net,Responded,\n",
         encoding="utf-8",
     )
+    # Thirty rows whose uid column holds something else: every one is not found.
+    (tmp_path / "wrong-ids.csv").write_text(
+        "UID,First Name\n" + "".join(f"ZZ.{i:04d},Name{i}\n" for i in range(30)),
+        encoding="utf-8",
+    )
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -317,6 +322,7 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
             page.click("#undo-button")
             page.wait_for_url("**/preview")
             expect(page.locator("h1")).to_contain_text("safety.undo.xlsx")
+            expect(page.locator("#preview-undo")).to_contain_text("The undo sheet of safety.csv")
             assert _counts(page, "#preview-counts") == {"would_update": 1}
             patches = page.locator("#first-patches")
             expect(patches).to_contain_text('"email": "dana.cohen@example.com"')
@@ -342,6 +348,23 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
             expect(page.locator("#preview-changes")).to_contain_text(
                 "email: dana.cohen@example.com → dana@new.example"
             )
+
+            # -- the brake: a uid column of something else stops after 20 rows -------------
+            page.goto(page_url + "/")
+            page.set_input_files("#sheet-input", str(tmp_path / "wrong-ids.csv"))
+            page.click("#upload-button")
+            page.wait_for_url("**/preview")
+            page.uncheck("#backup")
+            page.click("#confirm-button")
+            page.wait_for_url("**/runs/*")
+            expect(page.locator("#run")).to_have_attribute("data-over", "true", timeout=40_000)
+            expect(page.locator("#brake-stop")).to_contain_text(
+                "Stopped after 20 rows in a row were not found in Comeet for the same reason"
+            )
+            counts = _counts(page, "#run-counts")
+            assert 20 <= counts["not_found"] < 30 and counts["not_sent"] == 30 - counts["not_found"]
+            expect(page.locator("#run-done")).to_have_text(str(counts["not_found"]))
+            _shot(page, "web-brake")
         finally:
             browser.close()
 

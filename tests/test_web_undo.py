@@ -65,7 +65,8 @@ async def test_undo_this_run_previews_the_undo_sheet_then_puts_everything_back(
             assert status == 303 and undo_where.endswith("/preview")
             _, html = await page.get(undo_where)
             assert state.requests == []
-            assert "people.undo.xlsx" in html
+            assert "people.undo.xlsx" in html and "preview-worksheet" not in html
+            assert "The undo sheet of <strong>people.csv</strong>" in html
             assert _counts(html, "preview-counts") == {"would_update": 2}
             shown = unescape(html.split('id="first-patches"', 1)[1])
             assert '"first_name": "Dana"' in shown and '"name": "dana-cv.pdf"' in shown

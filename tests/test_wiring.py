@@ -268,11 +268,13 @@ def test_the_web_preview_of_a_sheet_with_files_looks_them_up_where_the_page_says
     assert preview.count(Outcome.WOULD_UPDATE) == 1 and preview.invalid_total == 0
 
 
-def test_a_row_found_unchanged_after_its_read_is_progress_one_settled_before_is_not() -> None:
+def test_progress_counts_the_rows_a_request_was_made_for() -> None:
     # Settled by the plan (no request): not progress of the sending.
     for outcome in (Outcome.INVALID, Outcome.SKIPPED, Outcome.UNCHANGED):
         assert not wiring.is_progress(RowResult(2, "AE.1", outcome))
     # --compare read it and found Comeet holding it all: a row the run took to send.
     assert wiring.is_progress(RowResult(2, "AE.1", Outcome.UNCHANGED, attempts=1))
-    for outcome in (Outcome.UPDATED, Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_SENT):
-        assert wiring.is_progress(RowResult(2, "AE.1", outcome))
+    for outcome in (Outcome.UPDATED, Outcome.REJECTED, Outcome.FAILED, Outcome.NOT_FOUND):
+        assert wiring.is_progress(RowResult(2, "AE.1", outcome, attempts=1))
+    # A stop left it unsent, no request made: the run did not get that far.
+    assert not wiring.is_progress(RowResult(2, "AE.1", Outcome.NOT_SENT))

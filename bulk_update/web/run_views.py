@@ -107,12 +107,13 @@ async def _download_undo(undo: Path, stem: str) -> web.StreamResponse:
     return download(bundle, name if bundle == undo else f"{Path(name).stem}.zip")
 
 
-async def _undo_upload(request: web.Request, undo: Path, stem: str) -> web.Response:
+async def _undo_upload(request: web.Request, undo: Path, run_name: str) -> web.Response:
     """ "Undo this run": the undo sheet taken as a new upload, on to its preview: the same
     steps as any sheet (nothing is sent before its confirm), its resumes found beside it."""
     state = request.app[STATE]
-    name = f"{stem}.undo{undo.suffix}"
-    the_upload = await asyncio.to_thread(state.uploads.adopt, session_of(request).token, undo, name)
+    name = f"{Path(run_name).stem}.undo{undo.suffix}"
+    token = session_of(request).token
+    the_upload = await asyncio.to_thread(state.uploads.adopt, token, undo, name, undo_of=run_name)
     if undo.suffix.lower() == ".xlsx":  # its second worksheet lists what it cannot put back
         the_upload.worksheet = UNDO_WORKSHEET
     return await read_upload(request, the_upload)
@@ -127,7 +128,7 @@ async def run_undo_sheet(request: web.Request) -> web.StreamResponse:
 async def undo_this_run(request: web.Request) -> web.Response:
     """Undo a run of this page: its undo sheet's preview (`_undo_upload`)."""
     run, undo = _undo_sheet_of(request)
-    return await _undo_upload(request, undo, Path(run.name).stem)
+    return await _undo_upload(request, undo, run.name)
 
 
 async def stop_run(request: web.Request) -> web.Response:
@@ -230,7 +231,7 @@ async def journal_undo_sheet(request: web.Request) -> web.StreamResponse:
 async def undo_journal_run(request: web.Request) -> web.Response:
     """Undo a run in the journal: its undo sheet's preview (`_undo_upload`)."""
     record, undo = await _journal_undo_of(request)
-    return await _undo_upload(request, undo, record.sheet.stem)
+    return await _undo_upload(request, undo, record.sheet.name)
 
 
 def add_routes(app: web.Application) -> None:

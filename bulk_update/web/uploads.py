@@ -86,6 +86,8 @@ class Upload:
     #: Where its Resume, Picture and Files cells are looked up; None: the page's files
     #: folder. An undo sheet's (`UploadStore.adopt`) is its own folder, beside its resumes.
     files_dir: Path | None = None
+    #: The run whose undo sheet this is (its sheet's name); "" for a sheet uploaded.
+    undo_of: str = ""
 
     @property
     def path(self) -> Path:
@@ -170,11 +172,12 @@ class UploadStore:
             )
         return self._keep(upload)
 
-    def adopt(self, owner: str, sheet: Path, name: str) -> Upload:
-        """An upload of a sheet the page wrote itself (a run's undo sheet), called `name`:
-        a private copy, read as any upload, with its file cells looked up beside `sheet`
-        (where its resumes are). No size cap: the page wrote it."""
+    def adopt(self, owner: str, sheet: Path, name: str, *, undo_of: str) -> Upload:
+        """An upload of the undo sheet of the run of `undo_of` (its sheet's name), called
+        `name`: a private copy, read as any upload, with its file cells looked up beside
+        `sheet` (where its resumes are). No size cap: the tool wrote it."""
         upload = self._new(owner, name)
+        upload.undo_of = undo_of
         try:
             shutil.copyfile(sheet, upload.path)
             os.chmod(upload.path, 0o600)
