@@ -7,6 +7,9 @@ resume as the path of its downloaded file, in the folder beside the sheet), then
 field why it cannot be put back. An XLSX has the same, one line per row and field, in a
 second worksheet, `Not restorable`, which a run does not read (it reads the first).
 
+An XLSX undo sheet holds text (`xlsx_text`, as a report); the loader knows an undo sheet
+by its headers (models.is_undo_sheet) and reads its cells back as first typed.
+
 A row whose PATCH was surely refused (`not_found`, `rejected`) changed nothing and is left
 out; every other row that was backed up is in, including the rows of a killed run whose
 answer never came: writing back a value a candidate still holds changes nothing.
@@ -40,7 +43,7 @@ from .backup import (
     resumes_folder,
 )
 from .errors import CannotStartError
-from .models import NOT_RESTORABLE, Outcome
+from .models import Outcome, undo_headers
 from .records import kept_folder
 from .report import put_in_place, xlsx_text
 
@@ -70,7 +73,7 @@ def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
     folder beside `undo_sheet` when it is not there already."""
     rows = _applied(record.rows)
     fields = list(dict.fromkeys(path for row in rows for path in row.before))
-    table = [["uid", *fields, NOT_RESTORABLE]]
+    table = [undo_headers(fields)]
     for row in rows:
         cells = [row.uid]
         for path in fields:
