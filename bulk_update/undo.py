@@ -7,8 +7,10 @@ resume as the path of its downloaded file, in the folder beside the sheet), then
 field why it cannot be put back. An XLSX has the same, one line per row and field, in a
 second worksheet, `Not restorable`, which a run does not read (it reads the first).
 
-An XLSX undo sheet holds text (`xlsx_text`, as a report); the loader knows an undo sheet
-by its headers (models.is_undo_sheet) and reads its cells back as first typed.
+Its values are often what candidates typed themselves, so the sheet is formula-safe as a
+report is: a CSV's cells are defused (`defuse_csv_cell`), an XLSX's are text (`xlsx_text`);
+the loader knows an undo sheet by its headers (models.is_undo_sheet) and reads its cells
+back as first typed, so running it sends each value exactly as Comeet held it.
 
 A row whose PATCH was surely refused (`not_found`, `rejected`) changed nothing and is left
 out; every other row that was backed up is in, including the rows of a killed run whose
@@ -45,7 +47,7 @@ from .backup import (
 from .errors import CannotStartError
 from .models import Outcome, undo_headers
 from .records import kept_folder
-from .report import put_in_place, xlsx_text
+from .report import defuse_csv_cell, put_in_place, xlsx_text
 
 __all__ = [
     "NOT_RESTORABLE_SHEET",
@@ -113,8 +115,9 @@ def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
     try:
         if undo_sheet.suffix.lower() == ".csv":
             buffer = io.StringIO()
-            # Values exactly as they were: a phone's leading + is data, not a formula.
-            csv.writer(buffer).writerows(table)
+            # Defused as a CSV report is (a name `=HYPERLINK(...)` is no formula in Excel);
+            # the loader takes the apostrophe off again, so a phone's leading + is sent.
+            csv.writer(buffer).writerows([map(defuse_csv_cell, line) for line in table])
             with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
                 fh.write(buffer.getvalue())
         else:

@@ -1,21 +1,27 @@
-"""The undo sheet is read back as written (issue 16, models.is_undo_sheet).
+"""The undo sheet is formula-safe and read back as written (issue 16, models.is_undo_sheet).
 
-The XLSX undo sheet holds text as a report does (`'=x` as `''=x`), and the loader reads an
-undo sheet's cells back as first typed: running it puts back exactly what Comeet held.
+Comeet's values are often what candidates typed themselves: a name `=HYPERLINK(...)` in a
+CSV undo sheet opened in Excel would be a formula. So the CSV undo sheet is defused as a
+CSV report is, the XLSX one holds text, and the loader reads an undo sheet's cells back as
+first typed: running either puts back exactly what Comeet held, `+972...` and `'=x` too.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 import bulk_update as bu
+from bulk_update.backup import BackedUpRow, BackupRecord
 from bulk_update.models import (
     NOT_RESTORABLE,
     REPORT_COLUMNS,
@@ -23,7 +29,9 @@ from bulk_update.models import (
     reads_back_as_typed,
     undo_headers,
 )
+from bulk_update.reader.cells import strip_cell
 from bulk_update.sandbox import SandboxState, ThreadedSandbox
+from bulk_update.undo import write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS
@@ -93,6 +101,31 @@ def assert_restored(tmp_path: Path, undo: Path, sb: ThreadedSandbox) -> None:
         assert {f: snapshot.candidates[uid][f] for f in FIELDS} == {f: held[f] for f in FIELDS}, uid
 
 
+def test_a_csv_undo_sheet_is_defused_and_puts_back_what_comeet_held(
+    tmp_path: Path, sandbox: ThreadedSandbox
+) -> None:
+    undo = backed_up(tmp_path, sandbox, ".csv")
+    with undo.open(encoding="utf-8-sig", newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert lines[0] == undo_headers(FIELDS)
+    raw = {line[0]: dict(zip(lines[0], line, strict=True)) for line in lines[1:]}
+    assert raw["FS.1"]["first_name"] == "'" + HELD["FS.1"]["first_name"]
+    assert raw["FS.1"]["last_name"] == "''=x"  # one apostrophe more, taken off on input
+    assert raw["FS.1"]["phone"] == "'+972-3-555-0100"
+    assert raw["FS.2"]["first_name"] == "'@dana"
+    assert raw["FS.2"]["last_name"] == "'-Levi"
+    assert raw["FS.2"]["email"] == "'=avi@old.example"
+    # Nothing a spreadsheet program would take for a formula, anywhere in the file.
+    assert not [cell for line in lines for cell in line if cell[:1] in tuple("=+-@\t\r")]
+
+    # The dry run steps aside from the column-at-a-time engine, and shows the values held.
+    preview = bu.dry_run(undo, report_path=tmp_path / "preview.csv")
+    assert not preview.columnar
+    bodies = {p.uid: {f: p.body[f] for f in FIELDS} for p in preview.patches}
+    assert bodies == {uid: {f: held[f] for f in FIELDS} for uid, held in HELD.items()}
+    assert_restored(tmp_path, undo, sandbox)
+
+
 def test_an_xlsx_undo_sheet_holds_text_and_puts_back_what_comeet_held(
     tmp_path: Path, sandbox: ThreadedSandbox
 ) -> None:
@@ -138,3 +171,27 @@ def test_a_sheet_read_back_as_typed_is_a_results_sheet_or_an_undo_sheet() -> Non
     assert not reads_back_as_typed(["uid", "first_name"])
     assert not reads_back_as_typed([NOT_RESTORABLE])
     assert not reads_back_as_typed(["uid", "first_name", f"{NOT_RESTORABLE} "])
+
+
+#: Text a cell can hold as it is (no control characters: XLSX cannot hold most of them, and
+#: a reader strips white space at a cell's edges), often led by apostrophes and formula starts.
+TEXT = st.builds(
+    str.__add__,
+    st.text(st.sampled_from("'=+-@"), max_size=4),
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=8),
+).filter(lambda v: v != "" and strip_cell(v) == v)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=TEXT)
+@example(value="'=x").via("an apostrophe before a formula start")
+@example(value="+972-3-555-0100").via("a phone")
+def test_any_value_comes_back_through_the_sheet_reader_as_comeet_held_it(value: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in (".csv", ".xlsx"):
+            undo = Path(folder) / f"u{suffix}"
+            row = BackedUpRow(2, "FS.1", {"first_name": value}, {}, "updated")
+            write_undo_sheet(BackupRecord(undo, Path(folder) / "r", rows=[row]), undo)
+            loaded = bu.load(undo)
+            assert loaded.headers == tuple(undo_headers(["first_name"]))
+            assert loaded.rows[0].values[1] == value, suffix
