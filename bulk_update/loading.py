@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import InputError
-from .models import Column, HiddenContent, SheetContents, SheetRow, is_results_sheet
+from .models import Column, HiddenContent, SheetContents, SheetRow, reads_back_as_typed
 from .reader import HiddenTally, SheetStream, counting_hidden, list_worksheets, open_sheet
 from .report import restore_cell
 from .rowstore import RowStore
@@ -65,10 +65,10 @@ def load(
 ) -> LoadedSheet:
     """Read a CSV or XLSX and match its headers to API fields (raises InputError).
 
-    The file is read as a stream into a compact RowStore. A re-uploaded results sheet (its
-    first headers are the report's own columns) gets its cells back as first typed: the
-    apostrophe a report puts before `=` `+` `-` `@` is taken off (report.restore_cell), so
-    the API receives the value the person typed.
+    The file is read as a stream into a compact RowStore. A sheet the tool wrote itself, a
+    re-uploaded results sheet or an undo sheet (models.reads_back_as_typed), gets its cells
+    back as first typed: the apostrophe it put before `=` `+` `-` `@` is taken off
+    (report.restore_cell), so the API receives the value the person typed, or Comeet held.
     """
     settings = settings or Settings()
     wanted = sheet or settings.sheet
@@ -87,7 +87,7 @@ def load(
                 extra={"event": "worksheet"},
             )
         headers, rows = stream.headers, stream.rows
-        if is_results_sheet(headers):
+        if reads_back_as_typed(headers):
             headers, rows = tuple(map(restore_cell, headers)), map(_restored, rows)
         # Columns are matched before the rows are read: a wrong header stops at once.
         try:
@@ -161,7 +161,7 @@ def _pointing_elsewhere(
 
 
 def _restored(row: SheetRow) -> SheetRow:
-    """A results sheet's row with every cell as first typed (see report.restore_cell)."""
+    """A defused sheet's row with every cell as first typed (see report.restore_cell)."""
     # Only rows with an apostrophe-led cell are rebuilt: a large sheet has few or none.
     if any(value.startswith("'") for value in row.values):
         return replace(row, values=tuple(map(restore_cell, row.values)))

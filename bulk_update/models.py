@@ -62,6 +62,25 @@ def is_results_sheet(headers: Sequence[str]) -> bool:
     return tuple(headers[:REPORT_WIDTH]) == REPORT_COLUMNS
 
 
+def undo_headers(fields: Sequence[str]) -> list[str]:
+    """An undo sheet's header row (undo.py) for the fields it puts back, in order: `uid`,
+    the fields, then NOT_RESTORABLE; `is_undo_sheet` knows a sheet by it."""
+    return ["uid", *fields, NOT_RESTORABLE]
+
+
+def is_undo_sheet(headers: Sequence[str]) -> bool:
+    """True when `headers` are laid out as `undo_headers` writes them: `uid` first and
+    NOT_RESTORABLE last, both exactly. Its cells read back as first typed."""
+    return len(headers) >= 2 and headers[0] == "uid" and headers[-1] == NOT_RESTORABLE
+
+
+def reads_back_as_typed(headers: Sequence[str]) -> bool:
+    """True for a sheet the tool wrote with its cells defused against formulas (a results
+    sheet or an undo sheet, by its `headers`): on input each cell, header included, is read
+    back as first typed (report.restore_cell), so the API receives the value itself."""
+    return is_results_sheet(headers) or is_undo_sheet(headers)
+
+
 #: The column a --compare report adds after `fields` (contract section 11).
 BEFORE_COLUMN = "before"
 

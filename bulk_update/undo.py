@@ -7,6 +7,11 @@ resume as the path of its downloaded file, in the folder beside the sheet), then
 field why it cannot be put back. An XLSX has the same, one line per row and field, in a
 second worksheet, `Not restorable`, which a run does not read (it reads the first).
 
+Its values are often what candidates typed themselves, so the sheet is formula-safe as a
+report is: a CSV's cells are defused (`defuse_csv_cell`), an XLSX's are text (`xlsx_text`);
+the loader knows an undo sheet by its headers (models.is_undo_sheet) and reads its cells
+back as first typed, so running it sends each value exactly as Comeet held it.
+
 A row whose PATCH was surely refused (`not_found`, `rejected`) changed nothing and is left
 out; every other row that was backed up is in, including the rows of a killed run whose
 answer never came: writing back a value a candidate still holds changes nothing.
@@ -41,9 +46,9 @@ from .backup import (
     resumes_folder,
 )
 from .errors import CannotStartError
-from .models import NOT_RESTORABLE, Outcome
+from .models import Outcome, undo_headers
 from .records import kept_folder
-from .report import put_in_place, xlsx_text
+from .report import defuse_csv_cell, put_in_place, xlsx_text
 
 __all__ = [
     "NOT_RESTORABLE_SHEET",
@@ -75,7 +80,7 @@ def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
     folder beside `undo_sheet` when it is not there already."""
     rows = _applied(record.rows)
     fields = list(dict.fromkeys(path for row in rows for path in row.before))
-    table = [["uid", *fields, NOT_RESTORABLE]]
+    table = [undo_headers(fields)]
     for row in rows:
         cells = [row.uid]
         for path in fields:
@@ -115,8 +120,9 @@ def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
     try:
         if undo_sheet.suffix.lower() == ".csv":
             buffer = io.StringIO()
-            # Values exactly as they were: a phone's leading + is data, not a formula.
-            csv.writer(buffer).writerows(table)
+            # Defused as a CSV report is (a name `=HYPERLINK(...)` is no formula in Excel);
+            # the loader takes the apostrophe off again, so a phone's leading + is sent.
+            csv.writer(buffer).writerows([map(defuse_csv_cell, line) for line in table])
             with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
                 fh.write(buffer.getvalue())
         else:

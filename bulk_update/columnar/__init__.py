@@ -21,9 +21,10 @@ with the rules of the general path in their column-at-a-time forms (none written
 It returns None, having written nothing, for a sheet it cannot do exactly, and the caller
 takes the general path (which also gives every error message): a file that is not UTF-8,
 a header that is not the first line, data in a column without a header, a re-uploaded
-results sheet, a row with fewer or more cells than headers, a row near the reader's size
-limits, a quote that may be open at the end of the file, more than 62 data columns,
-[defaults.updated_by] settings that leave a row without updated_by invalid. The report is
+results sheet or an undo sheet (their cells are read back as first typed), a row with
+fewer or more cells than headers, a row near the reader's size limits, a quote that may be
+open at the end of the file, more than 62 data columns, [defaults.updated_by] settings
+that leave a row without updated_by invalid. The report is
 CSV or XLSX, as asked (XLSX rows rendered by arrow too, laid out by report.write_xlsx_report).
 tests/test_columnar.py holds both paths to the same reports.
 
@@ -44,7 +45,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import BulkUpdateError
 from ..limiter import estimate_duration
-from ..models import Outcome, Patch, RunSummary, SheetRow, is_results_sheet
+from ..models import Outcome, Patch, RunSummary, SheetRow, reads_back_as_typed
 from ..reader import CSV_EXTENSIONS, MAX_LINE_CHARS, sniff_csv
 from ..reader.cells import PY_SPACE, STRIPPED
 from ..report import (
@@ -122,9 +123,10 @@ def _dry_run(
         raise Unsupported(f"{fmt.encoding} text")
     raw_names, layout = read_layout(path, fmt.delimiter)
     headers = layout.headers
-    if is_results_sheet(headers):
-        # The report leaves a results sheet's own columns out; the reader restores its cells.
-        raise Unsupported("a re-uploaded results sheet")
+    if reads_back_as_typed(headers):
+        # The report leaves a results sheet's own columns out; the reader restores the cells
+        # of a results sheet or an undo sheet (loading.load).
+        raise Unsupported("a sheet the tool wrote (a results sheet or an undo sheet)")
     columns = resolve_columns(headers, mapping=settings.columns, ignore=settings.ignore_columns)
     data_cols = [c for c in columns if c.field is not None and c.field != "uid"]
     if len(data_cols) > MAX_DATA_COLUMNS:
