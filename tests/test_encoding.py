@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bulk_update.columnar import dry_run_csv
@@ -98,6 +98,9 @@ def test_unicode_files_say_their_encoding(tmp_path: Path, encoding: str) -> None
     encoding=st.sampled_from(sorted(set(ENCODINGS) - {"utf-8", "utf-8-sig", "utf-16"} | set(MORE))),
     names=st.lists(st.integers(0, 1000), min_size=1, max_size=40),
 )
+# Three Japanese names charset-normalizer finds too chaotic in every code page: refused as
+# an encoding that cannot be told, not as binary data.
+@example(encoding="shift_jis", names=[532, 819, 819])
 def test_never_read_wrong(encoding: str, names: list[int]) -> None:
     # Any handful of a language's names, cities and notes, in its code page: read exactly
     # or refused, never anything else.

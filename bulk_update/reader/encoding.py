@@ -141,7 +141,23 @@ class Reading:
     @property
     def single_byte(self) -> bool:
         """True for a code page of one byte per character (characters align with bytes)."""
-        return self.encoding not in ("cp932", "gb18030", "cp949", "cp950")
+        return self.encoding not in _MULTI_BYTE
+
+
+_MULTI_BYTE = ("cp932", "gb18030", "cp949", "cp950")
+_SINGLE_BYTE = frozenset(EXCEL_CODEPAGES) - frozenset(_MULTI_BYTE)
+#: Control characters a text line may hold (the CSV's own line ends; a tab).
+_TEXT_CONTROLS = frozenset("\t\r\n")
+
+
+def _reads_as_text(sample: bytes, encoding: str) -> bool:
+    """Whether `encoding` decodes `sample` to text: every byte taken, no control characters
+    but tab and line ends (binary data decodes to those in every single-byte code page)."""
+    try:
+        text = sample.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return not any(unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS for c in text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +200,15 @@ def detect(sample: bytes) -> Detection:
             tuple(windows), text, float(match.chaos), float(match.coherence), odd, words
         )
     if not readings:
-        return Detection(None, ())
+        # charset-normalizer finds a few short CJK names too chaotic in every code page:
+        # the file is text all the same when a code page reads it as text. Not used
+        # (nothing says which), only named: the many-byte code pages first, since their
+        # bytes fit far fewer texts by chance.
+        fits = sorted(
+            (n for n in EXCEL_CODEPAGES if _reads_as_text(sample, n)),
+            key=lambda n: n in _SINGLE_BYTE,
+        )
+        return Detection(None, tuple(fits[:4]))
     found = list(readings.values())
     # A reading in a script of one code page (Greek, Hebrew, Thai...) in no language at
     # all (coherence 0) never wins: its letters are that code page's leftovers. Latin
