@@ -237,7 +237,12 @@ class _Run:
             reading = await self.read_first(patch, tries)
             if reading.candidate is None:
                 unread = _unread(patch, reading)
-                if unread is not None and self.by_number(patch):
+                # Only a 404 says Comeet does not know the number (a merged one it knows).
+                if (
+                    unread is not None
+                    and unread.outcome is Outcome.NOT_FOUND
+                    and self.by_number(patch)
+                ):
                     unread = unread.with_words(
                         f"the web page number {patch.uid} is unknown to Comeet"
                     )
