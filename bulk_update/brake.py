@@ -11,7 +11,9 @@ those the row sent that the API's message names (the longest name wins: `mobile_
 before `phone`; a custom field by its name); when the message names none of them, the
 messages must be equal instead, so that errors quoting each row's own value (`'xx' is not
 a country`) still count as one when they name the same field, and different refusals that
-share a code (`required_field`) do not. Any other answer breaks the run of rows.
+share a code (`required_field`) do not. Any other answer breaks the run of rows. The
+message is always the API's own (`RowResult.api_message`), never the words the tool puts
+before it: with --resolve-ids those name each row's own number.
 """
 
 from __future__ import annotations
