@@ -11,7 +11,9 @@ those the row sent that the API's message names (the longest name wins: `mobile_
 before `phone`; a custom field by its name); when the message names none of them, the
 messages must be equal instead, so that errors quoting each row's own value (`'xx' is not
 a country`) still count as one when they name the same field, and different refusals that
-share a code (`required_field`) do not. Any other answer breaks the run of rows.
+share a code (`required_field`) do not. Any other answer breaks the run of rows. The
+message is always the API's own (`RowResult.api_message`), never the words the tool puts
+before it: with --resolve-ids those name each row's own number.
 """
 
 from __future__ import annotations
@@ -44,8 +46,11 @@ def refusal_of(result: RowResult) -> Refusal | None:
     status = result.http_status
     if result.outcome not in _BRAKED or status is None or not 400 <= status < 500:
         return None
-    field = _named_field(result.message, result.fields)
-    return Refusal(result.outcome, result.error, field, "" if field else result.message)
+    # The API's own message: not the words the tool puts before it, which name each row's
+    # own number or resolved uid and would make no two refusals alike (--resolve-ids).
+    said = result.api_message
+    field = _named_field(said, result.fields)
+    return Refusal(result.outcome, result.error, field, "" if field else said)
 
 
 def _named_field(message: str, fields: Iterable[str]) -> str:
@@ -67,7 +72,7 @@ def brake_reason(count: int, result: RowResult, refusal: Refusal) -> str:
     """The abort reason of a run the brake stopped at `result`, the last of `count`. Pure."""
     what = "not found" if refusal.outcome is Outcome.NOT_FOUND else "rejected"
     code = f"{result.error}: " if result.error else ""
-    said = result.message or f"HTTP {result.http_status}"
+    said = result.api_message or f"HTTP {result.http_status}"
     field = f" (field {refusal.field})" if refusal.field else ""
     return (
         f"stopped after {count} rows in a row were {what} with the same error: "
@@ -91,7 +96,7 @@ def brake_words(summary: RunSummary, limit: int, *, resumes: bool) -> str:
         if refusal is None or brake_reason(limit, result, refusal) != summary.abort_reason:
             continue
         what = "not found in Comeet" if refusal.outcome is Outcome.NOT_FOUND else "refused"
-        said = (result.message or f"Comeet answered HTTP {result.http_status}").rstrip(".")
+        said = (result.api_message or f"Comeet answered HTTP {result.http_status}").rstrip(".")
         column = f"the {refusal.field.split('.')[-1]!r} column" if refusal.field else "the sheet"
         again = "; rows already sent will not be sent twice" if resumes else ""
         return (

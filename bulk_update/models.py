@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -255,6 +255,27 @@ class RowResult:
     fields: tuple[str, ...] = ()
     #: With --compare: each field sent with the value Comeet held (compare.before_text).
     before: str = ""
+    #: `message` as it was before `with_words` put the tool's words in front of it (for a
+    #: row the API answered: the API's own message); None: nothing was put in front.
+    answer: str | None = None
+
+    @property
+    def api_message(self) -> str:
+        """The message without the words the tool put before it: what the API itself said
+        of a row it answered. What judges the answer (the brake) reads this, not `message`."""
+        return self.message if self.answer is None else self.answer
+
+    def with_words(self, *words: str) -> RowResult:
+        """This result with the tool's `words` (a warning, the uid a number resolved to)
+        before its message, "; " between; the message itself is kept (`api_message`)."""
+        if not any(words):
+            return self
+        return replace(self, message=joined(*words, self.message), answer=self.api_message)
+
+
+def joined(*parts: str) -> str:
+    """A row's message of several parts: those not empty, in order, "; " between. Pure."""
+    return "; ".join(part for part in parts if part)
 
 
 @dataclass(frozen=True, slots=True)

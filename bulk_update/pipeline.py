@@ -218,14 +218,6 @@ def _journal_results(
         journal.record_applied_many(confirmed, run_id)
 
 
-def _with_warnings(result: RowResult, warnings: Sequence[str]) -> RowResult:
-    if not warnings:
-        return result
-    return replace(
-        result, message="; ".join([*warnings, *([result.message] * bool(result.message))])
-    )
-
-
 async def run_async(
     the_plan: Plan,
     settings: Settings | None = None,
@@ -306,7 +298,7 @@ async def run_async(
         said = warnings.get(result.row, ())
         if result.uid in held_back and result.error != "note_not_resent":
             said = (*said, NOTE_RETRY_WARNING)  # whatever came of the rest of the row
-        result = _with_warnings(result, said)
+        result = result.with_words(*said)
         done[result.row] = result
         if on_result:
             on_result(result)
@@ -424,7 +416,7 @@ async def run_async(
                         halt.set()
                     for result in results:
                         unrecorded = result.outcome is Outcome.UPDATED
-                        record(_with_warnings(result, (JOURNAL_WARNING,) * unrecorded))
+                        record(result.with_words(*(JOURNAL_WARNING,) * unrecorded))
                     return
                 for result in results:
                     record(result)

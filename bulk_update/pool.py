@@ -25,7 +25,7 @@ from .client import Kind, Response
 from .compare import compare_patch
 from .errors import ConfigError
 from .limiter import SlidingWindowLimiter
-from .models import Outcome, Patch, RowResult
+from .models import Outcome, Patch, RowResult, joined
 from .readmodel import CandidateRead, Reading, read_candidate
 from .resolve import Replan, is_number, resolved_message, unplanned
 from .retrying import INTERRUPTED, Retrier, RetryPolicy, Tries, auth_abort_reason
@@ -237,9 +237,15 @@ class _Run:
             reading = await self.read_first(patch, tries)
             if reading.candidate is None:
                 unread = _unread(patch, reading)
-                if unread is not None and self.by_number(patch):
-                    said = (f"the web page number {patch.uid} is unknown to Comeet",)
-                    unread = replace(unread, message=_said(*said, unread.message))
+                # Only a 404 says Comeet does not know the number (a merged one it knows).
+                if (
+                    unread is not None
+                    and unread.outcome is Outcome.NOT_FOUND
+                    and self.by_number(patch)
+                ):
+                    unread = unread.with_words(
+                        f"the web page number {patch.uid} is unknown to Comeet"
+                    )
                 return unread
             if self.by_number(patch):
                 resolved = self._resolve(patch, reading.candidate.uid, tries)
@@ -253,7 +259,7 @@ class _Run:
                         patch.row,
                         patch.uid,
                         Outcome.UNCHANGED,
-                        message=_said(*said, ALL_HELD),
+                        message=joined(*said, ALL_HELD),
                         attempts=tries.attempts,
                     )
                 patch, before = compared.patch, compared.before
@@ -266,7 +272,7 @@ class _Run:
                 patch.row,
                 patch.uid,
                 Outcome.WOULD_UPDATE,
-                message=_said(*said),
+                message=joined(*said),
                 attempts=tries.attempts,
                 fields=patch.fields,
                 before=before,
@@ -282,7 +288,8 @@ class _Run:
             self.backup.sent(patch, outcome)
         result = _result(patch, outcome, response, tries.attempts)
         if said or before:
-            result = replace(result, message=_said(*said, result.message), before=before)
+            # The answer stays apart from the words before it: the brake judges the answer.
+            result = replace(result.with_words(*said), before=before)
         return result
 
     def by_number(self, patch: Patch) -> bool:
@@ -338,7 +345,7 @@ class _Run:
                 patch.row,
                 uid,
                 Outcome.UNCHANGED,
-                message=_said(said, *warnings),
+                message=joined(said, *warnings),
                 attempts=tries.attempts,
             )
         return replanned, (said, *warnings)
@@ -394,10 +401,6 @@ class _Run:
 
 #: The message of a row --compare found already in Comeet's state.
 ALL_HELD = "Comeet already holds every value of this row: nothing sent"
-
-
-def _said(*parts: str) -> str:
-    return "; ".join(part for part in parts if part)
 
 
 def _unread(patch: Patch, reading: Reading) -> RowResult | None:

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from bulk_update.brake import Brake, brake_words, refusal_of
 from bulk_update.errors import ConfigError
 from bulk_update.models import Outcome, RowResult, RunSummary
-from bulk_update.sandbox import ThreadedSandbox
+from bulk_update.sandbox import SandboxState, ThreadedSandbox
 
 from .conftest import run_cli
 from .test_e2e import CREDS, config, make_state, report_rows, write_csv
@@ -156,6 +156,50 @@ def test_not_found_rows_trip_it_too_and_only_4xx_counts() -> None:
     assert refusal_of(refused(1, outcome=Outcome.NOT_SENT)) is None
 
 
+def unknown_number(i: int) -> RowResult:
+    """A --resolve-ids row whose number Comeet does not know: its number, then the answer."""
+    gone = refused(
+        i, "candidate_not_found", "Candidate not found", ("first_name",), Outcome.NOT_FOUND, 404
+    )
+    return gone.with_words(f"the web page number {61000 + i} is unknown to Comeet")
+
+
+def test_the_tool_s_words_before_the_api_s_answer_do_not_count() -> None:
+    rows = [unknown_number(i) for i in range(3)]
+    assert rows[2].message == "the web page number 61002 is unknown to Comeet; Candidate not found"
+    assert rows[2].api_message == "Candidate not found"
+    brake = Brake(3)
+    reasons = [brake.see(r) for r in rows]
+    assert reasons[:2] == ["", ""]
+    # The reason quotes Comeet, not one row's number.
+    assert reasons[2].startswith(
+        "stopped after 3 rows in a row were not found with the same error: "
+        'candidate_not_found: "Candidate not found"; the rest were not sent.'
+    )
+    # Different answers behind the same words are still different errors.
+    other = refused(9, "invalid_email", "email is bad", ("email",)).with_words("the same words")
+    same = refused(8).with_words("the same words")
+    assert trips(Brake(2), [same, other, same, other]) == []
+
+
+def test_brake_words_find_the_row_whatever_words_the_run_put_before_its_answer() -> None:
+    # The pool puts "uid resolved from ..." before each answer and the brake trips; the
+    # pipeline then puts a row's warnings before that: the words still come from it.
+    rows = [
+        refused(i).with_words(f"uid resolved from the web page number {61000 + i}")
+        for i in range(3)
+    ]
+    brake = Brake(3)
+    reason = next(r for r in map(brake.see, rows) if r)
+    rows[2] = rows[2].with_words("note not sent: the same note was added on 2026-12-01 (run 4)")
+    assert rows[2].api_message == NO_TEAM
+    summary = RunSummary({}, 1.0, None, aborted=True, abort_reason=reason, results=tuple(rows))
+    assert brake_words(summary, 3, resumes=False) == (
+        f"Stopped after 3 rows in a row were refused for the same reason: {NO_TEAM}. "
+        "Fix the 'Teem' column and upload the sheet again."
+    )
+
+
 # -- the command line against the sandbox ---------------------------------------------------
 
 
@@ -167,7 +211,9 @@ def brake_sheet(tmp_path: Path, header: str, count: int, clean: int = 0) -> Path
     return write_csv(tmp_path / "s.csv", rows)
 
 
-def run(tmp_path: Path, sheet: Path, base_url: str, limits: str = "") -> tuple[int, str]:
+def run(
+    tmp_path: Path, sheet: Path, base_url: str, limits: str = "", *flags: str
+) -> tuple[int, str]:
     cfg = config(tmp_path, f'[limits]\nrate = "1000/1"\n{limits}\n')
     res = run_cli(
         "run",
@@ -178,10 +224,16 @@ def run(tmp_path: Path, sheet: Path, base_url: str, limits: str = "") -> tuple[i
         cfg,
         "--report",
         tmp_path / "out.xlsx",
+        *flags,
         env=CREDS,
         cwd=tmp_path,
     )
     return res.code, res.out + res.err
+
+
+def aborted_line(said: str) -> str:
+    """The `Run aborted:` line of a run's output."""
+    return next(line for line in said.splitlines() if line.startswith("Run aborted: "))
 
 
 def summary_sheet(path: Path) -> dict[str, str]:
@@ -201,10 +253,77 @@ def test_a_custom_field_comeet_lacks_stops_the_run_after_20(tmp_path: Path) -> N
     assert counts["not_sent"] == 60 - counts["rejected"]
     assert len(state.requests) == counts["rejected"]
     assert state.applied == []
-    assert "Run aborted: stopped after 20 rows in a row were rejected" in said
-    assert NO_TEAM in said and "custom_fields.Teem" in said
+    assert aborted_line(said).startswith(
+        "Run aborted: stopped after 20 rows in a row were rejected with the same error: "
+        f'invalid_custom_candidate_field: "{NO_TEAM}" (field custom_fields.Teem); '
+    )
     reason = summary_sheet(tmp_path / "out.xlsx")["abort reason"]
     assert NO_TEAM in reason
+
+
+def numbered_state(count: int) -> SandboxState:
+    """`count` candidates AE.i, whose web pages have the numbers 61000 + i."""
+    state = make_state([f"AE.{i}" for i in range(count)])
+    for i in range(count):
+        state.candidates[f"AE.{i}"]["URL"] = f"https://app.comeet.co/app/can/{61000 + i}"
+    return state
+
+
+def test_a_column_of_web_page_numbers_comeet_does_not_know_stops_the_run(tmp_path: Path) -> None:
+    state = numbered_state(0)  # every number unknown: a uid column holding something else
+    rows = [["uid", "first_name"]] + [[str(70000 + i), f"N{i}"] for i in range(40)]
+    sheet = write_csv(tmp_path / "s.csv", rows)
+    with ThreadedSandbox(state) as sb:
+        code, said = run(tmp_path, sheet, sb.base_url, "stop_after_rejected = 20", "--resolve-ids")
+    assert code == 3
+    report = report_rows(tmp_path / "out.xlsx")
+    counts = Counter(r["outcome"] for r in report)
+    assert 20 <= counts["not_found"] <= 23
+    assert counts["not_sent"] == 40 - counts["not_found"]
+    assert len(state.requests) == counts["not_found"]  # one read each, no PATCH
+    gone = next(r for r in report if r["outcome"] == "not_found")
+    assert "is unknown to Comeet; Candidate not found" in gone["message"]
+    assert aborted_line(said).startswith(
+        "Run aborted: stopped after 20 rows in a row were not found with the same error: "
+        'candidate_not_found: "Candidate not found"; the rest were not sent.'
+    )
+
+
+def test_rows_resolved_from_web_page_numbers_refused_alike_stop_the_run(tmp_path: Path) -> None:
+    state = numbered_state(40)  # custom fields Team and Start date only
+    rows = [["uid", "first_name", "custom_fields.Teem"]]
+    rows += [[str(61000 + i), f"N{i}", "Core"] for i in range(40)]
+    sheet = write_csv(tmp_path / "s.csv", rows)
+    with ThreadedSandbox(state) as sb:
+        code, said = run(tmp_path, sheet, sb.base_url, "", "--resolve-ids")
+    assert code == 3
+    report = report_rows(tmp_path / "out.xlsx")
+    counts = Counter(r["outcome"] for r in report)
+    assert 20 <= counts["rejected"] <= 23
+    assert counts["not_sent"] == 40 - counts["rejected"]
+    assert state.applied == []
+    refusal = next(r for r in report if r["outcome"] == "rejected")
+    assert refusal["message"].startswith("uid resolved from the web page number 610")
+    assert aborted_line(said).startswith(
+        "Run aborted: stopped after 20 rows in a row were rejected with the same error: "
+        f'invalid_custom_candidate_field: "{NO_TEAM}" (field custom_fields.Teem); '
+    )
+
+
+def test_alternating_refusals_of_web_page_numbers_run_to_the_end(tmp_path: Path) -> None:
+    # Every other number is unknown (not_found); the others are resolved and send the
+    # unknown custom field (rejected): never two alike in a row.
+    state = numbered_state(20)
+    rows = [["uid", "first_name", "custom_fields.Teem"]]
+    for i in range(20):
+        rows += [[str(70000 + i), f"X{i}", "Core"], [str(61000 + i), f"N{i}", "Core"]]
+    sheet = write_csv(tmp_path / "s.csv", rows)
+    with ThreadedSandbox(state) as sb:
+        limits = "stop_after_rejected = 2\nconcurrency = 1"
+        code, said = run(tmp_path, sheet, sb.base_url, limits, "--resolve-ids")
+    assert code == 1, said
+    counts = Counter(r["outcome"] for r in report_rows(tmp_path / "out.xlsx"))
+    assert counts == {"rejected": 20, "not_found": 20}
 
 
 def test_stop_after_rejected_0_sends_every_row(tmp_path: Path) -> None:

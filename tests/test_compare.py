@@ -340,6 +340,26 @@ def test_resolve_ids_sends_to_the_uid_a_web_page_number_stands_for(tmp_path: Pat
     assert state.notes["AE.1"] == ["Met"]
 
 
+def test_a_number_comeet_knows_but_refuses_to_read_is_not_called_unknown(tmp_path: Path) -> None:
+    # Only a 404 means Comeet does not know the number; a candidate merged away is known.
+    state = compare_state(["AE.1", "AE.2"])  # web page numbers 61000, 61001
+    state.merged.add("AE.2")
+    rows = [["uid", "first_name"], ["61001", "Noa"], ["99999", "X"]]
+    sheet = write_csv(tmp_path / "s.csv", rows)
+    with ThreadedSandbox(state) as sb:
+        res = cli(tmp_path, sheet, sb.base_url, "--resolve-ids")
+    assert res.code == 1, res.err
+    report = by_row(tmp_path / "out.xlsx")
+    assert (report[2]["outcome"], report[2]["error"]) == ("rejected", "duplicate_candidate")
+    assert report[2]["message"] == "The candidate was merged into another candidate as a duplicate"
+    assert report[3]["outcome"] == "not_found"
+    assert (
+        report[3]["message"]
+        == "the web page number 99999 is unknown to Comeet; Candidate not found"
+    )
+    assert state.applied == []
+
+
 def test_the_estimate_counts_the_reads(tmp_path: Path) -> None:
     uids = [f"AE.{i}" for i in range(30)]
     state = compare_state(uids)
