@@ -97,11 +97,16 @@ def brake_words(summary: RunSummary, limit: int, *, resumes: bool) -> str:
             continue
         what = "not found in Comeet" if refusal.outcome is Outcome.NOT_FOUND else "refused"
         said = (result.api_message or f"Comeet answered HTTP {result.http_status}").rstrip(".")
-        column = f"the {refusal.field.split('.')[-1]!r} column" if refusal.field else "the sheet"
+        if refusal.field:
+            fix = f"Fix the {refusal.field.split('.')[-1]!r} column and upload the sheet again"
+        elif refusal.outcome is Outcome.NOT_FOUND:  # the uids are not Comeet's
+            fix = "Check that the uid column holds Comeet's candidate uids, then upload again"
+        else:
+            fix = "Fix the sheet and upload it again"
         again = "; rows already sent will not be sent twice" if resumes else ""
         return (
             f"Stopped after {limit} rows in a row were {what} for the same reason: {said}. "
-            f"Fix {column} and upload the sheet again{again}."
+            f"{fix}{again}."
         )
     return ""
 

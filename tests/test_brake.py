@@ -368,3 +368,27 @@ def test_the_fixed_sheet_run_again_resumes_through_the_journal(tmp_path: Path) -
     sent = Counter(uid for uid, _ in state.applied)
     assert all(sent[f"AE.{i}"] == 1 for i in range(40))
     assert state.candidates["AE.39"]["custom_fields"] == {"Team": "Core"}
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "fix"),
+    [
+        (
+            Outcome.NOT_FOUND,
+            404,
+            "Check that the uid column holds Comeet's candidate uids, then upload again.",
+        ),
+        (Outcome.REJECTED, 400, "Fix the sheet and upload it again."),
+    ],
+)
+def test_brake_words_without_a_field_say_what_to_check(
+    outcome: Outcome, status: int, fix: str
+) -> None:
+    rows = [
+        refused(i, outcome=outcome, status=status, message="Candidate not found", fields=())
+        for i in range(3)
+    ]
+    brake = Brake(3)
+    reason = next(r for r in map(brake.see, rows) if r)
+    summary = RunSummary({}, 1.0, None, aborted=True, abort_reason=reason, results=tuple(rows))
+    assert brake_words(summary, 3, resumes=False).endswith(f"Candidate not found. {fix}")

@@ -359,7 +359,9 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
             page.wait_for_url("**/runs/*")
             expect(page.locator("#run")).to_have_attribute("data-over", "true", timeout=40_000)
             expect(page.locator("#brake-stop")).to_contain_text(
-                "Stopped after 20 rows in a row were not found in Comeet for the same reason"
+                "Stopped after 20 rows in a row were not found in Comeet for the same reason: "
+                "Candidate not found. Check that the uid column holds Comeet's candidate uids, "
+                "then upload again."
             )
             counts = _counts(page, "#run-counts")
             assert 20 <= counts["not_found"] < 30 and counts["not_sent"] == 30 - counts["not_found"]
