@@ -263,7 +263,9 @@ async def run_async(
     beside the input (undo.py; the summary's `undo_sheet`).
     """
     settings = settings or Settings()
-    backup = backup or settings.backup
+    if backup:  # as the setting: the summary's estimate counts the reads too
+        settings = replace(settings, backup=True)
+    backup = settings.backup
     if not dry_run:
         check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started

@@ -340,6 +340,25 @@ def test_the_library_runs_with_a_backup_and_says_where_the_undo_sheet_went(
     assert undo_sheet_of_run(tmp_path / "state", 1, tmp_path / "again.xlsx").is_file()
 
 
+async def test_the_librarys_backup_argument_counts_its_reads_in_the_estimate(
+    tmp_path: Path,
+) -> None:
+    sheet = write_csv(
+        tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "a@new.io"], ["AE.2", "b@new.io"]]
+    )
+    rate = Rate(1, 0.1)
+    async with SandboxServer(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url, rate=rate)  # backup not in the settings
+        the_plan = bu.plan(bu.load(sheet), settings)
+        summary = await bu.run_async(
+            the_plan, settings, bu.Credentials(DEMO_API_KEY, DEMO_SECRET), report_path=False,
+            backup=True, undo_sheet=tmp_path / "u.csv",
+        )  # fmt: skip
+    assert summary.counts[Outcome.UPDATED] == 2 and summary.undo_sheet == tmp_path / "u.csv"
+    # Two reads and two patches at one request per 0.1 s, as a run with --backup says.
+    assert summary.estimate_s == pytest.approx(0.3)
+
+
 def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
     assert res.code == 2
