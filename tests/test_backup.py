@@ -9,9 +9,11 @@ candidate the sandbox shows as patched.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import csv
 import json
+import os
 import signal
 import stat
 import sys
@@ -29,6 +31,7 @@ from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
 from bulk_update.pool import run_pool
+from bulk_update.readmodel import parse_candidate
 from bulk_update.sandbox import (
     DEMO_API_KEY,
     DEMO_SECRET,
@@ -37,10 +40,11 @@ from bulk_update.sandbox import (
     SandboxState,
     ThreadedSandbox,
 )
-from bulk_update.undo import undo_sheet_of_run, write_undo_sheet
+from bulk_update.undo import start_backup, undo_sheet_of_run, write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
+from .test_sandbox_read import read
 
 OLD_CV = b"%PDF-1.4 the old cv \x00\x01\xff"
 NEW_CV = b"%PDF-1.4 the new cv"
@@ -272,6 +276,72 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
     assert [r.uid for r in record.rows] == ["AE.2"]
     assert write_undo_sheet(record, tmp_path / "u.csv") == tmp_path / "u.csv"
     assert sheet_rows(tmp_path / "u.csv") == [{"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}]
+
+
+def identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+@pytest.fixture
+def synced_folders(monkeypatch: pytest.MonkeyPatch) -> set[tuple[int, int]]:
+    """The folders fsynced from now on (device, inode): os.fsync watched."""
+    synced: set[tuple[int, int]] = set()
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            synced.add((info.st_dev, info.st_ino))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    return synced
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a folder is fsynced on POSIX only")
+async def test_a_new_backup_file_and_resume_have_their_names_synced_to_disk(
+    tmp_path: Path, synced_folders: set[tuple[int, int]]
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        async with SandboxServer(make_state()) as sb, aiohttp.ClientSession() as session:
+            backup = start_backup(state_dir, 3, tmp_path / "s.undo.xlsx", session, stack)
+            # runs/3/backup/backup.jsonl: the file's name in its folder, and each new
+            # folder's name in its parent, up to the state dir that held none of them.
+            folders = backup.path.parents[:4]
+            assert folders[3] == state_dir
+            assert {identity(folder) for folder in folders} <= synced_folders
+            status, body = await read(session, sb.base_url, "AE.1")
+            assert status == 200
+            resume = Patch(2, "AE.1", {"resume": {"name": "n.pdf", "file": ""}}, ("resume",))
+            await backup.keep(resume, parse_candidate(body))
+    (row,) = read_backup(backup.path).rows
+    kept = Path(row.before["resume"]["file"])
+    assert kept.read_bytes() == OLD_CV
+    assert kept.parent.parent == tmp_path / "s.undo resumes" / "run 3"
+    assert {identity(f) for f in kept.parents[:4]} <= synced_folders  # up to tmp_path
+
+
+def test_on_windows_a_backups_folder_is_not_opened_to_be_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced_folders: set[tuple[int, int]]
+) -> None:
+    # As on Windows: sys.platform says so, and os.open refuses a folder.
+    monkeypatch.setattr(sys, "platform", "win32")
+    open_file = os.open
+
+    def as_on_windows(path: Any, flags: int, mode: int = 0o777) -> int:
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return open_file(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", as_on_windows)
+    path = tmp_path / "run" / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    backup.close()
+    assert read_backup(path).undo_sheet == tmp_path / "u.xlsx"
+    assert synced_folders == set()
 
 
 class ResumeReads(Reads):
