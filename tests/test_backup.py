@@ -435,6 +435,85 @@ def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     assert "run #7 kept no backup" in res.err and "--backup" in res.err
 
 
+@pytest.mark.parametrize(
+    ("flags", "said", "fix"),
+    [
+        (["--backup", "--undo-sheet", "u.txt"],
+         "the undo sheet 'u.txt' must end in .xlsx or .csv", "a .xlsx or .csv undo sheet"),
+        (["--backup", "--undo-sheet", "s.csv"], "the undo sheet 's.csv' would replace the "
+         "input sheet", "another file for the undo sheet (--undo-sheet), e.g. "),
+        (["--backup", "--undo-sheet", "r.xlsx", "--report", "r.xlsx"],
+         "the undo sheet 'r.xlsx' would replace the results sheet", "(--undo-sheet), e.g. "),
+        (["--backup", "--undo-sheet", "s.results.xlsx"],  # the report's default name
+         "would replace the results sheet", "another file for the undo sheet"),
+        (["--backup", "--undo-sheet", "ro/u.xlsx"],
+         "the undo sheet's folder 'ro' is not writable", "a folder you can write to (--undo"),
+        (["--backup", "--undo-sheet", "gone/u.xlsx"],
+         "the undo sheet's folder 'gone' does not exist", "create the folder or choose"),
+        (["--backup", "--undo-sheet", "ro/d.xlsx"], "the undo sheet path 'ro/d.xlsx' is a "
+         "folder", "a file name ending in .xlsx or .csv (--undo-sheet)"),
+        (["--undo-sheet", "u.xlsx"], "--undo-sheet 'u.xlsx' was given without --backup",
+         "add --backup"),
+        (["--undo-sheet", "u.xlsx", "--dry-run"], "given without --backup", "add --backup"),
+    ],
+)  # fmt: skip
+def test_an_undo_sheet_that_cannot_be_written_stops_the_run_before_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], said: str, fix: str
+) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    before = sheet.read_bytes()
+    (tmp_path / "ro" / "d.xlsx").mkdir(parents=True)
+    access = os.access
+    # A folder that takes no files (chmod does not stop root).
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p).name != "ro" and access(p, m))
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        res = run_cli("run", sheet, "--base-url", sb.base_url, *flags, env=env, cwd=tmp_path)
+        assert sb.state.requests == []  # not even a read
+    assert res.code == 2, res.err
+    message, _, given = res.err.partition("\n  Fix: ")
+    assert said in message and fix in given and "Traceback" not in res.err
+    assert sheet.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "s.csv"]  # nothing written
+
+
+def test_backup_in_the_config_file_takes_an_undo_sheet_and_checks_it(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    config = tmp_path / "bulk_update.toml"
+    config.write_text("[run]\nbackup = true\n", encoding="utf-8")
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        run = ["run", sheet, "--base-url", sb.base_url, "--config", config]
+        refused = run_cli(*run, "--undo-sheet", "s.csv", env=env, cwd=tmp_path)
+        assert refused.code == 2 and "would replace the input sheet" in refused.err
+        assert sb.state.requests == []
+        res = run_cli(*run, "--undo-sheet", "back.csv", env=env, cwd=tmp_path)
+        assert res.code == 0, res.err
+    assert sheet_rows(tmp_path / "back.csv")[0]["email"] == "dana@old.example"
+    # The command that writes it later checks the path it is given alike.
+    later = run_cli("undo-sheet", "--run", "1", "--undo-sheet", "b.txt", env=env, cwd=tmp_path)
+    assert later.code == 2 and "the undo sheet 'b.txt' must end in .xlsx or .csv" in later.err
+    assert not (tmp_path / "b.txt").exists()
+
+
+async def test_the_library_checks_the_undo_sheet_before_it_sends(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    creds = bu.Credentials(DEMO_API_KEY, DEMO_SECRET)
+    async with SandboxServer(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url)
+        the_plan = bu.plan(bu.load(sheet), settings)
+        with pytest.raises(bu.ConfigError, match="given without --backup"):
+            await bu.run_async(the_plan, settings, creds, undo_sheet=tmp_path / "u.csv")
+        with pytest.raises(bu.ConfigError, match="would replace the input sheet"):
+            await bu.run_async(the_plan, settings, creds, backup=True, undo_sheet=sheet)
+        report = tmp_path / "r.csv"
+        with pytest.raises(bu.ConfigError, match="would replace the results sheet"):
+            await bu.run_async(
+                the_plan, settings, creds, backup=True, undo_sheet=report, report_path=report
+            )
+        assert sb.state.requests == []
+
+
 async def test_with_compare_one_read_serves_both_and_only_what_is_sent_is_kept(
     tmp_path: Path,
 ) -> None:
