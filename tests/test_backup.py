@@ -40,7 +40,7 @@ from bulk_update.sandbox import (
     SandboxState,
     ThreadedSandbox,
 )
-from bulk_update.undo import start_backup, undo_sheet_of_run, write_undo_sheet
+from bulk_update.undo import backup_path, start_backup, undo_sheet_of_run, write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
@@ -192,23 +192,35 @@ def test_a_row_whose_read_fails_is_not_patched(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-@pytest.mark.parametrize("after", [0, 5, 13])
-def test_a_killed_backup_runs_undo_sheet_covers_every_patched_candidate(
-    tmp_path: Path, after: int
+@pytest.mark.parametrize("answered", [0, 5, 13])
+def test_a_backup_run_killed_with_patches_in_flight_has_them_in_its_undo_sheet(
+    tmp_path: Path, answered: int
 ) -> None:
-    rows = [[f"RR.{i}", f"New{i}"] for i in range(20)]
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(30)]
     sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
     state = SandboxState()
-    for i in range(20):
+    for i in range(30):
         state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
     state_dir = tmp_path / "state"
-    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+
+    def patches_answered() -> int:
+        with state.lock:
+            return sum(r.method == "PATCH" for r in state.requests)
+
+    # Each PATCH is applied as it arrives and answered 0.3 s later (reads at once): the
+    # kill lands once `answered` answers went back and at least one more PATCH is applied
+    # and waiting for its answer, in the middle of that PATCH.
+    with ThreadedSandbox(state, faults=Faults(hold_patch_s=0.3)) as sb:
         proc = start_run(sheet, sb, state_dir, "--rate", "1000/1", "--backup")
-        wait_for(lambda: len(state.applied) >= after and state.arrived - len(state.requests) >= 2)
+        wait_for(lambda: answered <= patches_answered() < len(state.applied))
         proc.kill()
         proc.communicate(timeout=30)
-        wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last answers
+        wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last ones
         patched = {uid for uid, _ in sb.snapshot().applied}
+    kept = read_backup(backup_path(state_dir / "bulk-update", 1))
+    heard = {row.uid for row in kept.rows if row.outcome is not None}
+    unheard = patched - heard  # applied by Comeet; the run never got the answer
+    assert unheard and answered < len(patched) < 30
     env = {"XDG_STATE_HOME": str(state_dir)}
     assert "bulk-update undo-sheet --run 1" in run_cli("history", env=env).out
     res = run_cli("undo-sheet", "--run", "1", env=env, cwd=tmp_path)
