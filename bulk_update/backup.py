@@ -2,12 +2,13 @@
 
 Right before a row's PATCH the candidate is read (through the run's `Retrier`, like every
 request) and `Backup.keep` appends what Comeet held for each field the patch sends to the
-run's backup file, `<state dir>/runs/<n>/backup.jsonl` (beside the kept results sheet,
-records.py), and fsyncs it: a run killed at any instant, SIGKILL included, has the
-before-values of every row whose PATCH may have left. A resume Comeet returns as a link
-(it expires about 15 minutes after the read) is downloaded at once into a folder beside
-the undo sheet. undo.py turns the file into the undo sheet, at the end of the run or later
-(`bulk-update undo-sheet --run N`).
+run's backup file, `<state dir>/runs/<n>/backup/backup.jsonl` (beside the kept results
+sheet, records.py), and fsyncs it; the folders that hold it are fsynced once, when it is
+created (records.sync_folder). A run killed at any instant, SIGKILL or a power cut, has
+the before-values of every row whose PATCH may have left. A resume Comeet returns as a
+link (it expires about 15 minutes after the read) is downloaded at once into a folder
+beside the undo sheet. undo.py turns the file into the undo sheet, at the end of the run
+or later (`bulk-update undo-sheet --run N`).
 
 Why a file per run and not a journal table: the journal holds no candidate data, only keyed
 fingerprints (journal/__init__.py); before-values are candidate data, owned by one run, and
@@ -34,6 +35,7 @@ import aiohttp
 
 from .models import Outcome, Patch
 from .readmodel import CandidateRead, NotReadable, ResumeLink
+from .records import sync_folder
 
 __all__ = [
     "BACKUP_FILE",
@@ -76,6 +78,7 @@ def private_folder(folder: Path) -> Path:
             private_folder(folder.parent)
         folder.mkdir(mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+        sync_folder(folder.parent)
     return folder
 
 
@@ -131,6 +134,7 @@ class Backup:
         self._session = session
         private_folder(path.parent)
         self._fd = private_file(path, append=True)
+        sync_folder(path.parent)  # the file itself, not only its lines, outlives a power cut
         header = {"undo_sheet": str(undo_sheet), "resumes": str(self.resumes), "label": label}
         self._write(header, sync=True)
 
@@ -187,6 +191,7 @@ class Backup:
             os.fsync(fd)
         finally:
             os.close(fd)
+        sync_folder(target.parent)
         return target
 
     def written(self, undo_sheet: Path) -> None:

@@ -39,9 +39,10 @@ from .output import (
 )
 from .pipeline import Plan, run_async
 from .planning import reads_first
+from .report import default_report_path
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
-from .undo import undo_sheet_of_run
+from .undo import check_undo_sheet, undo_sheet_of_run
 from .warnlog import warnings_logged
 from .wiring import dry_run_async, open_journal, open_run
 
@@ -92,6 +93,10 @@ async def _run(args: argparse.Namespace) -> int:
         backup=args.backup or None,
     )
     log_config(settings)
+    # Before the credentials and the sheet, for a preview too: an undo sheet that cannot be
+    # written, or asked for without --backup, is the command's mistake (exit 2).
+    real_report = args.report or default_report_path(args.input)
+    check_undo_sheet(args.undo_sheet, backup=settings.backup, source=args.input, report=real_report)
     if args.dry_run:
         return await _dry_run(args, settings)
     credentials: Credentials

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from .auth import Credentials, TokenMinter
-from .backup import Backup, default_undo_path
+from .backup import Backup
 from .client import ComeetClient
 from .config import Settings
 from .errors import ConfigError, RunInterrupted
@@ -50,7 +50,7 @@ from .records import keep_report, private_folder
 from .report import check_report_path, default_report_path, fitting_report, write_report
 from .resolve import run_replan
 from .rowstore import Shared
-from .undo import finish_backup, start_backup
+from .undo import check_undo_sheet, finish_backup, start_backup
 from .version import __version__
 
 __all__ = [
@@ -255,7 +255,8 @@ async def run_async(
     beside the input (undo.py; the summary's `undo_sheet`).
     """
     settings = settings or Settings()
-    backup = backup or settings.backup
+    if backup:  # as the setting: the summary's estimate counts the reads too
+        settings = replace(settings, backup=True)
     if not dry_run:
         check_hidden(the_plan.sheet, settings)
     started = time.monotonic() if started is None else started
@@ -268,6 +269,9 @@ async def run_async(
     if path is not None:  # a report that cannot be written must stop the run before it starts
         path = fitting_report(path, len(the_plan.rows))
         check_report_path(path, len(the_plan.rows), source=the_plan.sheet.path)
+    undo_sheet = check_undo_sheet(
+        undo_sheet, backup=settings.backup, source=the_plan.sheet.path, report=path
+    )
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]
     patches = the_plan.patches
@@ -376,10 +380,10 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
-        if backup:
+        if settings.backup:
             state_dir = journal.path.parent if journal is not None else None
-            where = undo_sheet or default_undo_path(the_plan.sheet.path)
-            kept_before.append(start_backup(state_dir, run_id, where, http, backing_up))
+            assert undo_sheet is not None  # check_undo_sheet's, for a run with a backup
+            kept_before.append(start_backup(state_dir, run_id, undo_sheet, http, backing_up))
         on_pool_result: Callable[[RowResult], None] | None = record
         on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
         notes: dict[str, str] = {}

@@ -16,10 +16,18 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 from contextlib import suppress
 from pathlib import Path
 
-__all__ = ["RUNS_FOLDER", "keep_report", "kept_folder", "kept_report", "private_folder"]
+__all__ = [
+    "RUNS_FOLDER",
+    "keep_report",
+    "kept_folder",
+    "kept_report",
+    "private_folder",
+    "sync_folder",
+]
 
 #: The state dir's folder of kept results sheets, one subfolder per run number.
 RUNS_FOLDER = "runs"
@@ -86,3 +94,20 @@ def _private(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+        sync_folder(folder.parent)  # a run's backup goes in it: its name must last too
+
+
+def sync_folder(folder: Path) -> None:
+    """Make the names just created in `folder` (a file, a folder) survive a power cut.
+
+    A file's own fsync makes its bytes durable, not its name: on POSIX the folder holding
+    it is fsynced as well. Windows cannot open a folder (os.open fails) and NTFS journals
+    its names itself: nothing to do there.
+    """
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -9,12 +9,16 @@ import itertools
 import logging
 import os
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
 
 __all__ = [
+    "REPORT",
     "XLSX_MAX_ROWS",
+    "OutputSheet",
     "check_report_path",
     "create_temp",
     "default_report_path",
@@ -45,48 +49,75 @@ def default_report_path(input_path: Path, *, dry_run: bool = False) -> Path:
     return input_path.with_name(f"{input_path.stem}.{kind}.xlsx")
 
 
-def check_report_path(path: Path, rows: int | None = None, *, source: Path | None = None) -> None:
+@dataclass(frozen=True)
+class OutputSheet:
+    """A sheet a run writes, as `check_report_path`'s messages name it: the results sheet
+    (`REPORT`) or the undo sheet (undo.UNDO_SHEET), with its option and default path."""
+
+    noun: str
+    option: str
+    #: Its default path beside an input sheet (suggested when the path asked cannot be).
+    default: Callable[[Path], Path]
+
+
+REPORT = OutputSheet("report", "--report", default_report_path)
+
+
+def check_report_path(
+    path: Path,
+    rows: int | None = None,
+    *,
+    source: Path | None = None,
+    kind: OutputSheet = REPORT,
+    others: Sequence[tuple[str, Path]] = (),
+) -> None:
     """Raise ConfigError if a report of `rows` result lines could not be written at `path`.
 
     Cheap and side-effect free, so a caller can check before sending anything: a run should
     not apply ten thousand rows and then find it cannot say what it did. With `source`
-    (the input sheet), a report that would replace it is refused too.
+    (the input sheet), a report that would replace it is refused too, and so is one that
+    would replace a file of `others` (what it is, its path). `kind` (default: the report)
+    names the sheet checked in the messages.
     """
+    noun, option = kind.noun, kind.option
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
         raise ConfigError(
-            f"the report '{path}' must end in .xlsx or .csv",
-            fix="use a .xlsx or .csv report path",
+            f"the {noun} '{path}' must end in .xlsx or .csv",
+            fix=f"use a .xlsx or .csv {noun} path",
         )
-    if source is not None and _same_file(path, source):
-        raise ConfigError(
-            f"the report '{path}' would replace the input sheet",
-            fix="choose another file for the report (--report), e.g. "
-            f"{default_report_path(source)}",
-        )
+    taken = [("the input sheet", source)] if source is not None else []
+    for what, other in [*taken, *others]:
+        if _same_file(path, other):
+            instead = kind.default(source) if source is not None else None
+            example = "" if instead is None or _same_file(instead, other) else f", e.g. {instead}"
+            raise ConfigError(
+                f"the {noun} '{path}' would replace {what}",
+                fix=f"choose another file for the {noun} ({option}){example}",
+            )
     folder = path.parent
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise ConfigError(
-            f"the report's folder '{folder}' {what}",
-            fix="create the folder or choose another report path (--report)",
+            f"the {noun}'s folder '{folder}' {what}",
+            fix=f"create the folder or choose another {noun} path ({option})",
         )
     if path.is_dir():
         raise ConfigError(
-            f"the report path '{path}' is a folder",
-            fix="give a file name ending in .xlsx or .csv (--report)",
+            f"the {noun} path '{path}' is a folder",
+            fix=f"give a file name ending in .xlsx or .csv ({option})",
         )
-    # The report is made beside its path and moved into place: the folder must take files
+    # The sheet is made beside its path and moved into place: the folder must take files
     # (read-only file systems included: access() says so too).
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(
-            f"the report's folder '{folder}' is not writable",
-            fix="choose a folder you can write to (--report), or change its permissions",
+            f"the {noun}'s folder '{folder}' is not writable",
+            fix=f"choose a folder you can write to ({option}), or change its permissions",
         )
     if suffix == ".xlsx" and rows is not None and rows > XLSX_MAX_ROWS:
         raise ConfigError(
             f"{rows:,} rows do not fit in an Excel sheet (at most {XLSX_MAX_ROWS:,})",
-            fix="use a .csv report (--report results.csv)",
+            fix=f"use a .csv {noun} ({option} {path.with_suffix('.csv').name})",
         )
 
 

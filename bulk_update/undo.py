@@ -40,20 +40,24 @@ from .backup import (
     BackedUpRow,
     Backup,
     BackupRecord,
+    default_undo_path,
     private_file,
     private_folder,
     read_backup,
     resumes_folder,
 )
-from .errors import CannotStartError
+from .errors import CannotStartError, ConfigError
 from .models import Outcome, undo_headers
 from .records import kept_folder
 from .report import defuse_csv_cell, put_in_place, xlsx_text
+from .reportfile import OutputSheet, check_report_path
 
 __all__ = [
     "NOT_RESTORABLE_SHEET",
+    "UNDO_SHEET",
     "UNDO_WORKSHEET",
     "backup_path",
+    "check_undo_sheet",
     "finish_backup",
     "run_undo_sheet",
     "start_backup",
@@ -69,6 +73,31 @@ NOT_RESTORABLE_SHEET = "Not restorable"
 #: The worksheet of an XLSX undo sheet that a run reads (the first).
 UNDO_WORKSHEET = "Undo"
 _UNAPPLIED = frozenset({Outcome.NOT_FOUND.value, Outcome.REJECTED.value})
+#: The undo sheet, as the checks of a sheet's path name it (reportfile.check_report_path).
+UNDO_SHEET = OutputSheet("undo sheet", "--undo-sheet", default_undo_path)
+
+
+def check_undo_sheet(
+    undo_sheet: Path | None, *, backup: bool, source: Path, report: Path | None
+) -> Path | None:
+    """The undo sheet a run with `backup` writes (`undo_sheet`, default `<input
+    stem>.undo.xlsx` beside `source`), checked before anything is sent as the report is
+    (ConfigError): a .xlsx or .csv, in a folder that takes files, neither the input sheet
+    nor the results sheet (`report`). None without `backup`; given without it, ConfigError:
+    whoever asked for an undo sheet must not get a run that keeps none."""
+    if not backup:
+        if undo_sheet is not None:
+            raise ConfigError(
+                f"--undo-sheet '{undo_sheet}' was given without --backup: the run would "
+                "keep no undo sheet",
+                fix="add --backup (or `backup = true` under [run] in the config file), or "
+                "leave out --undo-sheet",
+            )
+        return None
+    path = Path(undo_sheet or default_undo_path(source))
+    taken = [("the results sheet", report)] if report is not None else []
+    check_report_path(path, source=source, kind=UNDO_SHEET, others=taken)
+    return path
 
 
 def _applied(rows: Sequence[BackedUpRow]) -> list[BackedUpRow]:
@@ -190,7 +219,9 @@ def undo_sheet_of_run(state_dir: Path, run_id: int, undo_sheet: Path | None = No
             "the runs (give the same --state-dir as the run's)",
         )
     record = read_backup(path)
-    written = write_undo_sheet(record, undo_sheet or record.undo_sheet)
+    target = Path(undo_sheet or record.undo_sheet)
+    check_report_path(target, kind=UNDO_SHEET)
+    written = write_undo_sheet(record, target)
     fd = private_file(path, append=True)
     try:
         os.write(fd, (json.dumps({"written": str(written)}) + "\n").encode())

@@ -9,9 +9,11 @@ candidate the sandbox shows as patched.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import csv
 import json
+import os
 import signal
 import stat
 import sys
@@ -29,6 +31,7 @@ from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
 from bulk_update.pool import run_pool
+from bulk_update.readmodel import parse_candidate
 from bulk_update.report import defuse_csv_cell, xlsx_text
 from bulk_update.sandbox import (
     DEMO_API_KEY,
@@ -38,10 +41,11 @@ from bulk_update.sandbox import (
     SandboxState,
     ThreadedSandbox,
 )
-from bulk_update.undo import undo_sheet_of_run, write_undo_sheet
+from bulk_update.undo import backup_path, start_backup, undo_sheet_of_run, write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
+from .test_sandbox_read import read
 
 OLD_CV = b"%PDF-1.4 the old cv \x00\x01\xff"
 NEW_CV = b"%PDF-1.4 the new cv"
@@ -191,23 +195,35 @@ def test_a_row_whose_read_fails_is_not_patched(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
-@pytest.mark.parametrize("after", [0, 5, 13])
-def test_a_killed_backup_runs_undo_sheet_covers_every_patched_candidate(
-    tmp_path: Path, after: int
+@pytest.mark.parametrize("answered", [0, 5, 13])
+def test_a_backup_run_killed_with_patches_in_flight_has_them_in_its_undo_sheet(
+    tmp_path: Path, answered: int
 ) -> None:
-    rows = [[f"RR.{i}", f"New{i}"] for i in range(20)]
+    rows = [[f"RR.{i}", f"New{i}"] for i in range(30)]
     sheet = write_csv(tmp_path / "s.csv", ["uid", "First Name"], rows)
     state = SandboxState()
-    for i in range(20):
+    for i in range(30):
         state.candidates[f"RR.{i}"] = {"uid": f"RR.{i}", "first_name": f"Old{i}"}
     state_dir = tmp_path / "state"
-    with ThreadedSandbox(state, faults=Faults(slow=1.0, slow_s=0.1)) as sb:
+
+    def patches_answered() -> int:
+        with state.lock:
+            return sum(r.method == "PATCH" for r in state.requests)
+
+    # Each PATCH is applied as it arrives and answered 0.3 s later (reads at once): the
+    # kill lands once `answered` answers went back and at least one more PATCH is applied
+    # and waiting for its answer, in the middle of that PATCH.
+    with ThreadedSandbox(state, faults=Faults(hold_patch_s=0.3)) as sb:
         proc = start_run(sheet, sb, state_dir, "--rate", "1000/1", "--backup")
-        wait_for(lambda: len(state.applied) >= after and state.arrived - len(state.requests) >= 2)
+        wait_for(lambda: answered <= patches_answered() < len(state.applied))
         proc.kill()
         proc.communicate(timeout=30)
-        wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last answers
+        wait_for(lambda: state.arrived == len(state.requests))  # the killed run's last ones
         patched = {uid for uid, _ in sb.snapshot().applied}
+    kept = read_backup(backup_path(state_dir / "bulk-update", 1))
+    heard = {row.uid for row in kept.rows if row.outcome is not None}
+    unheard = patched - heard  # applied by Comeet; the run never got the answer
+    assert unheard and answered < len(patched) < 30
     env = {"XDG_STATE_HOME": str(state_dir)}
     assert "bulk-update undo-sheet --run 1" in run_cli("history", env=env).out
     res = run_cli("undo-sheet", "--run", "1", env=env, cwd=tmp_path)
@@ -277,6 +293,72 @@ def test_a_line_cut_short_by_a_kill_is_ignored(tmp_path: Path) -> None:
     assert sheet_rows(tmp_path / "u.csv") == [{"uid": "AE.2", "email": "a@b.c", NOT_RESTORABLE: ""}]
 
 
+def identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+@pytest.fixture
+def synced_folders(monkeypatch: pytest.MonkeyPatch) -> set[tuple[int, int]]:
+    """The folders fsynced from now on (device, inode): os.fsync watched."""
+    synced: set[tuple[int, int]] = set()
+    fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            synced.add((info.st_dev, info.st_ino))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watched)
+    return synced
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a folder is fsynced on POSIX only")
+async def test_a_new_backup_file_and_resume_have_their_names_synced_to_disk(
+    tmp_path: Path, synced_folders: set[tuple[int, int]]
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        async with SandboxServer(make_state()) as sb, aiohttp.ClientSession() as session:
+            backup = start_backup(state_dir, 3, tmp_path / "s.undo.xlsx", session, stack)
+            # runs/3/backup/backup.jsonl: the file's name in its folder, and each new
+            # folder's name in its parent, up to the state dir that held none of them.
+            folders = backup.path.parents[:4]
+            assert folders[3] == state_dir
+            assert {identity(folder) for folder in folders} <= synced_folders
+            status, body = await read(session, sb.base_url, "AE.1")
+            assert status == 200
+            resume = Patch(2, "AE.1", {"resume": {"name": "n.pdf", "file": ""}}, ("resume",))
+            await backup.keep(resume, parse_candidate(body))
+    (row,) = read_backup(backup.path).rows
+    kept = Path(row.before["resume"]["file"])
+    assert kept.read_bytes() == OLD_CV
+    assert kept.parent.parent == tmp_path / "s.undo resumes" / "run 3"
+    assert {identity(f) for f in kept.parents[:4]} <= synced_folders  # up to tmp_path
+
+
+def test_on_windows_a_backups_folder_is_not_opened_to_be_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, synced_folders: set[tuple[int, int]]
+) -> None:
+    # As on Windows: sys.platform says so, and os.open refuses a folder.
+    monkeypatch.setattr(sys, "platform", "win32")
+    open_file = os.open
+
+    def as_on_windows(path: Any, flags: int, mode: int = 0o777) -> int:
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied", str(path))
+        return open_file(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", as_on_windows)
+    path = tmp_path / "run" / "backup.jsonl"
+    backup = Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None)
+    backup.close()
+    assert read_backup(path).undo_sheet == tmp_path / "u.xlsx"
+    assert synced_folders == set()
+
+
 class ResumeReads(Reads):
     """Every candidate holds a resume whose link is `url`."""
 
@@ -343,10 +425,108 @@ def test_the_library_runs_with_a_backup_and_says_where_the_undo_sheet_went(
     assert undo_sheet_of_run(tmp_path / "state", 1, tmp_path / "again.xlsx").is_file()
 
 
+async def test_the_librarys_backup_argument_counts_its_reads_in_the_estimate(
+    tmp_path: Path,
+) -> None:
+    sheet = write_csv(
+        tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "a@new.io"], ["AE.2", "b@new.io"]]
+    )
+    rate = Rate(1, 0.1)
+    async with SandboxServer(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url, rate=rate)  # backup not in the settings
+        the_plan = bu.plan(bu.load(sheet), settings)
+        summary = await bu.run_async(
+            the_plan, settings, bu.Credentials(DEMO_API_KEY, DEMO_SECRET), report_path=False,
+            backup=True, undo_sheet=tmp_path / "u.csv",
+        )  # fmt: skip
+    assert summary.counts[Outcome.UPDATED] == 2 and summary.undo_sheet == tmp_path / "u.csv"
+    # Two reads and two patches at one request per 0.1 s, as a run with --backup says.
+    assert summary.estimate_s == pytest.approx(0.3)
+
+
 def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
     assert res.code == 2
     assert "run #7 kept no backup" in res.err and "--backup" in res.err
+
+
+@pytest.mark.parametrize(
+    ("flags", "said", "fix"),
+    [
+        (["--backup", "--undo-sheet", "u.txt"],
+         "the undo sheet 'u.txt' must end in .xlsx or .csv", "a .xlsx or .csv undo sheet"),
+        (["--backup", "--undo-sheet", "s.csv"], "the undo sheet 's.csv' would replace the "
+         "input sheet", "another file for the undo sheet (--undo-sheet), e.g. "),
+        (["--backup", "--undo-sheet", "r.xlsx", "--report", "r.xlsx"],
+         "the undo sheet 'r.xlsx' would replace the results sheet", "(--undo-sheet), e.g. "),
+        (["--backup", "--undo-sheet", "s.results.xlsx"],  # the report's default name
+         "would replace the results sheet", "another file for the undo sheet"),
+        (["--backup", "--undo-sheet", "ro/u.xlsx"],
+         "the undo sheet's folder 'ro' is not writable", "a folder you can write to (--undo"),
+        (["--backup", "--undo-sheet", "gone/u.xlsx"],
+         "the undo sheet's folder 'gone' does not exist", "create the folder or choose"),
+        (["--backup", "--undo-sheet", "ro/d.xlsx"], "the undo sheet path 'ro/d.xlsx' is a "
+         "folder", "a file name ending in .xlsx or .csv (--undo-sheet)"),
+        (["--undo-sheet", "u.xlsx"], "--undo-sheet 'u.xlsx' was given without --backup",
+         "add --backup"),
+        (["--undo-sheet", "u.xlsx", "--dry-run"], "given without --backup", "add --backup"),
+    ],
+)  # fmt: skip
+def test_an_undo_sheet_that_cannot_be_written_stops_the_run_before_it_sends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flags: list[str], said: str, fix: str
+) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    before = sheet.read_bytes()
+    (tmp_path / "ro" / "d.xlsx").mkdir(parents=True)
+    access = os.access
+    # A folder that takes no files (chmod does not stop root).
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p).name != "ro" and access(p, m))
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        res = run_cli("run", sheet, "--base-url", sb.base_url, *flags, env=env, cwd=tmp_path)
+        assert sb.state.requests == []  # not even a read
+    assert res.code == 2, res.err
+    message, _, given = res.err.partition("\n  Fix: ")
+    assert said in message and fix in given and "Traceback" not in res.err
+    assert sheet.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "s.csv"]  # nothing written
+
+
+def test_backup_in_the_config_file_takes_an_undo_sheet_and_checks_it(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    config = tmp_path / "bulk_update.toml"
+    config.write_text("[run]\nbackup = true\n", encoding="utf-8")
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        run = ["run", sheet, "--base-url", sb.base_url, "--config", config]
+        refused = run_cli(*run, "--undo-sheet", "s.csv", env=env, cwd=tmp_path)
+        assert refused.code == 2 and "would replace the input sheet" in refused.err
+        assert sb.state.requests == []
+        res = run_cli(*run, "--undo-sheet", "back.csv", env=env, cwd=tmp_path)
+        assert res.code == 0, res.err
+    assert sheet_rows(tmp_path / "back.csv")[0]["email"] == "dana@old.example"
+    # The command that writes it later checks the path it is given alike.
+    later = run_cli("undo-sheet", "--run", "1", "--undo-sheet", "b.txt", env=env, cwd=tmp_path)
+    assert later.code == 2 and "the undo sheet 'b.txt' must end in .xlsx or .csv" in later.err
+    assert not (tmp_path / "b.txt").exists()
+
+
+async def test_the_library_checks_the_undo_sheet_before_it_sends(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
+    creds = bu.Credentials(DEMO_API_KEY, DEMO_SECRET)
+    async with SandboxServer(make_state()) as sb:
+        settings = bu.Settings(base_url=sb.base_url)
+        the_plan = bu.plan(bu.load(sheet), settings)
+        with pytest.raises(bu.ConfigError, match="given without --backup"):
+            await bu.run_async(the_plan, settings, creds, undo_sheet=tmp_path / "u.csv")
+        with pytest.raises(bu.ConfigError, match="would replace the input sheet"):
+            await bu.run_async(the_plan, settings, creds, backup=True, undo_sheet=sheet)
+        report = tmp_path / "r.csv"
+        with pytest.raises(bu.ConfigError, match="would replace the results sheet"):
+            await bu.run_async(
+                the_plan, settings, creds, backup=True, undo_sheet=report, report_path=report
+            )
+        assert sb.state.requests == []
 
 
 async def test_with_compare_one_read_serves_both_and_only_what_is_sent_is_kept(

@@ -59,6 +59,7 @@ from bulk_update.sandbox import (
     serve,
 )
 from bulk_update.schema import InvalidRow, resolve_columns, validate_row
+from bulk_update.undo import check_undo_sheet
 from bulk_update.web.security import public_url_warning
 
 from .conftest import ROOT
@@ -169,6 +170,27 @@ def test_report_path_messages(tmp_path: Path) -> None:
     (tmp_path / "dir.xlsx").mkdir()
     check_error(lambda: check_report_path(tmp_path / "dir.xlsx"))
     check_error(lambda: check_report_path(tmp_path / "r.xlsx", 2_000_000))
+
+
+def test_undo_sheet_path_messages(tmp_path: Path) -> None:
+    sheet = tmp_path / "s.csv"
+
+    def undo(path: Path, *, backup: bool = True) -> Callable[[], object]:
+        report = tmp_path / "r.xlsx"
+        return lambda: check_undo_sheet(path, backup=backup, source=sheet, report=report)
+
+    check_error(undo(tmp_path / "u.txt"))
+    check_error(undo(sheet))
+    check_error(undo(tmp_path / "r.xlsx"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(os, "access", lambda *args: False)  # as root, chmod would not do
+        check_error(undo(tmp_path / "u.csv"))
+    check_error(undo(tmp_path / "missing" / "u.csv"))
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    check_error(undo(tmp_path / "file" / "u.csv"))
+    (tmp_path / "dir.xlsx").mkdir()
+    check_error(undo(tmp_path / "dir.xlsx"))
+    check_error(undo(tmp_path / "u.xlsx", backup=False))
 
 
 def test_a_report_too_long_for_excel(

@@ -445,6 +445,22 @@ async def test_slow_fault_delays_the_answer_and_still_applies(
     assert state.requests[0].time < started + 0.2  # stamped on arrival, not on answer
 
 
+async def test_a_held_patch_is_applied_at_once_and_answered_later(
+    state: SandboxState, session: aiohttp.ClientSession
+) -> None:
+    async with SandboxServer(state, faults=Faults(hold_patch_s=0.3)) as srv:
+        held = asyncio.create_task(patch(session, srv.base_url, "AE.1", {"first_name": "Held"}))
+        started = time.monotonic()
+        while not state.applied:
+            await asyncio.sleep(0.005)
+        # Applied, and its answer not given yet: a client killed now never hears of it.
+        assert state.candidates["AE.1"]["first_name"] == "Held"
+        assert state.requests == [] and not held.done()
+        status, _, _ = await held
+        assert status == 200 and time.monotonic() - started >= 0.25
+        assert [(r.uid, r.status, r.method) for r in state.requests] == [("AE.1", 200, "PATCH")]
+
+
 async def test_slow_answers_are_recorded_in_arrival_order(
     session: aiohttp.ClientSession,
 ) -> None:

@@ -158,7 +158,10 @@ class _Handler:
         if method == "GET":
             by_page = request.headers.get("IDENTIFIER_TYPE", "").strip().upper() == "REAL_ID"
             return answer(*self._read(uid, by_page, str(request.url.origin()), now))
-        return answer(*self._patch(uid, body))
+        patched = self._patch(uid, body)
+        if faults.hold_patch_s:
+            await asyncio.sleep(faults.hold_patch_s)
+        return answer(*patched)
 
     def _candidate(self, uid: str | None) -> dict[str, Any] | tuple[int, web.Response]:
         """The candidate, or what the uid gets whatever the method: merged, failing, unknown.

@@ -42,6 +42,10 @@ class Faults:
     drop: float = 0.0
     slow: float = 0.0
     slow_s: float = 0.0
+    #: Every PATCH applied the moment it arrives and answered this many seconds later (reads
+    #: answered at once): a client stopped meanwhile, killed say, has changed the candidate
+    #: without hearing so.
+    hold_patch_s: float = 0.0
     seed: int = 0
     #: The server's clock this many seconds ahead of this machine's (negative: behind): its
     #: `Date` header and its token checks, so 900 makes every 10-minute token expired.
