@@ -14,6 +14,7 @@ and none is shown under another run's number.
 from __future__ import annotations
 
 import itertools
+import errno
 import os
 import shutil
 import sys
@@ -97,6 +98,12 @@ def _private(folder: Path) -> None:
         sync_folder(folder.parent)  # a run's backup goes in it: its name must last too
 
 
+#: What a file system that cannot sync a folder answers (it syncs files only).
+_NO_FOLDER_SYNC = frozenset(
+    e for e in (errno.EINVAL, errno.ENOTSUP, getattr(errno, "EOPNOTSUPP", None)) if e is not None
+)
+
+
 def sync_folder(folder: Path) -> None:
     """Make the names just created in `folder` (a file, a folder) survive a power cut.
 
@@ -109,5 +116,10 @@ def sync_folder(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
+    except OSError as exc:
+        # Some network and FUSE file systems cannot sync a folder (EINVAL, ENOTSUP): the
+        # file's own fsync is what they offer; a backup is not refused for it.
+        if exc.errno not in _NO_FOLDER_SYNC:
+            raise
     finally:
         os.close(fd)

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import copy
 import csv
+import errno
 import json
 import os
 import signal
@@ -585,3 +586,32 @@ def test_the_dry_runs_estimate_counts_the_reads_of_a_backup(tmp_path: Path) -> N
         said[flags] = next(line for line in res.out.splitlines() if "would take" in line)
     # 8 patches at 4 a minute: the last two windows start at 60 s; 16 requests: at 180 s.
     assert said[()].endswith("about 1m 00s.") and said[("--backup",)].endswith("about 3m 00s.")
+
+
+@pytest.mark.parametrize("refusal", [errno.EINVAL, errno.ENOTSUP])
+def test_a_file_system_that_cannot_sync_a_folder_still_keeps_a_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    # Some network and FUSE file systems sync files, not folders.
+    fsync = os.fsync
+
+    def files_only(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(refusal, os.strerror(refusal))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", files_only)
+    path = tmp_path / "run" / "backup.jsonl"
+    Backup(path, undo_sheet=tmp_path / "u.xlsx", session=None).close()
+    assert read_backup(path).undo_sheet == tmp_path / "u.xlsx"
+
+
+def test_a_folder_sync_that_fails_for_another_reason_stops_the_backup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
