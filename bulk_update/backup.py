@@ -35,7 +35,7 @@ import aiohttp
 
 from .models import Outcome, Patch
 from .readmodel import CandidateRead, NotReadable, ResumeLink
-from .records import sync_folder
+from .records import private_folder, sync_folder
 
 __all__ = [
     "BACKUP_FILE",
@@ -69,17 +69,6 @@ def default_undo_path(input_path: Path) -> Path:
 def resumes_folder(undo_sheet: Path) -> Path:
     """The folder beside the undo sheet holding the resumes it puts back."""
     return undo_sheet.with_name(f"{undo_sheet.stem} resumes")
-
-
-def private_folder(folder: Path) -> Path:
-    """`folder` (and each missing parent), created owner-only (0700)."""
-    if not folder.is_dir():
-        if not folder.parent.is_dir():
-            private_folder(folder.parent)
-        folder.mkdir(mode=0o700)
-        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        sync_folder(folder.parent)
-    return folder
 
 
 def private_file(path: Path, *, append: bool = False) -> int:

@@ -46,7 +46,7 @@ from .notes import (
 from .patch import value_at
 from .planning import Plan, plan, reads_first, requests_to_send
 from .pool import INTERRUPTED, RetryPolicy, Sender, run_pool
-from .records import keep_report, private_folder
+from .records import keep_report, run_folder
 from .report import check_report_path, default_report_path, fitting_report, write_report
 from .resolve import run_replan
 from .rowstore import Shared
@@ -151,7 +151,7 @@ def _write(
     except (OSError, ConfigError) as exc:
         if keep is None:
             raise
-        written = write(private_folder(*keep) / report_path.name)
+        written = write(run_folder(*keep) / report_path.name)
         os.chmod(written, 0o600)
         log.error(
             "the report could not be written to %s (%s): it is in %s",

@@ -13,8 +13,8 @@ and none is shown under another run's number.
 
 from __future__ import annotations
 
-import itertools
 import errno
+import itertools
 import os
 import shutil
 import sys
@@ -27,6 +27,7 @@ __all__ = [
     "kept_folder",
     "kept_report",
     "private_folder",
+    "run_folder",
     "sync_folder",
 ]
 
@@ -70,15 +71,14 @@ def keep_report(report: Path, state_dir: Path, run_id: int) -> Path:
     return kept
 
 
-def private_folder(state_dir: Path, run_id: int) -> Path:
-    """Run `run_id`'s folder, made private, for a report written there directly."""
+def run_folder(state_dir: Path, run_id: int) -> Path:
+    """Run `run_id`'s folder, made private, for a report or a backup written there directly."""
     return _fresh_folder(state_dir, run_id)
 
 
 def _fresh_folder(state_dir: Path, run_id: int) -> Path:
     runs = Path(state_dir) / RUNS_FOLDER
-    _private(Path(state_dir))  # made by the journal already, unless called on its own
-    _private(runs)
+    private_folder(runs)  # the state dir too, unless the journal made it already
     folder = kept_folder(state_dir, run_id)
     if kept_report(state_dir, run_id) is not None:
         # Left by a journal that was moved away (its numbers start again at 1).
@@ -87,15 +87,19 @@ def _fresh_folder(state_dir: Path, run_id: int) -> Path:
             if not earlier.exists():
                 folder.rename(earlier)
                 break
-    _private(folder)
-    return folder
+    return private_folder(folder)
 
 
-def _private(folder: Path) -> None:
+def private_folder(folder: Path) -> Path:
+    """`folder` (and each missing parent), created owner-only (0700), its name synced to
+    disk (a run's backup goes in such folders: their names must last too)."""
     if not folder.is_dir():
+        if not folder.parent.is_dir():
+            private_folder(folder.parent)
         folder.mkdir(mode=0o700)
         os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
-        sync_folder(folder.parent)  # a run's backup goes in it: its name must last too
+        sync_folder(folder.parent)
+    return folder
 
 
 #: What a file system that cannot sync a folder answers (it syncs files only).

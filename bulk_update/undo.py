@@ -186,7 +186,7 @@ def start_backup(
     """Open a run's backup file: in its folder of the state dir; without a journal (the
     in-process sandbox) in a private temporary folder, gone when `stack` closes."""
     if state_dir is not None and run_id is not None:
-        path = records.private_folder(state_dir, run_id) / "backup" / BACKUP_FILE
+        path = records.run_folder(state_dir, run_id) / "backup" / BACKUP_FILE
     else:
         path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / BACKUP_FILE
     label = f"run {run_id}" if run_id is not None else ""
