@@ -12,9 +12,9 @@ out; every other row that was backed up is in, including the rows of a killed ru
 answer never came: writing back a value a candidate still holds changes nothing.
 The sheet and the resumes' folder are created owner-only (0600/0700).
 
-A value Comeet held that the sheet's own run would refuse (undocheck.py) stays out of its
-cell and is said in `Not restorable` (`restorable`): one such value must not keep the rest
-of its row from coming back.
+A value Comeet held that the sheet's own run would refuse (undocheck.py), or that an XLSX
+cell cannot hold as it is, stays out of its cell and is said in `Not restorable`
+(`restorable`): one such value must not keep the rest of its row from coming back.
 """
 
 from __future__ import annotations
@@ -96,10 +96,17 @@ def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
 
 def restorable(record: BackupRecord, undo_sheet: Path) -> BackupRecord:
     """`record` as the undo sheet at `undo_sheet` can put it back: each before-value the
-    sheet's run would refuse (undocheck.refused) moved to its row's `lost`, with why, so
-    that its cell stays empty and the rest of the row is put back; each resume in the
-    folder beside the sheet (copied there by `undo_table` when it was not)."""
+    sheet's run would refuse (undocheck.refused), or an XLSX cell cannot hold as it is,
+    moved to its row's `lost`, with why, so that its cell stays empty and the rest of the
+    row is put back; each resume in the folder beside the sheet (copied there by
+    `undo_table` when it was not)."""
     rows = _applied(record.rows)
+    if undo_sheet.suffix.lower() != ".csv":  # an XLSX, as write_undo_sheet writes it
+        rows = [
+            _moved(row, {path: undocheck.NOT_IN_XLSX for path in undocheck.xlsx_loses(row.before)})
+            for row in rows
+        ]
+    record = replace(record, rows=rows)
     table = undo_table(record, undo_sheet)
     checked = []
     for row, line, why in zip(
@@ -134,7 +141,9 @@ def _lost_lines(record: BackupRecord) -> Iterator[list[xlsx.Cell]]:
     yield [(h, xlsx.BOLD) for h in ("row", "uid", "field", "why it cannot be put back")]
     for row in _applied(record.rows):
         for path, why in row.lost.items():
-            yield [row.row, row.uid, path, why]
+            # A field's name is the input's header (a CSV's may hold a control character),
+            # a reason may quote what Comeet held: each as an XLSX cell can hold it.
+            yield [row.row, *map(xlsx_text, (row.uid, path, why))]
 
 
 def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:

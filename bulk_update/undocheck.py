@@ -15,14 +15,25 @@ status in lower case) is no refusal: it is sent as that run sends it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from .models import Problem, SheetRow
 from .reader.cells import strip_cell
 from .schema import InvalidRow, RowValidator, resolve_columns, shown_text
+from .xlsx import excel_cell
 
-__all__ = ["refused"]
+__all__ = ["NOT_IN_XLSX", "refused", "xlsx_loses"]
+
+#: Why a value an XLSX undo sheet cannot hold as it is is not put back.
+NOT_IN_XLSX = (
+    "Comeet held a value an .xlsx cell cannot hold as it is (a control character, or more "
+    "than an Excel cell holds); to put it back, write the undo sheet as a .csv: "
+    "bulk-update undo-sheet --run N --undo-sheet FILE.csv"
+)
 
 
 def refused(table: Sequence[Sequence[str]], base_dir: Path) -> list[dict[str, str]]:
@@ -90,3 +101,13 @@ def _refusals(
                     f"send without {column} ({problem.message})"
                 )
     return more
+
+
+def xlsx_loses(before: Mapping[str, Any]) -> Iterator[str]:
+    """The fields of `before` whose text an XLSX cell cannot hold as it is: with a control
+    character XML cannot hold (the cell drops it) or longer than an Excel cell (cut)."""
+    for path, value in before.items():
+        if isinstance(value, str) and (
+            ILLEGAL_CHARACTERS_RE.search(value) or excel_cell(value) != value
+        ):
+            yield path
