@@ -28,6 +28,7 @@ from bulk_update.undocheck import NOT_IN_XLSX, refused
 from .conftest import run_cli
 from .test_backup import sheet_rows, write_csv
 from .test_client import CompatResponse
+from .test_messages import check
 from .test_resume import CREDS
 
 LINKEDIN_RULE = "is not a LinkedIn URL; write the full address"
@@ -158,6 +159,16 @@ def test_a_value_an_xlsx_cell_cannot_hold_is_said_there_and_a_csv_puts_it_back(
     ]  # fmt: skip
     (line,) = sheet_rows(write_undo_sheet(record, tmp_path / "u.csv"))
     assert (line["first_name"], line["middle_name"]) == ("Da\x01na", "x" * 40_000)
+
+
+def test_the_reasons_are_in_the_readmes_catalogue(tmp_path: Path) -> None:
+    table = [
+        ["uid", "linkedin_url", "source_contact.full_name", "source_contact.email"],
+        ["AE.1", "www.linkedin.com/in/dana", "Ann Lee", ""],
+    ]
+    (why,) = refused(table, tmp_path)
+    assert len(why) == 2
+    check(*why.values(), NOT_IN_XLSX)
 
 
 # --- the round trip on the sandbox ----------------------------------------------------------
