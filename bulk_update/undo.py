@@ -16,6 +16,10 @@ A row whose PATCH was surely refused (`not_found`, `rejected`) changed nothing a
 out; every other row that was backed up is in, including the rows of a killed run whose
 answer never came: writing back a value a candidate still holds changes nothing.
 The sheet and the resumes' folder are created owner-only (0600/0700).
+
+A value Comeet held that the sheet's own run would refuse (undocheck.py), or that an XLSX
+cell cannot hold as it is, stays out of its cell and is said in `Not restorable`
+(`restorable`): one such value must not keep the rest of its row from coming back.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 
-from . import records, xlsx
+from . import records, undocheck, xlsx
 from .backup import (
     BACKUP_FILE,
     BackedUpRow,
@@ -59,6 +64,7 @@ __all__ = [
     "backup_path",
     "check_undo_sheet",
     "finish_backup",
+    "restorable",
     "run_undo_sheet",
     "start_backup",
     "undo_bundle",
@@ -122,6 +128,39 @@ def undo_table(record: BackupRecord, undo_sheet: Path) -> list[list[str]]:
     return table
 
 
+def restorable(record: BackupRecord, undo_sheet: Path) -> BackupRecord:
+    """`record` as the undo sheet at `undo_sheet` can put it back: each before-value the
+    sheet's run would refuse (undocheck.refused), or an XLSX cell cannot hold as it is,
+    moved to its row's `lost`, with why, so that its cell stays empty and the rest of the
+    row is put back; each resume in the folder beside the sheet (copied there by
+    `undo_table` when it was not)."""
+    rows = _applied(record.rows)
+    if undo_sheet.suffix.lower() != ".csv":  # an XLSX, as write_undo_sheet writes it
+        rows = [
+            _moved(row, {path: undocheck.NOT_IN_XLSX for path in undocheck.xlsx_loses(row.before)})
+            for row in rows
+        ]
+    record = replace(record, rows=rows)
+    table = undo_table(record, undo_sheet)
+    checked = []
+    for row, line, why in zip(
+        rows, table[1:], undocheck.refused(table, undo_sheet.parent), strict=True
+    ):
+        kept = _moved(row, why)
+        for path, value in kept.before.items():
+            if isinstance(value, dict):  # its copy beside the sheet, found again as it is
+                cell = line[table[0].index(path)]
+                kept.before[path] = {**value, "file": str(undo_sheet.parent / cell)}
+        checked.append(kept)
+    return replace(record, rows=checked)
+
+
+def _moved(row: BackedUpRow, why: dict[str, str]) -> BackedUpRow:
+    """`row` (a copy) with the before-values of `why`'s fields moved to `lost`, with why."""
+    before = {path: value for path, value in row.before.items() if path not in why}
+    return replace(row, before=before, lost={**row.lost, **why})
+
+
 def _resume_cell(file: Path, row: int, undo_sheet: Path, label: str) -> str:
     resumes = resumes_folder(undo_sheet)
     if not file.resolve().is_relative_to(resumes.resolve()):
@@ -136,13 +175,16 @@ def _lost_lines(record: BackupRecord) -> Iterator[list[xlsx.Cell]]:
     yield [(h, xlsx.BOLD) for h in ("row", "uid", "field", "why it cannot be put back")]
     for row in _applied(record.rows):
         for path, why in row.lost.items():
-            yield [row.row, row.uid, path, why]
+            # A field's name is the input's header (a CSV's may hold a control character),
+            # a reason may quote what Comeet held: each as an XLSX cell can hold it.
+            yield [row.row, *map(xlsx_text, (row.uid, path, why))]
 
 
 def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
     """Write the undo sheet of `record` at `undo_sheet` (.xlsx or .csv, owner-only) and
     return where it went (the next free name when the file is open in Excel)."""
     undo_sheet = Path(undo_sheet)
+    record = restorable(record, undo_sheet)
     table = undo_table(record, undo_sheet)
     tmp = undo_sheet.with_name(f".{undo_sheet.name}.tmp")
     os.close(private_file(tmp))

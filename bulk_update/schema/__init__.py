@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from .cells import _FILE_FIELDS as FILE_FIELDS  # the fields whose cells name files
 from .cells import CellRule, ColumnCheck, column_check, escape_invisible, normalised_text, uid_check
+from .cells import _show as shown_text  # a cell's text as the messages quote it
 from .columns import names_uid, normalize_header, resolve_columns
 from .fields import (
     CUSTOM_FIELDS_PREFIX,
@@ -65,6 +66,7 @@ __all__ = [
     "normalised_text",
     "normalize_header",
     "resolve_columns",
+    "shown_text",
     "uid_check",
     "validate_row",
 ]
