@@ -20,7 +20,6 @@ import bulk_update as bu
 from bulk_update.backup import EMPTY_BEFORE, BackedUpRow, Backup, BackupRecord, read_backup
 from bulk_update.models import NOT_RESTORABLE, Patch
 from bulk_update.readmodel import holds_same, parse_candidate
-from bulk_update.report import xlsx_text
 from bulk_update.sandbox import SandboxState, ThreadedSandbox
 from bulk_update.undo import NOT_RESTORABLE_SHEET, restorable, write_undo_sheet
 from bulk_update.undocheck import NOT_IN_XLSX, refused
@@ -350,9 +349,6 @@ def test_no_candidate_comeet_returns_makes_an_undo_row_invalid(
                     continue  # a file, not text: test_backup holds it to the bytes
                 head, _, leaf = path.partition(".")
                 value = body[head][leaf] if leaf else body[head]
-                if suffix == ".xlsx" and xlsx_text(held := candidate.held(path)) != held:
-                    # What an XLSX cell holds differs: a CR reads back as a LF, and `'=x` as
-                    # `''=x` until the loader knows an undo sheet as it knows a results sheet
-                    # (branch i16-undo-csv). The sheet shows what it sends.
-                    continue
+                if suffix == ".xlsx" and "\r" in str(candidate.held(path)):
+                    continue  # an XLSX cell holds a line break as LF: the sheet shows it so
                 assert holds_same(path, candidate.held(path), value), (uid, path, value)
