@@ -136,9 +136,9 @@ def restorable(record: BackupRecord, undo_sheet: Path) -> BackupRecord:
     `undo_table` when it was not)."""
     rows = _applied(record.rows)
     if undo_sheet.suffix.lower() != ".csv":  # an XLSX, as write_undo_sheet writes it
+        lost = undocheck.not_in_xlsx(record.label)
         rows = [
-            _moved(row, {path: undocheck.NOT_IN_XLSX for path in undocheck.xlsx_loses(row.before)})
-            for row in rows
+            _moved(row, {path: lost for path in undocheck.xlsx_loses(row.before)}) for row in rows
         ]
     record = replace(record, rows=rows)
     table = undo_table(record, undo_sheet)

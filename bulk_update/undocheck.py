@@ -26,14 +26,22 @@ from .reader.cells import strip_cell
 from .schema import InvalidRow, RowValidator, resolve_columns, shown_text
 from .xlsx import excel_cell
 
-__all__ = ["NOT_IN_XLSX", "refused", "xlsx_loses"]
+__all__ = ["not_in_xlsx", "refused", "xlsx_loses"]
 
-#: Why a value an XLSX undo sheet cannot hold as it is is not put back.
-NOT_IN_XLSX = (
-    "Comeet held a value an .xlsx cell cannot hold as it is (a control character, or more "
-    "than an Excel cell holds); to put it back, write the undo sheet as a .csv: "
-    "bulk-update undo-sheet --run N --undo-sheet FILE.csv"
-)
+
+def not_in_xlsx(label: str) -> str:
+    """Why a value an XLSX undo sheet cannot hold as it is is not put back; `label` is the
+    backup's (`run <n>`, or "" for a run without a journal, which only a re-run can mend)."""
+    run = label.removeprefix("run ").strip()
+    command = (
+        f"bulk-update undo-sheet --run {run} --undo-sheet FILE.csv"
+        if run
+        else "run the sheet again with --backup --undo-sheet FILE.csv"
+    )
+    return (
+        "Comeet held a value an .xlsx cell cannot hold as it is (a control character, or more "
+        f"than an Excel cell holds); to put it back, write the undo sheet as a .csv: {command}"
+    )
 
 
 def refused(table: Sequence[Sequence[str]], base_dir: Path) -> list[dict[str, str]]:

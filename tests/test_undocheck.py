@@ -22,7 +22,7 @@ from bulk_update.models import NOT_RESTORABLE, Patch
 from bulk_update.readmodel import holds_same, parse_candidate
 from bulk_update.sandbox import SandboxState, ThreadedSandbox
 from bulk_update.undo import NOT_RESTORABLE_SHEET, restorable, write_undo_sheet
-from bulk_update.undocheck import NOT_IN_XLSX, refused
+from bulk_update.undocheck import not_in_xlsx, refused
 
 from .conftest import run_cli
 from .test_backup import sheet_rows, write_csv
@@ -144,13 +144,16 @@ def test_a_value_an_xlsx_cell_cannot_hold_is_said_there_and_a_csv_puts_it_back(
 ) -> None:
     before = {"first_name": "Da\x01na", "last_name": "Cohen", "middle_name": "x" * 40_000}
     rows = [BackedUpRow(2, "AE.1", before, {"custom_fields.T\x02eam": "not read"})]
-    record = BackupRecord(tmp_path / "u.xlsx", tmp_path / "u resumes", rows=rows)
+    record = BackupRecord(tmp_path / "u.xlsx", tmp_path / "u resumes", "run 7", rows=rows)
     (line,) = sheet_rows(write_undo_sheet(record, tmp_path / "u.xlsx"))
     assert line["last_name"] == "Cohen" and "first_name" not in line  # no row has it
+    lost = not_in_xlsx("run 7")
     assert line[NOT_RESTORABLE] == (
-        f"custom_fields.Team: not read; first_name: {NOT_IN_XLSX}; middle_name: {NOT_IN_XLSX}"
+        f"custom_fields.Team: not read; first_name: {lost}; middle_name: {lost}"
     )
-    assert "write the undo sheet as a .csv" in NOT_IN_XLSX
+    assert lost.endswith(
+        "write the undo sheet as a .csv: bulk-update undo-sheet --run 7 --undo-sheet FILE.csv"
+    )
     # The worksheet saying so opens too, though a field's name held a control character.
     listed = load_workbook(tmp_path / "u.xlsx")[NOT_RESTORABLE_SHEET].iter_rows(values_only=True)
     assert [path for _, _, path, _ in list(listed)[1:]] == [
@@ -167,7 +170,7 @@ def test_the_reasons_are_in_the_readmes_catalogue(tmp_path: Path) -> None:
     ]
     (why,) = refused(table, tmp_path)
     assert len(why) == 2
-    check(*why.values(), NOT_IN_XLSX)
+    check(*why.values(), not_in_xlsx("run 7"), not_in_xlsx(""))
 
 
 # --- the round trip on the sandbox ----------------------------------------------------------
