@@ -101,6 +101,8 @@ class BackupRecord:
     rows: list[BackedUpRow] = field(default_factory=list)
     #: Where the undo sheet was last written (None: never).
     written: Path | None = None
+    #: The run's input sheet (None: a backup written before it was recorded).
+    source: Path | None = None
 
 
 class Backup:
@@ -113,6 +115,7 @@ class Backup:
         undo_sheet: Path,
         session: aiohttp.ClientSession | None,
         label: str = "",
+        source: Path | None = None,
     ) -> None:
         self.path = path
         self.undo_sheet = undo_sheet
@@ -125,6 +128,8 @@ class Backup:
         self._fd = private_file(path, append=True)
         sync_folder(path.parent)  # the file itself, not only its lines, outlives a power cut
         header = {"undo_sheet": str(undo_sheet), "resumes": str(self.resumes), "label": label}
+        if source is not None:
+            header["sheet"] = str(source)
         self._write(header, sync=True)
 
     def close(self) -> None:
@@ -197,6 +202,8 @@ def read_backup(path: Path) -> BackupRecord:
             record = BackupRecord(
                 Path(line["undo_sheet"]), Path(line["resumes"]), line.get("label", "")
             )
+            if "sheet" in line:
+                record.source = Path(line["sheet"])
         elif "written" in line and record is not None:
             record.written = Path(line["written"])
         elif "before" in line:

@@ -383,7 +383,10 @@ async def run_async(
         if settings.backup:
             state_dir = journal.path.parent if journal is not None else None
             assert undo_sheet is not None  # check_undo_sheet's, for a run with a backup
-            kept_before.append(start_backup(state_dir, run_id, undo_sheet, http, backing_up))
+            source = the_plan.sheet.path  # recorded: `undo-sheet --run N` never writes over it
+            kept_before.append(
+                start_backup(state_dir, run_id, undo_sheet, http, backing_up, source=source)
+            )
         on_pool_result: Callable[[RowResult], None] | None = record
         on_pool_results: Callable[[Sequence[RowResult]], None] | None = None
         notes: dict[str, str] = {}

@@ -224,15 +224,18 @@ def start_backup(
     undo_sheet: Path,
     session: aiohttp.ClientSession | None,
     stack: contextlib.ExitStack,
+    *,
+    source: Path | None = None,
 ) -> Backup:
     """Open a run's backup file: in its folder of the state dir; without a journal (the
-    in-process sandbox) in a private temporary folder, gone when `stack` closes."""
+    in-process sandbox) in a private temporary folder, gone when `stack` closes. `source`:
+    the run's input sheet, recorded so that its undo sheet is never written over it."""
     if state_dir is not None and run_id is not None:
         path = records.run_folder(state_dir, run_id) / "backup" / BACKUP_FILE
     else:
         path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / BACKUP_FILE
     label = f"run {run_id}" if run_id is not None else ""
-    backup = Backup(path, undo_sheet=undo_sheet, session=session, label=label)
+    backup = Backup(path, undo_sheet=undo_sheet, session=session, label=label, source=source)
     stack.callback(backup.close)
     return backup
 
@@ -262,7 +265,7 @@ def undo_sheet_of_run(state_dir: Path, run_id: int, undo_sheet: Path | None = No
         )
     record = read_backup(path)
     target = Path(undo_sheet or record.undo_sheet)
-    check_report_path(target, kind=UNDO_SHEET)
+    check_report_path(target, source=record.source, kind=UNDO_SHEET)
     written = write_undo_sheet(record, target)
     fd = private_file(path, append=True)
     try:

@@ -445,6 +445,23 @@ async def test_the_librarys_backup_argument_counts_its_reads_in_the_estimate(
     assert summary.estimate_s == pytest.approx(0.3)
 
 
+def test_undo_sheet_of_a_run_never_writes_over_the_runs_input_sheet(tmp_path: Path) -> None:
+    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", "Dina"]])
+    env = {**CREDS, "XDG_STATE_HOME": str(tmp_path / "state")}
+    with ThreadedSandbox(make_state()) as sb:
+        res = run_cli(
+            "run", sheet, "--base-url", sb.base_url, "--rate", "1000/1", "--backup",
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+        assert res.code == 0, res.err
+    typed = sheet.read_bytes()
+    res = run_cli("undo-sheet", "--run", "1", "--undo-sheet", sheet, env=env, cwd=tmp_path)
+    assert res.code == 2
+    assert f"the undo sheet '{sheet}' would replace the input sheet" in res.err
+    assert sheet.read_bytes() == typed
+    assert read_backup(backup_path(tmp_path / "state" / "bulk-update", 1)).source == sheet
+
+
 def test_undo_sheet_of_a_run_without_a_backup_says_so(tmp_path: Path) -> None:
     res = run_cli("undo-sheet", "--run", "7", "--state-dir", tmp_path, cwd=tmp_path)
     assert res.code == 2
