@@ -53,6 +53,7 @@ from .backup import (
 )
 from .errors import CannotStartError, ConfigError
 from .models import Outcome, undo_headers
+from .reader import read_sheet
 from .records import kept_folder
 from .report import defuse_csv_cell, put_in_place, xlsx_text
 from .reportfile import OutputSheet, check_report_path
@@ -286,20 +287,39 @@ def run_undo_sheet(state_dir: Path, run_id: int) -> Path | None:
 
 def undo_bundle(undo_sheet: Path, name: str) -> Path:
     """The undo sheet as one download: itself when it puts back no resume; otherwise a
-    .zip beside it (owner-only, made once) holding the sheet, called `name`, and its
-    resumes' folder, so that its `resume` cells, paths relative to the sheet, still lead
-    to the files once the zip is unpacked anywhere."""
-    resumes = resumes_folder(undo_sheet)
-    files = sorted(f for f in resumes.rglob("*") if f.is_file()) if resumes.is_dir() else []
+    .zip beside it (owner-only, made again only when the sheet changed) holding the sheet,
+    called `name`, and the resume files its `resume` cells name, at those paths relative
+    to the sheet, so that they still lead to the files once the zip is unpacked anywhere.
+    Not thread-safe for one sheet: callers serialise (the web page holds a lock)."""
+    files = _resume_files(undo_sheet)
     if not files:
         return undo_sheet
     bundle = undo_sheet.with_suffix(".zip")
-    if bundle.is_file() and bundle.stat().st_mtime >= undo_sheet.stat().st_mtime:
+    if bundle.is_file() and bundle.stat().st_mtime_ns >= undo_sheet.stat().st_mtime_ns:
         return bundle
-    tmp = bundle.with_name(f".{bundle.name}.tmp")
-    with os.fdopen(private_file(tmp), "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
-        zf.write(undo_sheet, name)
-        for file in files:  # already compressed formats mostly (PDF, DOCX): stored as is
-            zf.write(file, file.relative_to(undo_sheet.parent).as_posix())
-    os.replace(tmp, bundle)
+    fd, tmp = tempfile.mkstemp(prefix=f".{bundle.name}.", suffix=".tmp", dir=bundle.parent)
+    try:  # mkstemp's file is owner-only already
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+            zf.write(undo_sheet, name)
+            for cell, file in files:  # PDF, DOCX: compressed already, stored as they are
+                zf.write(file, cell)
+        os.replace(tmp, bundle)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return bundle
+
+
+def _resume_files(undo_sheet: Path) -> list[tuple[str, Path]]:
+    """The resume files an undo sheet's `resume` cells name (cell text, file), in the
+    folder beside it; none for a sheet without that column."""
+    contents = read_sheet(undo_sheet, sheet=UNDO_WORKSHEET)
+    if "resume" not in contents.headers:
+        return []
+    column = contents.headers.index("resume")
+    found: dict[str, Path] = {}
+    for row in contents.rows:
+        cell = row.values[column] if column < len(row.values) else ""
+        file = (undo_sheet.parent / cell).resolve() if cell else None
+        if file and file.is_relative_to(resumes_folder(undo_sheet).resolve()) and file.is_file():
+            found[cell] = file
+    return sorted(found.items())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from bulk_update.models import (
 )
 from bulk_update.reader.cells import strip_cell
 from bulk_update.sandbox import SandboxState, ThreadedSandbox
-from bulk_update.undo import write_undo_sheet
+from bulk_update.undo import undo_bundle, write_undo_sheet
 
 from .conftest import run_cli
 from .test_resume import CREDS
@@ -195,3 +196,52 @@ def test_any_value_comes_back_through_the_sheet_reader_as_comeet_held_it(value: 
             loaded = bu.load(undo)
             assert loaded.headers == tuple(undo_headers(["first_name"]))
             assert loaded.rows[0].values[1] == value, suffix
+
+
+# --- the undo sheet as one download (undo.undo_bundle) -----------------------------------------
+
+
+def _sheet_with_a_resume(folder: Path) -> Path:
+    """An undo sheet putting back one resume; its resumes' folder also holds a file of
+    another run that the sheet does not name."""
+    kept = folder / "downloads" / "cv.pdf"  # as a backup downloads it, by its name
+    kept.parent.mkdir()
+    kept.write_bytes(b"%PDF the old cv")
+    before = {"first_name": "Dana", "resume": {"name": "cv.pdf", "file": str(kept)}}
+    rows = [BackedUpRow(2, "AE.1", before, {})]
+    undo = folder / "s.undo.xlsx"
+    record = BackupRecord(undo, folder / "s.undo resumes" / "run 3", "run 3", rows=rows)
+    write_undo_sheet(record, undo)
+    other = folder / "s.undo resumes" / "run 2" / "row 2" / "someone-else.pdf"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"%PDF not this run's")
+    return undo
+
+
+def test_the_undo_sheets_zip_holds_it_and_the_resumes_it_names_only(tmp_path: Path) -> None:
+    undo = _sheet_with_a_resume(tmp_path)
+    bundle = undo_bundle(undo, "people.undo.xlsx")
+    assert bundle == tmp_path / "s.undo.zip"
+    with zipfile.ZipFile(bundle) as zf:
+        assert zf.namelist() == ["people.undo.xlsx", "s.undo resumes/run 3/row 2/cv.pdf"]
+        assert zf.read("s.undo resumes/run 3/row 2/cv.pdf") == b"%PDF the old cv"
+    assert undo_bundle(undo, "people.undo.xlsx") == bundle  # made once
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_zip_that_fails_half_way_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    undo = _sheet_with_a_resume(tmp_path)
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        undo_bundle(undo, "people.undo.xlsx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "downloads",
+        "s.undo resumes",
+        "s.undo.xlsx",
+    ]

@@ -4,21 +4,25 @@ puts back every field that had a value, the resume byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import re
+import sqlite3
 import zipfile
+from dataclasses import replace
 from html import unescape
 from io import BytesIO
 from pathlib import Path
 
-import pytest
 from openpyxl import load_workbook
 
+from bulk_update.journal import JOURNAL_FILE
 from bulk_update.sandbox import ThreadedSandbox
 from bulk_update.undo import backup_path
 
 from .conftest import run_cli
 from .test_backup import BEFORE, HEADER, NEW_CV, OLD_CV, READABLE, ROWS, make_state, write_csv
-from .test_web import KEY, SECRET, _config, _counts, _run_to_the_end, page_for
+from .test_web import KEY, SECRET, Page, _config, _counts, _run_to_the_end, page_for
 
 
 async def test_undo_this_run_previews_the_undo_sheet_then_puts_everything_back(
@@ -54,6 +58,18 @@ async def test_undo_this_run_previews_the_undo_sheet_then_puts_everything_back(
             ws = load_workbook(BytesIO(bundle.read(names[0]))).worksheets[0]
             lines = [list(r) for r in ws.iter_rows(values_only=True)]
             assert lines[1][lines[0].index("resume")] == cv  # relative: found once unpacked
+
+            # Asked for by several at once, the zip is made once and whole for each.
+            for made in (tmp_path / "reports").glob("*.undo.zip"):
+                made.unlink()
+
+            async def fetch() -> bytes:
+                async with page.client.get(run_path + "/undo") as resp:
+                    assert resp.status == 200
+                    return await resp.read()
+
+            assert len(set(await asyncio.gather(*(fetch() for _ in range(6))))) == 1
+            assert not [p for p in (tmp_path / "reports").iterdir() if p.suffix == ".tmp"]
 
             # Without the page's token nothing happens.
             status, _, refused = await page.post(run_path + "/undo", {})
@@ -112,74 +128,96 @@ async def test_a_run_without_an_undo_sheet_offers_no_undo(tmp_path: Path) -> Non
             assert status == 404
 
 
-async def test_a_command_line_runs_undo_sheet_is_offered_on_the_runs_list(tmp_path: Path) -> None:
-    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", "Dina"]])
+def _cli_run(tmp_path: Path, url: str, name: str, *extra: str) -> None:
+    """`bulk-update run people.csv --backup` with first_name `name` for AE.1, journaled in
+    tmp_path/state."""
+    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", name]])
+    res = run_cli(
+        "run", sheet, "--base-url", url, "--backup", "--state-dir", tmp_path / "state",
+        "--rate", "1000/1", *extra, env={"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET},
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert res.code == 0, res.err
+
+
+async def _undo_from_runs_list(page: Page, number: int) -> None:
+    """Runs list -> Undo… of journal run `number` -> its preview -> Confirm, to the end."""
+    status, where, _ = await page.post(f"/journal/{number}/undo", {"csrf_token": page.csrf})
+    assert status == 303 and where.endswith("/preview")
+    _, html = await page.get(where)
+    assert "people.undo.xlsx" in html and "The undo sheet of <strong>people.csv</strong>" in html
+    assert _counts(html, "preview-counts") == {"would_update": 1}
+    _, run_path, _ = await page.post(where.replace("/preview", "/run"), {"csrf_token": page.csrf})
+    await _run_to_the_end(page, run_path)
+
+
+async def test_each_command_line_run_is_undone_from_its_own_backup(tmp_path: Path) -> None:
+    state = make_state()  # AE.1 is Dana
+    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
+        _cli_run(tmp_path, sb.base_url, "Dina")  # run 1: Dana -> Dina
+        _cli_run(tmp_path, sb.base_url, "Dora")  # run 2: Dina -> Dora, the same undo sheet
+        beside = (tmp_path / "people.undo.xlsx").read_bytes()  # run 2's, beside the input
+        async with page_for(_config(tmp_path, sb)) as page:
+            _, html = await page.get("/runs")
+            assert 'data-undo="1"' in html and 'data-undo="2"' in html
+            async with page.client.get("/journal/1/undo") as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Disposition"].endswith("people.undo.xlsx")
+                sheet = load_workbook(BytesIO(await resp.read())).worksheets[0]
+            assert list(sheet.iter_rows(values_only=True))[1][:2] == ("AE.1", "Dana")
+            await _undo_from_runs_list(page, 1)
+            assert state.candidates["AE.1"]["first_name"] == "Dana"  # run 1's, not run 2's
+            state.candidates["AE.1"]["first_name"] = "Dora"
+            await _undo_from_runs_list(page, 2)
+            assert state.candidates["AE.1"]["first_name"] == "Dina"
+    # The page wrote each in its run's folder of the state dir, never beside the input, and
+    # left the runs' backups as they were (no line added).
+    assert (tmp_path / "people.undo.xlsx").read_bytes() == beside
+    for n in (1, 2):
+        assert (tmp_path / "state" / "runs" / str(n) / "undo" / "people.undo.xlsx").is_file()
+        assert backup_path(tmp_path / "state", n).read_text().count('"written"') == 1
+
+
+async def test_only_runs_of_the_pages_account_that_ended_are_offered(tmp_path: Path) -> None:
     state, elsewhere = make_state(), make_state()
-    env = {"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET}
     with (
         ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb,
         ThreadedSandbox(elsewhere, api_key=KEY, secret=SECRET) as other,
     ):
-        for url in (sb.base_url, other.base_url):  # runs #1 and #2, each with an undo sheet
-            res = run_cli(
-                "run", sheet, "--base-url", url, "--backup", "--state-dir", tmp_path / "state",
-                "--rate", "1000/1", env=env, cwd=tmp_path,
-            )  # fmt: skip
-            assert res.code == 0, res.err
-        assert state.candidates["AE.1"]["first_name"] == "Dina"
-        async with page_for(_config(tmp_path, sb)) as page:
+        _cli_run(tmp_path, sb.base_url, "Dina")  # 1: this page's account
+        _cli_run(tmp_path, other.base_url, "Dina")  # 2: another Comeet
+        (tmp_path / "bulk_update.toml").write_text('[journal]\nscope = "globex"\n')
+        _cli_run(tmp_path, sb.base_url, "Dina")  # 3: the same Comeet, another company
+        (tmp_path / "bulk_update.toml").unlink()
+        _cli_run(tmp_path, sb.base_url, "Dora")  # 4: still sending, as far as the journal says
+        with sqlite3.connect(tmp_path / "state" / JOURNAL_FILE) as conn:
+            conn.execute("UPDATE runs SET status = 'running' WHERE id = 4")
+        # The page's base URL written with a slash at its end: the same account.
+        settings = replace(_config(tmp_path, sb).settings, base_url=sb.base_url + "/")
+        async with page_for(_config(tmp_path, sb, settings=settings)) as page:
             _, html = await page.get("/runs")
-            # Run #2 went to another Comeet: its undo is not offered from this page.
-            assert 'data-undo="1"' in html and 'data-undo="2"' not in html
-            async with page.client.get("/journal/1/undo") as resp:
-                assert resp.status == 200
-                assert resp.headers["Content-Disposition"].endswith("people.undo.xlsx")
-            for refused in ("/journal/2/undo", "/journal/9/undo"):
-                async with page.client.get(refused) as resp:
+            assert re.findall(r'data-undo="(\d+)"', html) == ["1"]
+            for refused in (2, 3, 4, 9):
+                async with page.client.get(f"/journal/{refused}/undo") as resp:
                     assert resp.status == 404
-                status, _, _ = await page.post(refused, {"csrf_token": page.csrf})
+                status, _, _ = await page.post(
+                    f"/journal/{refused}/undo", {"csrf_token": page.csrf}
+                )
                 assert status == 404
-            state.requests.clear()
-            status, where, _ = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
-            assert status == 303 and where.endswith("/preview")
-            _, html = await page.get(where)
-            assert "people.undo.xlsx" in html and state.requests == []
-            assert _counts(html, "preview-counts") == {"would_update": 1}
-            _, run_path, _ = await page.post(
-                where.replace("/preview", "/run"), {"csrf_token": page.csrf}
-            )
-            await _run_to_the_end(page, run_path)
-    assert state.candidates["AE.1"]["first_name"] == "Dana"
-    assert elsewhere.candidates["AE.1"]["first_name"] == "Dina"  # untouched by the undo
+    assert elsewhere.candidates["AE.1"]["first_name"] == "Dina"
 
 
-@pytest.mark.parametrize("how", ["deleted", "never written"])
-async def test_an_undo_sheet_not_on_disk_is_written_from_the_runs_backup(
-    tmp_path: Path, how: str
-) -> None:
-    sheet = write_csv(tmp_path / "people.csv", ["uid", "First Name"], [["AE.1", "Dina"]])
-    state = make_state()
-    env = {"COMEET_API_KEY": KEY, "COMEET_SECRET": SECRET}
-    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
-        res = run_cli(
-            "run", sheet, "--base-url", sb.base_url, "--backup", "--state-dir", tmp_path / "state",
-            "--rate", "1000/1", env=env, cwd=tmp_path,
-        )  # fmt: skip
-        assert res.code == 0, res.err
-        undo = tmp_path / "people.undo.xlsx"
-        undo.unlink()
-        if how == "never written":  # as a run killed before its end leaves its backup
-            kept = backup_path(tmp_path / "state", 1)
-            lines = kept.read_text().splitlines(keepends=True)
-            kept.write_text("".join(line for line in lines if '"written"' not in line))
+async def test_an_undo_sheet_that_cannot_be_made_is_said_in_the_page(tmp_path: Path) -> None:
+    with ThreadedSandbox(make_state(), api_key=KEY, secret=SECRET) as sb:
+        _cli_run(tmp_path, sb.base_url, "Dina")
+        # Where the page writes the run's undo sheet, a file stands (a damaged state dir).
+        (tmp_path / "state" / "runs" / "1" / "undo").write_text("not a folder")
         async with page_for(_config(tmp_path, sb)) as page:
-            _, html = await page.get("/runs")
-            assert 'data-undo="1"' in html
-            status, where, _ = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
-            assert status == 303 and where.endswith("/preview")
-            _, html = await page.get(where)
-            assert _counts(html, "preview-counts") == {"would_update": 1}
-    assert undo.is_file()  # where the run meant to write it, as `undo-sheet --run 1` does
-    assert backup_path(tmp_path / "state", 1).read_text().count('"written"') == 1 + (
-        how == "deleted"
-    )
+            async with page.client.get("/journal/1/undo") as resp:
+                assert resp.status == 500
+                text = await resp.text()
+            status, _, posted = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
+    for answer in (text, posted):
+        assert "The undo sheet could not be made" in answer and "Traceback" not in answer
+        assert "undo-sheet --run N" in answer
+    assert status == 500

@@ -57,6 +57,14 @@ class RunRecord:
     #: The copy of a real run's results sheet kept in the state dir (records.py), if any:
     #: the record of what was sent, whatever became of `report` since.
     kept_report: Path | None = None
+    #: The account's `[journal] scope` name ("" none); None for a run recorded under a
+    #: scope of the journal's older layout (one per API key), whose account is not known.
+    scope: str | None = None
+
+    def of_account(self, base_url: str, journal_scope: str | None) -> bool:
+        """Whether the run was sent to the account of `base_url` and `journal_scope` (as
+        `Journal.open` names one: the base URL without its trailing slash). Pure."""
+        return self.base_url == base_url.rstrip("/") and self.scope == (journal_scope or "")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (times as ISO 8601, paths as text)."""
@@ -185,9 +193,12 @@ def select_runs(conn: sqlite3.Connection, limit: int, state_dir: Path) -> list[R
     """The most recent runs first, of every scope in this file."""
     # A journal only read (`history`) may predate the config column.
     config = "r.config" if has_run_config(conn) else "NULL"
+    # ...and the accounts' names (schema 3): before, a scope was a key's, its account unknown.
+    named = any(row[1] == "name" for row in conn.execute("PRAGMA table_info(scopes)"))
     rows = conn.execute(
         "SELECT r.id, r.started, r.finished, r.sheet, r.report, r.dry_run, r.full,"
-        f" r.status, r.counts, r.duration_s, s.base_url, r.pid, {config}"
+        f" r.status, r.counts, r.duration_s, s.base_url, r.pid, {config},"
+        f" {'s.name' if named else 'NULL'}"
         " FROM runs r LEFT JOIN scopes s ON s.id = r.scope"
         " ORDER BY r.started DESC, r.id DESC LIMIT ?",
         (limit,),
@@ -208,6 +219,7 @@ def select_runs(conn: sqlite3.Connection, limit: int, state_dir: Path) -> list[R
             pid=row[11],
             config=row[12],
             kept_report=None if row[5] else kept_report(state_dir, row[0]),
+            scope=row[13],
         )
         for row in rows
     ]

@@ -202,7 +202,7 @@ async def _on_cleanup(app: web.Application) -> None:
 
 def create_app(config: WebConfig) -> web.Application:
     """The page as an aiohttp application (serve it with `serve`, or a test client)."""
-    from . import run_views, views  # the handlers need render and the rest from here
+    from . import run_views, undo_views, views  # the handlers need render and the rest
 
     # The upload is streamed with its own cap; every other body is a small form.
     app = web.Application(middlewares=[_guard], client_max_size=1 << 20)
@@ -210,6 +210,7 @@ def create_app(config: WebConfig) -> web.Application:
     app[STATE] = state
     views.add_routes(app)
     run_views.add_routes(app)
+    undo_views.add_routes(app)
     app.router.add_static("/static/", HERE / "static", name="static")
     app.on_response_prepare.append(_on_prepare)
     app.on_cleanup.append(_on_cleanup)

@@ -260,6 +260,16 @@ class WebRun:
         asked was locked), else the path asked for."""
         return self._report_file(self.summary)
 
+    @property
+    def undo_sheet(self) -> Path | None:
+        """The undo sheet the run wrote, when it kept one and it is on disk."""
+        return self._undo_sheet(self.summary)
+
+    @staticmethod
+    def _undo_sheet(summary: RunSummary | None) -> Path | None:
+        undo = summary.undo_sheet if summary is not None else None
+        return undo if undo is not None and undo.is_file() else None
+
     def _report_file(self, summary: RunSummary | None) -> Path:
         if summary is None:
             return self.report_path
@@ -302,9 +312,7 @@ class WebRun:
                 brake_stop="" if summary is None else self._brake_words(summary),
                 # self._lock is held: the summary taken above, not self.summary (no re-entry).
                 has_report=summary is not None and self._report_file(summary).is_file(),
-                has_undo_sheet=summary is not None
-                and summary.undo_sheet is not None
-                and summary.undo_sheet.is_file(),
+                has_undo_sheet=self._undo_sheet(summary) is not None,
                 version=self._version,
             )
 

@@ -17,6 +17,8 @@ from aiohttp import web
 
 from ..auth import Credentials
 from ..config import Settings
+from ..errors import CannotStartError
+from ..journal import RunRecord, read_runs
 from .preview import format_duration
 from .runs import RunManager
 from .security import LoginThrottle, Session, Sessions
@@ -90,6 +92,16 @@ class WebState:
 
     def __repr__(self) -> str:
         return f"WebState(uploads={len(self.uploads)}, runs={self.runs!r})"
+
+    def journal_runs(self, limit: int = 30) -> tuple[list[RunRecord], str | None]:
+        """The journal's recent runs (blocking), and what stops them being read, if anything;
+        none without a journal (sandbox mode)."""
+        if not self.config.use_journal:
+            return [], None
+        try:
+            return read_runs(self.settings.state_dir, limit=limit), None
+        except CannotStartError as exc:
+            return [], str(exc)
 
     @property
     def settings(self) -> Settings:
