@@ -486,6 +486,7 @@ def test_runs_record_start_and_finish_most_recent_first(state: Path, tmp_path: P
         base_url="http://127.0.0.1:8080",
         pid=os.getpid(),
         config="",  # none: the defaults
+        scope="",  # the account's: no `[journal] scope` named
     )
     running = runs[1]
     assert (running.status, running.finished, running.counts, running.duration_s) == (
