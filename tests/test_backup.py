@@ -632,3 +632,35 @@ def test_a_folder_sync_that_fails_for_another_reason_stops_the_backup(
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(OSError, match="Input/output error"):
         Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
+
+
+@pytest.mark.parametrize("failing", ["folder", "file"])
+def test_a_backup_that_cannot_start_closes_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # The web page serves run after run: each refused backup must not keep its descriptor.
+    fsync, os_open, os_close = os.fsync, os.open, os.close
+    opened: list[int] = []
+    closed: list[int] = []
+
+    def broken(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) == (failing == "folder"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+
+    def counted_open(*args: Any, **kwargs: Any) -> int:
+        opened.append(os_open(*args, **kwargs))
+        return opened[-1]
+
+    def counted_close(fd: int) -> None:
+        closed.append(fd)
+        os_close(fd)
+
+    (tmp_path / "run").mkdir()  # the folder that fails to sync is the one the file is in
+    monkeypatch.setattr(os, "fsync", broken)
+    monkeypatch.setattr(os, "open", counted_open)
+    monkeypatch.setattr(os, "close", counted_close)
+    with pytest.raises(OSError, match="Input/output error"):
+        Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
+    assert (tmp_path / "run" / "backup.jsonl").is_file()  # it had been opened
+    assert sorted(opened) == sorted(closed)
