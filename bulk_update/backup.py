@@ -126,11 +126,17 @@ class Backup:
         self._session = session
         private_folder(path.parent)
         self._fd = private_file(path, append=True)
-        sync_folder(path.parent)  # the file itself, not only its lines, outlives a power cut
         header = {"undo_sheet": str(undo_sheet), "resumes": str(self.resumes), "label": label}
         if source is not None:
             header["sheet"] = str(source)
-        self._write(header, sync=True)
+        try:
+            sync_folder(path.parent)  # the file itself, not only its lines, outlives a power cut
+            self._write(header, sync=True)
+        except BaseException:
+            # No Backup is returned, so nobody else could close it: a long-lived web server
+            # would keep one descriptor more for each run refused here.
+            self.close()
+            raise
 
     def close(self) -> None:
         """Close the file (idempotent)."""

@@ -39,6 +39,7 @@ from .output import (
 )
 from .pipeline import Plan, run_async
 from .planning import reads_first
+from .reader import check_sheet_path
 from .report import default_report_path
 from .signals import on_stop_signals
 from .streams import closable_standard_streams
@@ -93,11 +94,12 @@ async def _run(args: argparse.Namespace) -> int:
         backup=args.backup or None,
     )
     log_config(settings)
-    # Before the credentials and the sheet, for a preview too: an undo sheet that cannot be
-    # written, or asked for without --backup, is the command's mistake (exit 2).
-    real_report = args.report or default_report_path(args.input)
-    check_undo_sheet(args.undo_sheet, backup=settings.backup, source=args.input, report=real_report)
     if args.dry_run:
+        # A preview writes no undo sheet, so where one would go is not checked; asked for
+        # without --backup it is the command's mistake all the same (exit 2).
+        check_undo_sheet(
+            args.undo_sheet, backup=settings.backup, source=args.input, report=None, dry_run=True
+        )
         return await _dry_run(args, settings)
     credentials: Credentials
     if args.sandbox:
@@ -106,6 +108,12 @@ async def _run(args: argparse.Namespace) -> int:
         credentials = Credentials(DEMO_API_KEY, DEMO_SECRET)
     else:
         credentials = Credentials.from_env()  # before reading the input further
+    # Before the state dir and the rows: an undo sheet that cannot be written, or asked for
+    # without --backup, is the command's mistake (exit 2). After the input's own checks: a
+    # missing input is named, not the undo sheet's folder beside it.
+    check_sheet_path(args.input)
+    real_report = args.report or default_report_path(args.input)
+    check_undo_sheet(args.undo_sheet, backup=settings.backup, source=args.input, report=real_report)
     # The in-process sandbox forgets everything when the run ends: a journal of it would
     # only mislead the next run, so `--sandbox` runs keep none (and take no lock).
     with open_run(

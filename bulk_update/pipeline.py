@@ -270,7 +270,7 @@ async def run_async(
         path = fitting_report(path, len(the_plan.rows))
         check_report_path(path, len(the_plan.rows), source=the_plan.sheet.path)
     undo_sheet = check_undo_sheet(
-        undo_sheet, backup=settings.backup, source=the_plan.sheet.path, report=path
+        undo_sheet, backup=settings.backup, source=the_plan.sheet.path, report=path, dry_run=dry_run
     )
     warnings = {r.row: r.warnings for r in the_plan.rows if r.warnings}
     to_send = [r for r in the_plan.rows if r.outcome is None]
@@ -380,9 +380,10 @@ async def run_async(
             timeout_s=settings.timeout_s,
             user_agent=USER_AGENT,
         )
-        if settings.backup:
+        # A real run with a backup (check_undo_sheet's): a dry run, even one that reads
+        # (--compare), keeps no backup and writes no undo sheet over a real run's.
+        if undo_sheet is not None:
             state_dir = journal.path.parent if journal is not None else None
-            assert undo_sheet is not None  # check_undo_sheet's, for a run with a backup
             source = the_plan.sheet.path  # recorded: `undo-sheet --run N` never writes over it
             kept_before.append(
                 start_backup(state_dir, run_id, undo_sheet, http, backing_up, source=source)

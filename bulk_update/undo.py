@@ -85,13 +85,21 @@ UNDO_SHEET = OutputSheet("undo sheet", "--undo-sheet", default_undo_path)
 
 
 def check_undo_sheet(
-    undo_sheet: Path | None, *, backup: bool, source: Path, report: Path | None
+    undo_sheet: Path | None,
+    *,
+    backup: bool,
+    source: Path,
+    report: Path | None,
+    dry_run: bool = False,
 ) -> Path | None:
     """The undo sheet a run with `backup` writes (`undo_sheet`, default `<input
     stem>.undo.xlsx` beside `source`), checked before anything is sent as the report is
     (ConfigError): a .xlsx or .csv, in a folder that takes files, neither the input sheet
     nor the results sheet (`report`). None without `backup`; given without it, ConfigError:
-    whoever asked for an undo sheet must not get a run that keeps none."""
+    whoever asked for an undo sheet must not get a run that keeps none. None for a
+    `dry_run`, which writes none: where it would go is not its concern (the web page's
+    preview reads an upload from a folder its run never writes to); the argument mistake
+    is refused all the same."""
     if not backup:
         if undo_sheet is not None:
             raise ConfigError(
@@ -100,6 +108,8 @@ def check_undo_sheet(
                 fix="add --backup (or `backup = true` under [run] in the config file), or "
                 "leave out --undo-sheet",
             )
+        return None
+    if dry_run:
         return None
     path = Path(undo_sheet or default_undo_path(source))
     taken = [("the results sheet", report)] if report is not None else []

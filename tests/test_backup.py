@@ -19,12 +19,13 @@ import signal
 import stat
 import sys
 from collections.abc import Mapping
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from openpyxl import load_workbook
+from openpyxl import Workbook, load_workbook
 
 import bulk_update as bu
 from bulk_update.backup import EMPTY_BEFORE, Backup, read_backup
@@ -47,6 +48,7 @@ from bulk_update.undo import backup_path, start_backup, undo_sheet_of_run, write
 from .conftest import run_cli
 from .test_resume import CREDS, start_run, wait_for
 from .test_sandbox_read import read
+from .test_web import KEY, SECRET, _config, _counts, _settings, page_for
 
 OLD_CV = b"%PDF-1.4 the old cv \x00\x01\xff"
 NEW_CV = b"%PDF-1.4 the new cv"
@@ -510,6 +512,62 @@ def test_an_undo_sheet_that_cannot_be_written_stops_the_run_before_it_sends(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "s.csv"]  # nothing written
 
 
+@pytest.mark.parametrize("reads", [(), ("--compare", "--sandbox")])
+def test_a_dry_run_neither_checks_nor_writes_an_undo_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reads: tuple[str, ...]
+) -> None:
+    # AE.17934: a candidate the in-process sandbox holds (sample_data).
+    sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.17934", "x@new.example"]])
+    (tmp_path / "ro").mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p).name != "ro" and access(p, m))
+    kept = tmp_path / "s.undo.xlsx"  # a real run's undo sheet, where the preview's would go
+    kept.write_bytes(b"the real run's")
+    for where in (["--undo-sheet", "ro/u.xlsx"], []):
+        res = run_cli("run", sheet, "--dry-run", "--backup", *reads, *where, cwd=tmp_path)
+        assert res.code == 0, res.err
+        assert "undo sheet" not in res.out + res.err
+    assert kept.read_bytes() == b"the real run's" and not any((tmp_path / "ro").iterdir())
+
+
+async def test_the_web_pages_preview_with_backup_checks_no_undo_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page reads an upload as if in its files folder, and its run writes the undo sheet
+    # among its reports: a files folder it cannot write to is no reason to refuse a preview.
+    files = tmp_path / "ro"
+    files.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p).name != "ro" and access(p, m))
+    book = Workbook()
+    book.active.append(["uid", "First Name"])
+    book.active.append(["AE.1", "Dina"])
+    upload = BytesIO()
+    book.save(upload)
+    with ThreadedSandbox(make_state(), api_key=KEY, secret=SECRET) as sb:
+        settings = _settings(tmp_path, sb.base_url, backup=True)
+        async with page_for(_config(tmp_path, sb, files_dir=files, settings=settings)) as page:
+            status, where, _ = await page.upload("names.xlsx", upload.getvalue())
+            assert status == 303, where
+            status, html = await page.get(where)
+    assert status == 200 and "undo sheet's folder" not in html
+    assert _counts(html, "preview-counts") == {"would_update": 1}
+
+
+def test_a_missing_input_is_named_before_the_undo_sheets_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ro").mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: Path(p).name != "ro" and access(p, m))
+    for missing in ("gone/missing.csv", "ro/missing.csv"):
+        res = run_cli("run", missing, "--backup", "--sandbox", cwd=tmp_path)
+        assert res.code == 2
+        message, _, fix = res.err.partition("\n  Fix: ")
+        assert f"missing.csv: file not found ({missing})" in message, res.err
+        assert "undo sheet" not in res.err and "check the path and the file name" in fix
+
+
 def test_backup_in_the_config_file_takes_an_undo_sheet_and_checks_it(tmp_path: Path) -> None:
     sheet = write_csv(tmp_path / "s.csv", ["uid", "Email"], [["AE.1", "x@new.example"]])
     config = tmp_path / "bulk_update.toml"
@@ -632,3 +690,35 @@ def test_a_folder_sync_that_fails_for_another_reason_stops_the_backup(
     monkeypatch.setattr(os, "fsync", broken)
     with pytest.raises(OSError, match="Input/output error"):
         Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
+
+
+@pytest.mark.parametrize("failing", ["folder", "file"])
+def test_a_backup_that_cannot_start_closes_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    # The web page serves run after run: each refused backup must not keep its descriptor.
+    fsync, os_open, os_close = os.fsync, os.open, os.close
+    opened: list[int] = []
+    closed: list[int] = []
+
+    def broken(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) == (failing == "folder"):
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+
+    def counted_open(*args: Any, **kwargs: Any) -> int:
+        opened.append(os_open(*args, **kwargs))
+        return opened[-1]
+
+    def counted_close(fd: int) -> None:
+        closed.append(fd)
+        os_close(fd)
+
+    (tmp_path / "run").mkdir()  # the folder that fails to sync is the one the file is in
+    monkeypatch.setattr(os, "fsync", broken)
+    monkeypatch.setattr(os, "open", counted_open)
+    monkeypatch.setattr(os, "close", counted_close)
+    with pytest.raises(OSError, match="Input/output error"):
+        Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
+    assert (tmp_path / "run" / "backup.jsonl").is_file()  # it had been opened
+    assert sorted(opened) == sorted(closed)

@@ -60,6 +60,7 @@ __all__ = [
     "SheetStream",
     "WorksheetInfo",
     "cell_text",
+    "check_sheet_path",
     "counting_hidden",
     "header_layout",
     "list_worksheets",
@@ -98,12 +99,10 @@ def read_sheet(
         )
 
 
-@contextlib.contextmanager
-def open_sheet(
-    path: Path, *, sheet: str | None = None, encoding: str | None = None
-) -> Iterator[SheetStream]:
-    """`read_sheet`, streaming: the header at once, the rows as `SheetStream.rows` is iterated."""
-    path = Path(path)
+def check_sheet_path(path: Path) -> None:
+    """What a sheet's path must be before it is opened (InputError): a .xlsx or .csv, there,
+    a file. Reads nothing: the command line checks it before the paths a run will write to
+    (an undo sheet's folder beside an input that is not there would be the wrong news)."""
     name = path.name
     suffix = path.suffix.lower()
     if suffix in _OTHER_SHEETS:
@@ -124,7 +123,19 @@ def open_sheet(
             )
         if path.is_dir():
             raise InputError(f"{name} is a folder, not a file", fix="pass the sheet file itself")
-        opener = _open_xlsx(path, sheet) if suffix in XLSX_EXTENSIONS else _open_csv(path, encoding)
+
+
+@contextlib.contextmanager
+def open_sheet(
+    path: Path, *, sheet: str | None = None, encoding: str | None = None
+) -> Iterator[SheetStream]:
+    """`read_sheet`, streaming: the header at once, the rows as `SheetStream.rows` is iterated."""
+    path = Path(path)
+    name = path.name
+    check_sheet_path(path)
+    with _os_errors(name):
+        xlsx = path.suffix.lower() in XLSX_EXTENSIONS
+        opener = _open_xlsx(path, sheet) if xlsx else _open_csv(path, encoding)
         with opener as stream:
             yield replace(stream, rows=_guarded(stream.rows, name))
 
