@@ -75,7 +75,11 @@ def private_file(path: Path, *, append: bool = False) -> int:
     """A file descriptor of `path` opened for writing, the file owner-only (0600)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
     fd = os.open(path, flags | getattr(os, "O_BINARY", 0), 0o600)
-    os.chmod(path, 0o600)  # a file left by an earlier attempt may have had other bits
+    try:
+        os.chmod(path, 0o600)  # a file left by an earlier attempt may have had other bits
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
 
 

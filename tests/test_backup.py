@@ -28,7 +28,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 import bulk_update as bu
-from bulk_update.backup import EMPTY_BEFORE, Backup, read_backup
+from bulk_update.backup import EMPTY_BEFORE, Backup, private_file, read_backup
 from bulk_update.client import Kind, Response
 from bulk_update.limiter import SlidingWindowLimiter
 from bulk_update.models import NOT_RESTORABLE, Outcome, Patch, Rate
@@ -722,3 +722,29 @@ def test_a_backup_that_cannot_start_closes_its_file(
         Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
     assert (tmp_path / "run" / "backup.jsonl").is_file()  # it had been opened
     assert sorted(opened) == sorted(closed)
+
+
+def test_a_private_file_whose_permissions_cannot_be_set_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os_open, os_close = os.open, os.close
+    opened: list[int] = []
+    closed: list[int] = []
+
+    def counted_open(*args: Any, **kwargs: Any) -> int:
+        opened.append(os_open(*args, **kwargs))
+        return opened[-1]
+
+    def counted_close(fd: int) -> None:
+        closed.append(fd)
+        os_close(fd)
+
+    def refused(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "open", counted_open)
+    monkeypatch.setattr(os, "close", counted_close)
+    monkeypatch.setattr(os, "chmod", refused)
+    with pytest.raises(PermissionError):
+        private_file(tmp_path / "backup.jsonl")
+    assert opened and sorted(opened) == sorted(closed)
