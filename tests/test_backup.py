@@ -19,6 +19,7 @@ import signal
 import stat
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -692,59 +693,59 @@ def test_a_folder_sync_that_fails_for_another_reason_stops_the_backup(
         Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
 
 
+@dataclass
+class Descriptors:
+    """The file descriptors os.open gave and os.close took back, from now on."""
+
+    opened: list[int] = field(default_factory=list)
+    closed: list[int] = field(default_factory=list)
+
+
+@pytest.fixture
+def descriptors(monkeypatch: pytest.MonkeyPatch) -> Descriptors:
+    seen = Descriptors()
+    os_open, os_close = os.open, os.close
+
+    def counted_open(*args: Any, **kwargs: Any) -> int:
+        seen.opened.append(os_open(*args, **kwargs))
+        return seen.opened[-1]
+
+    def counted_close(fd: int) -> None:
+        seen.closed.append(fd)
+        os_close(fd)
+
+    monkeypatch.setattr(os, "open", counted_open)
+    monkeypatch.setattr(os, "close", counted_close)
+    return seen
+
+
 @pytest.mark.parametrize("failing", ["folder", "file"])
 def test_a_backup_that_cannot_start_closes_its_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str, descriptors: Descriptors
 ) -> None:
     # The web page serves run after run: each refused backup must not keep its descriptor.
-    fsync, os_open, os_close = os.fsync, os.open, os.close
-    opened: list[int] = []
-    closed: list[int] = []
+    fsync = os.fsync
 
     def broken(fd: int) -> None:
         if stat.S_ISDIR(os.fstat(fd).st_mode) == (failing == "folder"):
             raise OSError(errno.EIO, "Input/output error")
         fsync(fd)
 
-    def counted_open(*args: Any, **kwargs: Any) -> int:
-        opened.append(os_open(*args, **kwargs))
-        return opened[-1]
-
-    def counted_close(fd: int) -> None:
-        closed.append(fd)
-        os_close(fd)
-
     (tmp_path / "run").mkdir()  # the folder that fails to sync is the one the file is in
     monkeypatch.setattr(os, "fsync", broken)
-    monkeypatch.setattr(os, "open", counted_open)
-    monkeypatch.setattr(os, "close", counted_close)
     with pytest.raises(OSError, match="Input/output error"):
         Backup(tmp_path / "run" / "backup.jsonl", undo_sheet=tmp_path / "u.xlsx", session=None)
     assert (tmp_path / "run" / "backup.jsonl").is_file()  # it had been opened
-    assert sorted(opened) == sorted(closed)
+    assert descriptors.opened and sorted(descriptors.opened) == sorted(descriptors.closed)
 
 
 def test_a_private_file_whose_permissions_cannot_be_set_is_closed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, descriptors: Descriptors
 ) -> None:
-    os_open, os_close = os.open, os.close
-    opened: list[int] = []
-    closed: list[int] = []
-
-    def counted_open(*args: Any, **kwargs: Any) -> int:
-        opened.append(os_open(*args, **kwargs))
-        return opened[-1]
-
-    def counted_close(fd: int) -> None:
-        closed.append(fd)
-        os_close(fd)
-
     def refused(*args: Any, **kwargs: Any) -> None:
         raise PermissionError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(os, "open", counted_open)
-    monkeypatch.setattr(os, "close", counted_close)
     monkeypatch.setattr(os, "chmod", refused)
     with pytest.raises(PermissionError):
         private_file(tmp_path / "backup.jsonl")
-    assert opened and sorted(opened) == sorted(closed)
+    assert descriptors.opened and sorted(descriptors.opened) == sorted(descriptors.closed)

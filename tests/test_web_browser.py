@@ -119,6 +119,14 @@ def desktop_page() -> Iterator[Page]:
             browser.close()
 
 
+def _upload(page: Page, page_url: str, sheet: Path) -> None:
+    """From the upload form to the sheet's preview."""
+    page.goto(page_url + "/")
+    page.set_input_files("#sheet-input", str(sheet))
+    page.click("#upload-button")
+    page.wait_for_url("**/preview")
+
+
 def _shot(page: Page, name: str, *, full_page: bool = True) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
 
@@ -277,10 +285,7 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
         encoding="utf-8",
     )
     with desktop_page() as page:
-        page.goto(page_url + "/")
-        page.set_input_files("#sheet-input", str(tmp_path / "safety.csv"))
-        page.click("#upload-button")
-        page.wait_for_url("**/preview")
+        _upload(page, page_url, tmp_path / "safety.csv")
         assert _counts(page, "#preview-counts") == {"would_update": 2}
         expect(page.locator("#compare-time")).to_have_text("a few seconds")
 
@@ -342,10 +347,7 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
         assert _counts(page, "#run-counts") == {"updated": 1}
 
         # -- the first sheet again, compared: Comeet holds the old values once more -------
-        page.goto(page_url + "/")
-        page.set_input_files("#sheet-input", str(tmp_path / "safety.csv"))
-        page.click("#upload-button")
-        page.wait_for_url("**/preview")
+        _upload(page, page_url, tmp_path / "safety.csv")
         page.click("#compare-button")
         page.wait_for_url("**/preview")
         expect(page.locator("#preview-changes")).to_contain_text(
@@ -353,10 +355,7 @@ def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
         )
 
         # -- the brake: a uid column of something else stops after 20 rows -------------
-        page.goto(page_url + "/")
-        page.set_input_files("#sheet-input", str(tmp_path / "wrong-ids.csv"))
-        page.click("#upload-button")
-        page.wait_for_url("**/preview")
+        _upload(page, page_url, tmp_path / "wrong-ids.csv")
         page.uncheck("#backup")
         page.click("#confirm-button")
         page.wait_for_url("**/runs/*")
