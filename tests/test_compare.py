@@ -361,7 +361,9 @@ def test_a_number_comeet_knows_but_refuses_to_read_is_not_called_unknown(tmp_pat
 
 
 def test_the_estimate_counts_the_reads(tmp_path: Path) -> None:
-    uids = [f"AE.{i}" for i in range(30)]
+    # Ten rows at 10 requests per 5 s: the dry runs' reads go at once (nine at most, in the
+    # first window), while sending 11 requests or more needs a second window.
+    uids = [f"AE.{i}" for i in range(10)]
     state = compare_state(uids)
     rows = [["uid", "first_name"]] + [[uid, "New"] for uid in uids]
     rows[1][0] = "61000"  # AE.0 by its web page number
@@ -370,7 +372,7 @@ def test_the_estimate_counts_the_reads(tmp_path: Path) -> None:
     settings = Settings(rate=rate, state_dir=tmp_path / "state")
     creds = Credentials(DEMO_API_KEY, DEMO_SECRET)
     plain = dry_run(sheet, settings, report_path=False)
-    assert plain.summary.estimate_s == estimate_duration(29, rate)  # the number: invalid
+    assert plain.summary.estimate_s == estimate_duration(9, rate) == 0  # the number: invalid
     with ThreadedSandbox(state, rate=Rate(1000, 1.0)) as sb:
         live = settings.with_overrides(base_url=sb.base_url)
         compared = dry_run(
@@ -379,9 +381,8 @@ def test_the_estimate_counts_the_reads(tmp_path: Path) -> None:
         resolved = dry_run(
             sheet, live.with_overrides(resolve_ids=True), report_path=False, credentials=creds
         )
-    assert compared.summary.estimate_s == estimate_duration(2 * 29, rate)
-    assert resolved.summary.estimate_s == estimate_duration(30 + 1, rate)
-    assert compared.summary.estimate_s > plain.summary.estimate_s
+    assert compared.summary.estimate_s == estimate_duration(2 * 9, rate) == 5.0
+    assert resolved.summary.estimate_s == estimate_duration(10 + 1, rate) == 5.0
 
 
 def test_run_compare_in_the_config_file_is_the_flag(tmp_path: Path) -> None:
