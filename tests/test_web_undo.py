@@ -9,15 +9,17 @@ import base64
 import re
 import sqlite3
 import zipfile
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from html import unescape
 from io import BytesIO
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 
 from bulk_update.journal import JOURNAL_FILE
-from bulk_update.sandbox import ThreadedSandbox
+from bulk_update.sandbox import SandboxState, ThreadedSandbox
 from bulk_update.undo import backup_path
 
 from .conftest import run_cli
@@ -140,6 +142,55 @@ def _cli_run(tmp_path: Path, url: str, name: str, *extra: str) -> None:
     assert res.code == 0, res.err
 
 
+@dataclass
+class Sandboxes:
+    """Two sandboxes: this page's Comeet (`state`, `sb`) and another one."""
+
+    state: SandboxState
+    sb: ThreadedSandbox
+    elsewhere: SandboxState
+    other: ThreadedSandbox
+
+
+# The command-line runs a test needs are made by sync fixtures, before the test's event loop
+# runs: there, run_cli runs in process (from an async test it would start a process each).
+@pytest.fixture
+def sandboxes() -> Iterator[Sandboxes]:
+    state, elsewhere = make_state(), make_state()  # AE.1 is Dana in both
+    with (
+        ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb,
+        ThreadedSandbox(elsewhere, api_key=KEY, secret=SECRET) as other,
+    ):
+        yield Sandboxes(state, sb, elsewhere, other)
+
+
+@pytest.fixture
+def two_runs_of_one_sheet(tmp_path: Path, sandboxes: Sandboxes) -> Sandboxes:
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dina")  # run 1: Dana -> Dina
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dora")  # run 2: Dina -> Dora, same undo sheet
+    return sandboxes
+
+
+@pytest.fixture
+def runs_of_four_kinds(tmp_path: Path, sandboxes: Sandboxes) -> Sandboxes:
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dina")  # 1: this page's account
+    _cli_run(tmp_path, sandboxes.other.base_url, "Dina")  # 2: another Comeet
+    (tmp_path / "bulk_update.toml").write_text('[journal]\nscope = "globex"\n')
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dina")  # 3: the same Comeet, another company
+    (tmp_path / "bulk_update.toml").unlink()
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dora")  # 4: still sending, says the journal
+    with sqlite3.connect(tmp_path / "state" / JOURNAL_FILE) as conn:
+        conn.execute("UPDATE runs SET status = 'running' WHERE id = 4")
+    conn.close()
+    return sandboxes
+
+
+@pytest.fixture
+def one_run(tmp_path: Path, sandboxes: Sandboxes) -> Sandboxes:
+    _cli_run(tmp_path, sandboxes.sb.base_url, "Dina")
+    return sandboxes
+
+
 async def _undo_from_runs_list(page: Page, number: int) -> None:
     """Runs list -> Undo… of journal run `number` -> its preview -> Confirm, to the end."""
     status, where, _ = await page.post(f"/journal/{number}/undo", {"csrf_token": page.csrf})
@@ -151,25 +202,24 @@ async def _undo_from_runs_list(page: Page, number: int) -> None:
     await _run_to_the_end(page, run_path)
 
 
-async def test_each_command_line_run_is_undone_from_its_own_backup(tmp_path: Path) -> None:
-    state = make_state()  # AE.1 is Dana
-    with ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb:
-        _cli_run(tmp_path, sb.base_url, "Dina")  # run 1: Dana -> Dina
-        _cli_run(tmp_path, sb.base_url, "Dora")  # run 2: Dina -> Dora, the same undo sheet
-        beside = (tmp_path / "people.undo.xlsx").read_bytes()  # run 2's, beside the input
-        async with page_for(_config(tmp_path, sb)) as page:
-            _, html = await page.get("/runs")
-            assert 'data-undo="1"' in html and 'data-undo="2"' in html
-            async with page.client.get("/journal/1/undo") as resp:
-                assert resp.status == 200
-                assert resp.headers["Content-Disposition"].endswith("people.undo.xlsx")
-                sheet = load_workbook(BytesIO(await resp.read())).worksheets[0]
-            assert list(sheet.iter_rows(values_only=True))[1][:2] == ("AE.1", "Dana")
-            await _undo_from_runs_list(page, 1)
-            assert state.candidates["AE.1"]["first_name"] == "Dana"  # run 1's, not run 2's
-            state.candidates["AE.1"]["first_name"] = "Dora"
-            await _undo_from_runs_list(page, 2)
-            assert state.candidates["AE.1"]["first_name"] == "Dina"
+async def test_each_command_line_run_is_undone_from_its_own_backup(
+    tmp_path: Path, two_runs_of_one_sheet: Sandboxes
+) -> None:
+    state, sb = two_runs_of_one_sheet.state, two_runs_of_one_sheet.sb
+    beside = (tmp_path / "people.undo.xlsx").read_bytes()  # run 2's, beside the input
+    async with page_for(_config(tmp_path, sb)) as page:
+        _, html = await page.get("/runs")
+        assert 'data-undo="1"' in html and 'data-undo="2"' in html
+        async with page.client.get("/journal/1/undo") as resp:
+            assert resp.status == 200
+            assert resp.headers["Content-Disposition"].endswith("people.undo.xlsx")
+            sheet = load_workbook(BytesIO(await resp.read())).worksheets[0]
+        assert list(sheet.iter_rows(values_only=True))[1][:2] == ("AE.1", "Dana")
+        await _undo_from_runs_list(page, 1)
+        assert state.candidates["AE.1"]["first_name"] == "Dana"  # run 1's, not run 2's
+        state.candidates["AE.1"]["first_name"] = "Dora"
+        await _undo_from_runs_list(page, 2)
+        assert state.candidates["AE.1"]["first_name"] == "Dina"
     # The page wrote each in its run's folder of the state dir, never beside the input, and
     # left the runs' backups as they were (no line added).
     assert (tmp_path / "people.undo.xlsx").read_bytes() == beside
@@ -178,45 +228,33 @@ async def test_each_command_line_run_is_undone_from_its_own_backup(tmp_path: Pat
         assert backup_path(tmp_path / "state", n).read_text().count('"written"') == 1
 
 
-async def test_only_runs_of_the_pages_account_that_ended_are_offered(tmp_path: Path) -> None:
-    state, elsewhere = make_state(), make_state()
-    with (
-        ThreadedSandbox(state, api_key=KEY, secret=SECRET) as sb,
-        ThreadedSandbox(elsewhere, api_key=KEY, secret=SECRET) as other,
-    ):
-        _cli_run(tmp_path, sb.base_url, "Dina")  # 1: this page's account
-        _cli_run(tmp_path, other.base_url, "Dina")  # 2: another Comeet
-        (tmp_path / "bulk_update.toml").write_text('[journal]\nscope = "globex"\n')
-        _cli_run(tmp_path, sb.base_url, "Dina")  # 3: the same Comeet, another company
-        (tmp_path / "bulk_update.toml").unlink()
-        _cli_run(tmp_path, sb.base_url, "Dora")  # 4: still sending, as far as the journal says
-        with sqlite3.connect(tmp_path / "state" / JOURNAL_FILE) as conn:
-            conn.execute("UPDATE runs SET status = 'running' WHERE id = 4")
-        # The page's base URL written with a slash at its end: the same account.
-        settings = replace(_config(tmp_path, sb).settings, base_url=sb.base_url + "/")
-        async with page_for(_config(tmp_path, sb, settings=settings)) as page:
-            _, html = await page.get("/runs")
-            assert re.findall(r'data-undo="(\d+)"', html) == ["1"]
-            for refused in (2, 3, 4, 9):
-                async with page.client.get(f"/journal/{refused}/undo") as resp:
-                    assert resp.status == 404
-                status, _, _ = await page.post(
-                    f"/journal/{refused}/undo", {"csrf_token": page.csrf}
-                )
-                assert status == 404
-    assert elsewhere.candidates["AE.1"]["first_name"] == "Dina"
+async def test_only_runs_of_the_pages_account_that_ended_are_offered(
+    tmp_path: Path, runs_of_four_kinds: Sandboxes
+) -> None:
+    sb = runs_of_four_kinds.sb
+    # The page's base URL written with a slash at its end: the same account.
+    settings = replace(_config(tmp_path, sb).settings, base_url=sb.base_url + "/")
+    async with page_for(_config(tmp_path, sb, settings=settings)) as page:
+        _, html = await page.get("/runs")
+        assert re.findall(r'data-undo="(\d+)"', html) == ["1"]
+        for refused in (2, 3, 4, 9):
+            async with page.client.get(f"/journal/{refused}/undo") as resp:
+                assert resp.status == 404
+            status, _, _ = await page.post(f"/journal/{refused}/undo", {"csrf_token": page.csrf})
+            assert status == 404
+    assert runs_of_four_kinds.elsewhere.candidates["AE.1"]["first_name"] == "Dina"
 
 
-async def test_an_undo_sheet_that_cannot_be_made_is_said_in_the_page(tmp_path: Path) -> None:
-    with ThreadedSandbox(make_state(), api_key=KEY, secret=SECRET) as sb:
-        _cli_run(tmp_path, sb.base_url, "Dina")
-        # Where the page writes the run's undo sheet, a file stands (a damaged state dir).
-        (tmp_path / "state" / "runs" / "1" / "undo").write_text("not a folder")
-        async with page_for(_config(tmp_path, sb)) as page:
-            async with page.client.get("/journal/1/undo") as resp:
-                assert resp.status == 500
-                text = await resp.text()
-            status, _, posted = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
+async def test_an_undo_sheet_that_cannot_be_made_is_said_in_the_page(
+    tmp_path: Path, one_run: Sandboxes
+) -> None:
+    # Where the page writes the run's undo sheet, a file stands (a damaged state dir).
+    (tmp_path / "state" / "runs" / "1" / "undo").write_text("not a folder")
+    async with page_for(_config(tmp_path, one_run.sb)) as page:
+        async with page.client.get("/journal/1/undo") as resp:
+            assert resp.status == 500
+            text = await resp.text()
+        status, _, posted = await page.post("/journal/1/undo", {"csrf_token": page.csrf})
     for answer in (text, posted):
         assert "The undo sheet could not be made" in answer and "Traceback" not in answer
         assert "undo-sheet --run N" in answer
