@@ -56,13 +56,12 @@ def _clean_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def page_url(tmp_path: Path) -> Iterator[str]:
-    """`bulk-update serve --sandbox --port 0` in a subprocess; yields its URL."""
+@contextmanager
+def _serve(tmp_path: Path, rate: str) -> Iterator[str]:
+    """`bulk-update serve --sandbox --port 0 --rate RATE` in a subprocess; yields its URL."""
     without_backoff(tmp_path)  # the seed's failing row: its retries go at once
     proc = subprocess.Popen(
-        # 8 requests a second: the progress is there to be seen for a few seconds.
-        [sys.executable, "-m", "bulk_update", "serve", "--sandbox", "--port", "0", "--rate", "8/1"],
+        [sys.executable, "-m", "bulk_update", "serve", "--sandbox", "--port", "0", "--rate", rate],
         cwd=tmp_path,
         env=_clean_env(tmp_path),
         stdout=subprocess.PIPE,
@@ -80,6 +79,20 @@ def page_url(tmp_path: Path) -> Iterator[str]:
             proc.wait(20)
         except subprocess.TimeoutExpired:  # pragma: no cover - a hung server
             proc.kill()
+
+
+@pytest.fixture
+def page_url(tmp_path: Path) -> Iterator[str]:
+    """The page at 8 requests a second: the progress is there to be seen for a few seconds."""
+    with _serve(tmp_path, "8/1") as url:
+        yield url
+
+
+@pytest.fixture
+def quick_page_url(tmp_path: Path) -> Iterator[str]:
+    """The page at 100 requests a second: for steps whose progress is not what is shown."""
+    with _serve(tmp_path, "100/1") as url:
+        yield url
 
 
 def _counts(page: Page, selector: str) -> dict[str, int]:
@@ -270,7 +283,8 @@ def test_the_whole_flow_in_chromium(tmp_path: Path, page_url: str) -> None:
         _shot(page, "web-runs")
 
 
-def test_the_safety_net_in_chromium(tmp_path: Path, page_url: str) -> None:
+def test_the_safety_net_in_chromium(tmp_path: Path, quick_page_url: str) -> None:
+    page_url = quick_page_url
     # Two of the sandbox's candidates: Dana's email, status and resume change; Noa's row
     # holds what Comeet holds already. (The sandbox page finds files in sample_data.)
     (tmp_path / "safety.csv").write_text(
