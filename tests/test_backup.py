@@ -214,10 +214,10 @@ def test_a_backup_run_killed_with_patches_in_flight_has_them_in_its_undo_sheet(
         with state.lock:
             return sum(r.method == "PATCH" for r in state.requests)
 
-    # Each PATCH is applied as it arrives and answered 0.3 s later (reads at once): the
+    # Each PATCH is applied as it arrives and answered 0.15 s later (reads at once): the
     # kill lands once `answered` answers went back and at least one more PATCH is applied
     # and waiting for its answer, in the middle of that PATCH.
-    with ThreadedSandbox(state, faults=Faults(hold_patch_s=0.3)) as sb:
+    with ThreadedSandbox(state, faults=Faults(hold_patch_s=0.15)) as sb:
         proc = start_run(sheet, sb, state_dir, "--rate", "1000/1", "--backup")
         wait_for(lambda: answered <= patches_answered() < len(state.applied))
         proc.kill()

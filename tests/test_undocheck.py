@@ -332,7 +332,7 @@ async def _backed_up(people: list[dict[str, Any]], path: Path, undo: Path) -> No
             backup.close()
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(people=st.lists(candidates(), min_size=1, max_size=6))
 def test_no_candidate_comeet_returns_makes_an_undo_row_invalid(
     tmp_path_factory: pytest.TempPathFactory, people: list[dict[str, Any]]
