@@ -83,15 +83,23 @@ def _rows(report: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+@pytest.fixture(scope="module")
+def whole_report(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The sample's dry-run report, written with both streams read (once for the module)."""
+    folder = tmp_path_factory.mktemp("whole")
+    whole = folder / "whole.csv"
+    args = ["run", str(SAMPLE / "candidates.csv"), "--dry-run", "--report", str(whole)]
+    assert _run(args, folder)[0] == 1
+    return whole.read_bytes()
+
+
 @pytest.mark.parametrize("unbuffered", ["", "1"])
 @pytest.mark.parametrize("closed", ["stdout", "stderr"])
 def test_a_dry_run_writes_its_report_and_exits_with_its_own_status(
-    tmp_path: Path, closed: str, unbuffered: str
+    tmp_path: Path, closed: str, unbuffered: str, whole_report: bytes
 ) -> None:
     """Buffered, the output meets the closed pipe at a flush; unbuffered, at each write."""
     sheet = SAMPLE / "candidates.csv"
-    whole = tmp_path / "whole.csv"
-    assert _run(["run", str(sheet), "--dry-run", "--report", str(whole)], tmp_path)[0] == 1
     report = tmp_path / "r.csv"
     code, out, err = _run(
         ["run", str(sheet), "--dry-run", "--report", str(report)],
@@ -100,7 +108,7 @@ def test_a_dry_run_writes_its_report_and_exits_with_its_own_status(
         env={"PYTHONUNBUFFERED": unbuffered} if unbuffered else {},
     )
     assert code == 1  # the sample has invalid rows: the run's own status, not 3 (nor 0)
-    assert report.read_bytes() == whole.read_bytes()
+    assert report.read_bytes() == whole_report
     said = out + err
     assert not [word for word in NOISE if word in said], said
     if closed == "stderr":  # the other stream still gets its share
