@@ -18,6 +18,7 @@ import itertools
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import suppress
 from pathlib import Path
 
@@ -27,6 +28,7 @@ __all__ = [
     "kept_folder",
     "kept_report",
     "private_folder",
+    "private_temp",
     "run_folder",
     "sync_folder",
 ]
@@ -88,6 +90,14 @@ def _fresh_folder(state_dir: Path, run_id: int) -> Path:
                 folder.rename(earlier)
                 break
     return private_folder(folder)
+
+
+def private_temp(path: Path) -> Path:
+    """A new, empty, owner-only (0600) file beside `path`, under a name of its own, to be
+    written and then moved onto `path`: two writers of one path never share a temporary."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 def private_folder(folder: Path) -> Path:

@@ -54,7 +54,7 @@ from .backup import (
 from .errors import CannotStartError, ConfigError
 from .models import Outcome, undo_headers
 from .reader import read_sheet
-from .records import kept_folder
+from .records import kept_folder, private_temp
 from .report import defuse_csv_cell, put_in_place, xlsx_text
 from .reportfile import OutputSheet, check_report_path
 
@@ -197,8 +197,7 @@ def write_undo_sheet(record: BackupRecord, undo_sheet: Path) -> Path:
     undo_sheet = Path(undo_sheet)
     record = restorable(record, undo_sheet)
     table = undo_table(record, undo_sheet)
-    tmp = undo_sheet.with_name(f".{undo_sheet.name}.tmp")
-    os.close(private_file(tmp))
+    tmp = private_temp(undo_sheet)
     try:
         if undo_sheet.suffix.lower() == ".csv":
             buffer = io.StringIO()
@@ -300,22 +299,23 @@ def undo_bundle(undo_sheet: Path, name: str) -> Path:
     .zip beside it (owner-only, made again only when the sheet changed) holding the sheet,
     called `name`, and the resume files its `resume` cells name, at those paths relative
     to the sheet, so that they still lead to the files once the zip is unpacked anywhere.
-    Not thread-safe for one sheet: callers serialise (the web page holds a lock)."""
+    Two callers at once each write a temporary of their own; the web page holds a lock so
+    that the zip is made once."""
     files = _resume_files(undo_sheet)
     if not files:
         return undo_sheet
     bundle = undo_sheet.with_suffix(".zip")
     if bundle.is_file() and bundle.stat().st_mtime_ns >= undo_sheet.stat().st_mtime_ns:
         return bundle
-    fd, tmp = tempfile.mkstemp(prefix=f".{bundle.name}.", suffix=".tmp", dir=bundle.parent)
-    try:  # mkstemp's file is owner-only already
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w") as zf:
+    tmp = private_temp(bundle)
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
             zf.write(undo_sheet, name)
             for cell, file in files:  # PDF, DOCX: compressed already, stored as they are
                 zf.write(file, cell)
         os.replace(tmp, bundle)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return bundle
 
 
